@@ -1,0 +1,1 @@
+//! Host test bed for the real Xen xenstored.
