@@ -1,0 +1,577 @@
+//! Errors: the daemon's error strings ([`ErrorCode`]), what a misbehaving
+//! peer can do wrong ([`ProtocolViolation`]), transport failures
+//! ([`TransportError`]), and the one error type of the API ([`XsError`]).
+
+use alloc::string::String;
+use core::fmt;
+
+use crate::wire::MsgType;
+
+/// An error string the daemon sent in an `ERROR` reply.
+///
+/// The first sixteen are `xsd_errors[]` of `io/xs_wire.h`, in its order.
+/// `Equota` is what the OCaml daemon (oxenstored) sends when a quota is hit.
+/// Anything else is kept verbatim in `Unknown` (FreeBSD maps it to EINVAL;
+/// we keep the string so the caller can see it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Invalid argument (bad path, malformed request).
+    Einval,
+    /// Permission denied.
+    Eacces,
+    /// Already exists.
+    Eexist,
+    /// Is a directory.
+    Eisdir,
+    /// No such node or transaction.
+    Enoent,
+    /// The daemon ran out of memory.
+    Enomem,
+    /// Out of space (per-domain node quota in the C daemon).
+    Enospc,
+    /// Input/output error.
+    Eio,
+    /// Directory not empty.
+    Enotempty,
+    /// Operation not supported by this daemon.
+    Enosys,
+    /// Read-only.
+    Erofs,
+    /// Busy.
+    Ebusy,
+    /// Transaction conflict: retry it.
+    Eagain,
+    /// Already connected.
+    Eisconn,
+    /// Too big (reply over the payload limit, node too large).
+    E2big,
+    /// Operation not permitted.
+    Eperm,
+    /// Quota exceeded (oxenstored).
+    Equota,
+    /// A string no Xen header lists.
+    Unknown(String),
+}
+
+/// The known error strings, indexed like the variants above.
+const KNOWN: [(&str, ErrorCode); 17] = [
+    ("EINVAL", ErrorCode::Einval),
+    ("EACCES", ErrorCode::Eacces),
+    ("EEXIST", ErrorCode::Eexist),
+    ("EISDIR", ErrorCode::Eisdir),
+    ("ENOENT", ErrorCode::Enoent),
+    ("ENOMEM", ErrorCode::Enomem),
+    ("ENOSPC", ErrorCode::Enospc),
+    ("EIO", ErrorCode::Eio),
+    ("ENOTEMPTY", ErrorCode::Enotempty),
+    ("ENOSYS", ErrorCode::Enosys),
+    ("EROFS", ErrorCode::Erofs),
+    ("EBUSY", ErrorCode::Ebusy),
+    ("EAGAIN", ErrorCode::Eagain),
+    ("EISCONN", ErrorCode::Eisconn),
+    ("E2BIG", ErrorCode::E2big),
+    ("EPERM", ErrorCode::Eperm),
+    ("EQUOTA", ErrorCode::Equota),
+];
+
+impl ErrorCode {
+    /// Maps an error string (without its NUL) to a code; unknown strings are
+    /// kept in [`ErrorCode::Unknown`] (lossily decoded if not UTF-8).
+    pub fn from_wire(s: &[u8]) -> ErrorCode {
+        KNOWN
+            .iter()
+            .find(|(name, _)| name.as_bytes() == s)
+            .map(|(_, code)| code.clone())
+            .unwrap_or_else(|| ErrorCode::Unknown(String::from_utf8_lossy(s).into_owned()))
+    }
+
+    /// The wire string of this code.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorCode::Unknown(s) => s,
+            known => KNOWN
+                .iter()
+                .find(|(_, c)| c == known)
+                .map_or("", |(name, _)| name),
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something the peer sent that the protocol does not allow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProtocolViolation {
+    /// A message announced a payload over [`crate::wire::PAYLOAD_MAX`]; its
+    /// body was skipped in full.
+    PayloadTooLong {
+        /// The announced length.
+        len: u32,
+    },
+    /// A payload that must end in NUL does not.
+    MissingNul,
+    /// A reply whose type is neither the request's nor `ERROR`.
+    UnexpectedReplyType {
+        /// The request's type.
+        expected: MsgType,
+        /// The raw type received.
+        got: u32,
+    },
+    /// A reply body that does not have the shape its type requires.
+    MalformedBody {
+        /// The reply's type.
+        ty: MsgType,
+        /// What was wrong.
+        what: &'static str,
+    },
+}
+
+impl fmt::Display for ProtocolViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolViolation::PayloadTooLong { len } => {
+                write!(f, "payload of {len} bytes exceeds the 4096-byte limit")
+            }
+            ProtocolViolation::MissingNul => f.write_str("payload lacks its terminating NUL"),
+            ProtocolViolation::UnexpectedReplyType { expected, got } => {
+                write!(f, "reply of type {got} to a {expected} request")
+            }
+            ProtocolViolation::MalformedBody { ty, what } => {
+                write!(f, "malformed {ty} reply: {what}")
+            }
+        }
+    }
+}
+
+/// Which of the two rings of the shared page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingSide {
+    /// The request ring (we produce, the daemon consumes).
+    Request,
+    /// The response ring (the daemon produces, we consume).
+    Response,
+}
+
+/// Why a transport stopped working.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportError {
+    /// The peer closed the connection, or the client shut it down.
+    Closed,
+    /// Nothing arrived within the timeout (not fatal).
+    TimedOut,
+    /// An operating-system I/O error (errno where known).
+    Io {
+        /// The OS error number, if any.
+        errno: Option<i32>,
+        /// What the OS said.
+        detail: String,
+    },
+    /// The ring's producer is more than a ring ahead of its consumer: the
+    /// indexes are corrupt and were not trusted.
+    BadRingIndexes {
+        /// The ring whose indexes are bad.
+        ring: RingSide,
+        /// Its consumer index.
+        cons: u32,
+        /// Its producer index.
+        prod: u32,
+    },
+    /// The daemon reported an error in the ring page's `error` field
+    /// (1 COMM, 2 RINGIDX, 3 PROTO).
+    PeerReported {
+        /// The value of the `error` field.
+        code: u32,
+    },
+}
+
+impl TransportError {
+    /// Whether the connection is unusable after this error (everything but
+    /// a timeout).
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, TransportError::TimedOut)
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportError::Closed => f.write_str("connection closed"),
+            TransportError::TimedOut => f.write_str("timed out"),
+            TransportError::Io {
+                errno: Some(e),
+                detail,
+            } => write!(f, "I/O error {e}: {detail}"),
+            TransportError::Io {
+                errno: None,
+                detail,
+            } => write!(f, "I/O error: {detail}"),
+            TransportError::BadRingIndexes { ring, cons, prod } => write!(
+                f,
+                "bad {ring:?} ring indexes cons={cons:#x} prod={prod:#x} (gap over 1024)"
+            ),
+            TransportError::PeerReported { code } => {
+                write!(f, "the daemon flagged error {code} in the ring page")
+            }
+        }
+    }
+}
+
+/// The operation and path an error is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// The request's message type.
+    pub op: MsgType,
+    /// The path the request named, if it named one.
+    pub path: Option<String>,
+}
+
+impl Context {
+    /// Context for `op` on `path`.
+    pub fn new(op: MsgType, path: Option<&str>) -> Context {
+        Context {
+            op,
+            path: path.map(String::from),
+        }
+    }
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "{} {p}", self.op),
+            None => write!(f, "{}", self.op),
+        }
+    }
+}
+
+/// Why a path was refused before sending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// The empty string.
+    Empty,
+    /// Longer than [`crate::wire::ABS_PATH_MAX`] (absolute) or
+    /// [`crate::wire::REL_PATH_MAX`] (relative).
+    TooLong {
+        /// The path's length.
+        len: usize,
+        /// The applicable limit.
+        max: usize,
+    },
+    /// A byte outside `[A-Za-z0-9-/_@]`.
+    BadChar(u8),
+    /// `//` somewhere.
+    DoubleSlash,
+    /// A trailing `/` (only the root may end in `/`).
+    TrailingSlash,
+    /// A `@special` path where only watches allow one.
+    SpecialNotAllowed,
+}
+
+/// Every error the API returns.
+///
+/// Daemon errors carry the [`Context`] (operation and path) they answered;
+/// match them as `XsError::Enoent(_)`. [`XsError::code`] gives the bare
+/// [`ErrorCode`] for code that handles errors generically.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum XsError {
+    /// Daemon: EINVAL.
+    Einval(Context),
+    /// Daemon: EACCES.
+    Eacces(Context),
+    /// Daemon: EEXIST.
+    Eexist(Context),
+    /// Daemon: EISDIR.
+    Eisdir(Context),
+    /// Daemon: ENOENT.
+    Enoent(Context),
+    /// Daemon: ENOMEM.
+    Enomem(Context),
+    /// Daemon: ENOSPC.
+    Enospc(Context),
+    /// Daemon: EIO.
+    Eio(Context),
+    /// Daemon: ENOTEMPTY.
+    Enotempty(Context),
+    /// Daemon: ENOSYS.
+    Enosys(Context),
+    /// Daemon: EROFS.
+    Erofs(Context),
+    /// Daemon: EBUSY.
+    Ebusy(Context),
+    /// Daemon: EAGAIN (transaction conflict).
+    Eagain(Context),
+    /// Daemon: EISCONN.
+    Eisconn(Context),
+    /// Daemon: E2BIG.
+    E2big(Context),
+    /// Daemon: EPERM.
+    Eperm(Context),
+    /// Daemon: EQUOTA (oxenstored).
+    Equota(Context),
+    /// Daemon: an error string no Xen header lists.
+    Unknown(String, Context),
+
+    /// Local: the path was refused before sending.
+    InvalidPath {
+        /// The path (truncated to 64 bytes if longer).
+        path: String,
+        /// Why.
+        reason: PathError,
+    },
+    /// Local: the request's payload would exceed 4096 bytes; not sent.
+    PayloadTooLarge {
+        /// The operation and path.
+        ctx: Context,
+        /// The payload length it would have had.
+        len: usize,
+    },
+    /// Local: a request named a transaction this client does not have open.
+    NoSuchTransaction {
+        /// The transaction id.
+        tx_id: u32,
+    },
+    /// The peer broke the protocol while answering this request.
+    Protocol {
+        /// The operation and path.
+        ctx: Context,
+        /// What the peer did.
+        violation: ProtocolViolation,
+    },
+    /// The connection is unusable; every later call fails the same way.
+    Disconnected(TransportError),
+    /// No reply within the configured request timeout.
+    Timeout(Context),
+    /// A value could not be parsed into the requested type.
+    Parse {
+        /// The node read.
+        path: String,
+        /// The value (lossily decoded, truncated to 64 bytes).
+        value: String,
+    },
+    /// The client is in a state that forbids the call (e.g. `reset_watches`
+    /// while watches are registered); says which.
+    InvalidState(&'static str),
+    /// The platform could not start a thread the runtime needs.
+    Spawn(&'static str),
+}
+
+impl XsError {
+    /// The error for daemon reply `code` to the request described by `ctx`.
+    pub fn from_code(code: ErrorCode, ctx: Context) -> XsError {
+        match code {
+            ErrorCode::Einval => XsError::Einval(ctx),
+            ErrorCode::Eacces => XsError::Eacces(ctx),
+            ErrorCode::Eexist => XsError::Eexist(ctx),
+            ErrorCode::Eisdir => XsError::Eisdir(ctx),
+            ErrorCode::Enoent => XsError::Enoent(ctx),
+            ErrorCode::Enomem => XsError::Enomem(ctx),
+            ErrorCode::Enospc => XsError::Enospc(ctx),
+            ErrorCode::Eio => XsError::Eio(ctx),
+            ErrorCode::Enotempty => XsError::Enotempty(ctx),
+            ErrorCode::Enosys => XsError::Enosys(ctx),
+            ErrorCode::Erofs => XsError::Erofs(ctx),
+            ErrorCode::Ebusy => XsError::Ebusy(ctx),
+            ErrorCode::Eagain => XsError::Eagain(ctx),
+            ErrorCode::Eisconn => XsError::Eisconn(ctx),
+            ErrorCode::E2big => XsError::E2big(ctx),
+            ErrorCode::Eperm => XsError::Eperm(ctx),
+            ErrorCode::Equota => XsError::Equota(ctx),
+            ErrorCode::Unknown(s) => XsError::Unknown(s, ctx),
+        }
+    }
+
+    /// The daemon's error code, if this error came from the daemon.
+    pub fn code(&self) -> Option<ErrorCode> {
+        let code = match self {
+            XsError::Einval(_) => ErrorCode::Einval,
+            XsError::Eacces(_) => ErrorCode::Eacces,
+            XsError::Eexist(_) => ErrorCode::Eexist,
+            XsError::Eisdir(_) => ErrorCode::Eisdir,
+            XsError::Enoent(_) => ErrorCode::Enoent,
+            XsError::Enomem(_) => ErrorCode::Enomem,
+            XsError::Enospc(_) => ErrorCode::Enospc,
+            XsError::Eio(_) => ErrorCode::Eio,
+            XsError::Enotempty(_) => ErrorCode::Enotempty,
+            XsError::Enosys(_) => ErrorCode::Enosys,
+            XsError::Erofs(_) => ErrorCode::Erofs,
+            XsError::Ebusy(_) => ErrorCode::Ebusy,
+            XsError::Eagain(_) => ErrorCode::Eagain,
+            XsError::Eisconn(_) => ErrorCode::Eisconn,
+            XsError::E2big(_) => ErrorCode::E2big,
+            XsError::Eperm(_) => ErrorCode::Eperm,
+            XsError::Equota(_) => ErrorCode::Equota,
+            XsError::Unknown(s, _) => ErrorCode::Unknown(s.clone()),
+            _ => return None,
+        };
+        Some(code)
+    }
+
+    /// The operation context of a daemon error, timeout or violation.
+    pub fn context(&self) -> Option<&Context> {
+        match self {
+            XsError::Einval(c)
+            | XsError::Eacces(c)
+            | XsError::Eexist(c)
+            | XsError::Eisdir(c)
+            | XsError::Enoent(c)
+            | XsError::Enomem(c)
+            | XsError::Enospc(c)
+            | XsError::Eio(c)
+            | XsError::Enotempty(c)
+            | XsError::Enosys(c)
+            | XsError::Erofs(c)
+            | XsError::Ebusy(c)
+            | XsError::Eagain(c)
+            | XsError::Eisconn(c)
+            | XsError::E2big(c)
+            | XsError::Eperm(c)
+            | XsError::Equota(c)
+            | XsError::Unknown(_, c)
+            | XsError::Timeout(c) => Some(c),
+            XsError::PayloadTooLarge { ctx, .. } | XsError::Protocol { ctx, .. } => Some(ctx),
+            _ => None,
+        }
+    }
+
+    /// Whether this is the daemon's EAGAIN (a transaction should be retried).
+    pub fn is_eagain(&self) -> bool {
+        matches!(self, XsError::Eagain(_))
+    }
+}
+
+/// At most 64 bytes of `s`, cut at a character boundary, for error messages.
+pub(crate) fn truncated(s: &str) -> String {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    String::from(&s[..end])
+}
+
+impl fmt::Display for XsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let (Some(code), Some(ctx)) = (self.code(), self.context()) {
+            // Daemon errors: "ENOENT from READ /a/b".
+            return write!(f, "{code} from {ctx}");
+        }
+        match self {
+            XsError::InvalidPath { path, reason } => write!(f, "invalid path {path:?}: {reason:?}"),
+            XsError::PayloadTooLarge { ctx, len } => {
+                write!(
+                    f,
+                    "{ctx}: payload of {len} bytes exceeds the 4096-byte limit; not sent"
+                )
+            }
+            XsError::NoSuchTransaction { tx_id } => write!(f, "transaction {tx_id} is not open"),
+            XsError::Protocol { ctx, violation } => {
+                write!(f, "{ctx}: protocol violation: {violation}")
+            }
+            XsError::Disconnected(cause) => write!(f, "xenstore connection lost: {cause}"),
+            XsError::Timeout(ctx) => write!(f, "{ctx}: no reply within the request timeout"),
+            XsError::Parse { path, value } => write!(f, "{path}: cannot parse value {value:?}"),
+            XsError::InvalidState(why) => write!(f, "not allowed now: {why}"),
+            XsError::Spawn(what) => write!(f, "could not start the {what} thread"),
+            // Daemon errors were written above.
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+impl core::error::Error for XsError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn every_xsd_error_string_maps_to_its_code_and_back() {
+        // The strings of xs_wire.h's xsd_errors[], in its order, plus oxenstored's EQUOTA.
+        let strings = [
+            "EINVAL",
+            "EACCES",
+            "EEXIST",
+            "EISDIR",
+            "ENOENT",
+            "ENOMEM",
+            "ENOSPC",
+            "EIO",
+            "ENOTEMPTY",
+            "ENOSYS",
+            "EROFS",
+            "EBUSY",
+            "EAGAIN",
+            "EISCONN",
+            "E2BIG",
+            "EPERM",
+            "EQUOTA",
+        ];
+        let ctx = Context::new(MsgType::Read, Some("/a"));
+        let mut seen = alloc::vec::Vec::new();
+        for s in strings {
+            let code = ErrorCode::from_wire(s.as_bytes());
+            assert!(
+                !matches!(code, ErrorCode::Unknown(_)),
+                "{s} should be known"
+            );
+            assert_eq!(code.as_str(), s);
+            let err = XsError::from_code(code.clone(), ctx.clone());
+            assert_eq!(err.code(), Some(code.clone()));
+            assert_eq!(err.context(), Some(&ctx));
+            assert!(!seen.contains(&code), "{s} maps to a code already used");
+            seen.push(code);
+        }
+        assert!(XsError::from_code(ErrorCode::Eagain, ctx.clone()).is_eagain());
+        assert!(matches!(
+            XsError::from_code(ErrorCode::Eacces, ctx.clone()),
+            XsError::Eacces(Context {
+                op: MsgType::Read,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn unknown_error_strings_are_kept_verbatim() {
+        let code = ErrorCode::from_wire(b"EINVAL: Could not convert 'x' to int");
+        assert_eq!(
+            code,
+            ErrorCode::Unknown("EINVAL: Could not convert 'x' to int".into())
+        );
+        let err = XsError::from_code(code, Context::new(MsgType::Write, Some("/x")));
+        assert_eq!(
+            err.to_string(),
+            "EINVAL: Could not convert 'x' to int from WRITE /x"
+        );
+        // Invalid UTF-8 does not panic.
+        assert!(matches!(
+            ErrorCode::from_wire(&[0xff, b'E']),
+            ErrorCode::Unknown(_)
+        ));
+    }
+
+    #[test]
+    fn display_names_the_operation_and_path() {
+        let err = XsError::Enoent(Context::new(MsgType::Read, Some("/local/domain/1/x")));
+        assert_eq!(err.to_string(), "ENOENT from READ /local/domain/1/x");
+        let err = XsError::Disconnected(TransportError::BadRingIndexes {
+            ring: RingSide::Response,
+            cons: 0,
+            prod: 5000,
+        });
+        assert!(err.to_string().contains("bad Response ring indexes"));
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        let s = "é".repeat(40); // 80 bytes
+        let t = truncated(&s);
+        assert!(t.len() <= 64);
+        assert!(s.starts_with(&t));
+    }
+}
