@@ -1,0 +1,284 @@
+//! `testbed`: the shell entry point of the testbed crate.
+//!
+//! ```text
+//! testbed fetch
+//! testbed up [--domid N]... [--state-dir DIR] [--ivshmem SOCKET]
+//!            [--no-trace] [--quota NAME=N]... [--xl-perms] [--daemon-arg ARG]...
+//! ```
+//!
+//! `up` starts the real xenstored, introduces the domains, prints
+//! `key=value` lines ending with `ready=1`, and runs until SIGTERM, SIGINT
+//! or SIGHUP, until stdin reaches EOF (only when stdin is a pipe or socket,
+//! so `testbed up ... &` with stdin on /dev/null keeps running), or until
+//! the daemon dies (exit status 1). Lines read from a piped stdin are
+//! commands: `restart` (restart the daemon, answers `restarted=1`) and
+//! `quit`. See testbed/README.md.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use testbed::ivshmem::IvshmemServer;
+use testbed::{DomainConfig, HomeLayout, Options, Quota, Testbed};
+
+const USAGE: &str = "usage:
+  testbed fetch
+      Locate or download xenstored; print daemon= and daemon_version=.
+  testbed up [--domid N]... [--state-dir DIR] [--ivshmem SOCKET]
+             [--no-trace] [--quota NAME=N]... [--xl-perms] [--daemon-arg ARG]...
+      Start xenstored, introduce the domains (default: 1), serve the first
+      domain's ring to QEMU on SOCKET if --ivshmem is given; print key=value
+      lines ending with ready=1; run until SIGTERM/SIGINT, stdin EOF (pipe),
+      `quit` on stdin, or the daemon's death. `restart` on stdin restarts
+      the daemon.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("fetch") if args.len() == 1 => fetch(),
+        Some("up") => parse_up(&args[1..]).and_then(up),
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(USAGE.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("testbed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn fetch() -> CliResult<()> {
+    let daemon = testbed::xenstored()?;
+    println!("daemon={}", daemon.path.display());
+    println!("daemon_version={}", daemon.version);
+    Ok(())
+}
+
+struct UpArgs {
+    domids: Vec<u32>,
+    state_dir: Option<PathBuf>,
+    ivshmem: Option<PathBuf>,
+    trace: bool,
+    quotas: Vec<Quota>,
+    layout: HomeLayout,
+    daemon_args: Vec<String>,
+}
+
+fn parse_up(args: &[String]) -> CliResult<UpArgs> {
+    let mut up = UpArgs {
+        domids: Vec::new(),
+        state_dir: None,
+        ivshmem: None,
+        trace: true,
+        quotas: Vec::new(),
+        layout: HomeLayout::OwnedByDomain,
+        daemon_args: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{arg} needs a value"))
+        };
+        match arg.as_str() {
+            "--domid" => up.domids.push(value()?.parse().map_err(|_| "bad --domid")?),
+            "--state-dir" => up.state_dir = Some(value()?.into()),
+            "--ivshmem" => up.ivshmem = Some(value()?.into()),
+            "--no-trace" => up.trace = false,
+            "--quota" => up.quotas.push(Quota::parse(&value()?)?),
+            "--xl-perms" => up.layout = HomeLayout::Xl,
+            "--daemon-arg" => up.daemon_args.push(value()?),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
+        }
+    }
+    if up.domids.is_empty() {
+        up.domids.push(1);
+    }
+    Ok(up)
+}
+
+fn up(args: UpArgs) -> CliResult<()> {
+    // Block the stop signals before any thread exists (threads inherit the
+    // mask), so they all arrive through the signalfd below.
+    let signals = SignalFd::new(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
+
+    let mut options = Options::new().trace(args.trace).keep_on_panic(false);
+    if let Some(dir) = &args.state_dir {
+        options = options.state_dir(dir);
+    }
+    for quota in &args.quotas {
+        options = options.quota(*quota);
+    }
+    for arg in &args.daemon_args {
+        options = options.daemon_arg(arg);
+    }
+    let tb = Testbed::with_options(options)?;
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "daemon={}", tb.xenstored().path.display())?;
+    writeln!(out, "daemon_version={}", tb.xenstored().version)?;
+    writeln!(out, "state_dir={}", tb.state_dir().display())?;
+    writeln!(out, "socket={}", tb.socket_path().display())?;
+    if let Some(trace) = tb.trace_path() {
+        writeln!(out, "trace={}", trace.display())?;
+    }
+    writeln!(out, "syslog={}", tb.syslog_path().display())?;
+    if let Some(pid) = tb.daemon_pid() {
+        writeln!(out, "pid={pid}")?;
+    }
+    let mut domains = Vec::new();
+    for &domid in &args.domids {
+        let mut config = DomainConfig::new(domid);
+        config.home = args.layout;
+        let domain = tb.introduce_domain_with(config)?;
+        writeln!(out, "dom{domid}_path={}", domain.home_path())?;
+        writeln!(out, "dom{domid}_page={}", domain.page_path().display())?;
+        writeln!(out, "dom{domid}_event_port={}", domain.config().event_port)?;
+        domains.push(domain);
+    }
+    // The first domain goes to QEMU; the others stay introduced, idle.
+    let mut ivshmem = None;
+    if let Some(socket) = &args.ivshmem {
+        let domain = domains.remove(0);
+        let domid = domain.domid();
+        ivshmem = Some(IvshmemServer::start(socket, domain)?);
+        writeln!(out, "ivshmem={}", socket.display())?;
+        writeln!(out, "ivshmem_domid={domid}")?;
+    }
+    writeln!(out, "ready=1")?;
+    out.flush()?;
+    drop(out);
+
+    serve(&tb, &signals, ivshmem.as_mut())
+}
+
+/// Runs until a stop condition; checks the daemon and the ivshmem thread
+/// every 250 ms.
+fn serve(
+    tb: &Testbed,
+    signals: &SignalFd,
+    mut ivshmem: Option<&mut IvshmemServer>,
+) -> CliResult<()> {
+    let watch_stdin = stdin_is_pipe_or_socket();
+    let mut pending = Vec::new();
+    loop {
+        let mut fds = vec![libc::pollfd {
+            fd: signals.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if watch_stdin {
+            fds.push(libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: fds is a valid array of pollfd for the call's duration.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 250) };
+        if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        if fds[0].revents != 0 {
+            eprintln!("testbed: signal {}: stopping", signals.take()?);
+            return Ok(());
+        }
+        if fds.get(1).is_some_and(|f| f.revents != 0) {
+            let mut buf = [0u8; 512];
+            // SAFETY: reads into a local buffer of the given length.
+            let got = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+            if got <= 0 {
+                return Ok(()); // EOF (or error): whoever started us is gone
+            }
+            pending.extend_from_slice(&buf[..got as usize]);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if !command(tb, String::from_utf8_lossy(&line).trim())? {
+                    return Ok(());
+                }
+            }
+        }
+        tb.check_daemon()?;
+        if let Some(server) = ivshmem.as_deref_mut() {
+            server.check()?;
+        }
+    }
+}
+
+/// Runs one stdin command; false means stop.
+fn command(tb: &Testbed, line: &str) -> CliResult<bool> {
+    match line {
+        "" => {}
+        "quit" => return Ok(false),
+        "restart" => {
+            tb.restart_daemon()?;
+            let mut out = std::io::stdout().lock();
+            if let Some(pid) = tb.daemon_pid() {
+                writeln!(out, "pid={pid}")?;
+            }
+            writeln!(out, "restarted=1")?;
+            out.flush()?;
+        }
+        other => eprintln!("testbed: unknown command {other:?} (restart, quit)"),
+    }
+    Ok(true)
+}
+
+fn stdin_is_pipe_or_socket() -> bool {
+    // SAFETY: fstat on fd 0 into a zeroed, exclusively borrowed stat buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(0, &mut st) } != 0 {
+        return false;
+    }
+    matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK)
+}
+
+/// The stop signals, blocked and delivered through a signalfd.
+struct SignalFd {
+    fd: OwnedFd,
+}
+
+impl SignalFd {
+    fn new(signals: &[libc::c_int]) -> std::io::Result<Self> {
+        // SAFETY: sigset manipulation on a local, then sigprocmask/signalfd
+        // FFI calls with valid pointers; results are checked.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &s in signals {
+                libc::sigaddset(&mut set, s);
+            }
+            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(SignalFd {
+                fd: OwnedFd::from_raw_fd(fd),
+            })
+        }
+    }
+
+    /// Reads one pending signal's number.
+    fn take(&self) -> std::io::Result<u32> {
+        // SAFETY: reads one signalfd_siginfo into a zeroed local buffer.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        let n = unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut info).cast(), size) };
+        if n != size as isize {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(info.ssi_signo)
+    }
+}

@@ -1,0 +1,504 @@
+//! [`Testbed`]: one real xenstored on a private socket and directory, with
+//! the toolstack's view (socket, CLI, introducing domains) and the means to
+//! restart the daemon under live domains.
+
+use std::ffi::OsString;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::daemon::{DaemonConfig, DaemonProcess};
+use crate::domain::Domain;
+use crate::error::{Error, Result};
+use crate::event::GuestEventChannel;
+use crate::fetch::{Xenstored, xenstored};
+use crate::layout::InstanceDir;
+use crate::page::SharedPage;
+use crate::toolstack::{self, DomainConfig, REQUEST_TIMEOUT};
+use crate::wire::{SocketClient, nul_join, ty};
+
+/// Xen's VIRQ_DOM_EXC: "a domain died", which makes xenstored look.
+const VIRQ_DOM_EXC: u32 = 3;
+/// Largest domid a guest can have (DOMID_FIRST_RESERVED - 1).
+const MAX_GUEST_DOMID: u32 = 0x7fef;
+
+/// A per-domain limit of the daemon. The names and defaults are the 4.17
+/// daemon's (`xenstore-control quota` prints them; testbed/README.md lists
+/// them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// Nodes a domain may own (default 1000).
+    Nodes(u32),
+    /// Watches per domain (default 128).
+    Watches(u32),
+    /// Open transactions per domain (default 10).
+    Transactions(u32),
+    /// Requests a domain may have in flight before the daemon stops
+    /// reading its ring (default 20).
+    Outstanding(u32),
+    /// Nodes one transaction may touch (default 1024).
+    TransactionNodes(u32),
+    /// Bytes of daemon memory per domain; above it the ring is stalled
+    /// (default 2621440).
+    Memory(u32),
+    /// Largest node (path + value + permissions) in bytes (default 2048).
+    NodeSize(u32),
+    /// Longest relative node path (default 2048).
+    PathMax(u32),
+    /// Permissions per node (default 5).
+    Permissions(u32),
+}
+
+impl Quota {
+    /// The daemon's name for it (XS_CONTROL "quota set <name> <value>").
+    pub fn name(self) -> &'static str {
+        match self {
+            Quota::Nodes(_) => "nodes",
+            Quota::Watches(_) => "watches",
+            Quota::Transactions(_) => "transactions",
+            Quota::Outstanding(_) => "outstanding",
+            Quota::TransactionNodes(_) => "transaction-nodes",
+            Quota::Memory(_) => "memory",
+            Quota::NodeSize(_) => "node-size",
+            Quota::PathMax(_) => "path-max",
+            Quota::Permissions(_) => "permissions",
+        }
+    }
+
+    /// The limit.
+    pub fn value(self) -> u32 {
+        match self {
+            Quota::Nodes(v)
+            | Quota::Watches(v)
+            | Quota::Transactions(v)
+            | Quota::Outstanding(v)
+            | Quota::TransactionNodes(v)
+            | Quota::Memory(v)
+            | Quota::NodeSize(v)
+            | Quota::PathMax(v)
+            | Quota::Permissions(v) => v,
+        }
+    }
+
+    /// Parses `name=value` with the daemon's names (see [`Quota::name`]).
+    pub fn parse(spec: &str) -> Result<Quota> {
+        let bad = || Error::Usage(format!("bad quota {spec:?}: want NAME=NUMBER"));
+        let (name, value) = spec.split_once('=').ok_or_else(bad)?;
+        let v: u32 = value.trim().parse().map_err(|_| bad())?;
+        let quota = match name.trim() {
+            "nodes" => Quota::Nodes(v),
+            "watches" => Quota::Watches(v),
+            "transactions" => Quota::Transactions(v),
+            "outstanding" => Quota::Outstanding(v),
+            "transaction-nodes" => Quota::TransactionNodes(v),
+            "memory" => Quota::Memory(v),
+            "node-size" => Quota::NodeSize(v),
+            "path-max" => Quota::PathMax(v),
+            "permissions" => Quota::Permissions(v),
+            other => return Err(Error::Usage(format!("unknown quota {other:?}"))),
+        };
+        Ok(quota)
+    }
+
+    /// The daemon's command-line arguments setting it at start.
+    fn args(self) -> Vec<String> {
+        let v = self.value().to_string();
+        let flag = |f: &str| vec![f.to_string(), v.clone()];
+        match self {
+            Quota::Nodes(_) => flag("-E"),
+            Quota::Watches(_) => flag("-W"),
+            Quota::Transactions(_) => flag("-t"),
+            Quota::NodeSize(_) => flag("-S"),
+            Quota::PathMax(_) => flag("-M"),
+            Quota::Permissions(_) => flag("-A"),
+            Quota::Outstanding(_) | Quota::TransactionNodes(_) | Quota::Memory(_) => {
+                vec!["-Q".to_string(), format!("{}={v}", self.name())]
+            }
+        }
+    }
+}
+
+/// How to start a testbed. `Options::default()` is: trace on, a fresh
+/// private directory, the daemon's default quotas, keep the directory when
+/// dropped during a panic.
+#[derive(Debug, Clone)]
+pub struct Options {
+    trace: bool,
+    state_dir: Option<PathBuf>,
+    quotas: Vec<Quota>,
+    daemon_args: Vec<String>,
+    keep_on_panic: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            trace: true,
+            state_dir: None,
+            quotas: Vec::new(),
+            daemon_args: Vec::new(),
+            keep_on_panic: true,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the daemon writes a trace of every request (`-T`) into the
+    /// state directory. On by default; costs a write(2) per line, so turn
+    /// it off for benchmarks.
+    pub fn trace(mut self, on: bool) -> Self {
+        self.trace = on;
+        self
+    }
+
+    /// Use `dir` (created if missing) instead of a fresh private directory.
+    /// Its path must leave room for socket names (at most 85 bytes).
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Starts the daemon with this limit.
+    pub fn quota(mut self, quota: Quota) -> Self {
+        self.quotas.push(quota);
+        self
+    }
+
+    /// Passes an extra argument to xenstored (after the testbed's own).
+    pub fn daemon_arg(mut self, arg: impl Into<String>) -> Self {
+        self.daemon_args.push(arg.into());
+        self
+    }
+
+    /// Whether a testbed dropped while its thread panics keeps its
+    /// directory (logs, trace, pages) and prints where. Default true.
+    pub fn keep_on_panic(mut self, keep: bool) -> Self {
+        self.keep_on_panic = keep;
+        self
+    }
+}
+
+/// What a xenstore-* tool printed.
+#[derive(Debug, Clone)]
+pub struct CliOutput {
+    /// The command line, for messages.
+    pub command: String,
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Standard output (lossy UTF-8).
+    pub stdout: String,
+    /// Standard error (lossy UTF-8).
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// Its stdout if it exited 0, else [`Error::CliFailed`].
+    pub fn into_stdout(self) -> Result<String> {
+        if self.status.success() {
+            Ok(self.stdout)
+        } else {
+            Err(Error::CliFailed {
+                command: self.command,
+                status: self.status,
+                stderr: self.stderr,
+            })
+        }
+    }
+}
+
+/// What xc_domain_getinfo reports for a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainState {
+    Running,
+    Dying,
+    Shutdown,
+    Crashed,
+}
+
+/// One real xenstored with its own socket and directory.
+///
+/// All methods take `&self`; share a testbed across threads by reference.
+/// Dropping it stops the daemon (SIGTERM, then SIGKILL) and removes the
+/// directory. The daemon also dies with this process if it is killed.
+#[derive(Debug)]
+pub struct Testbed {
+    /// The running daemon; `None` after a failed restart.
+    /// Lock order: `daemon` before `domains`.
+    daemon: Mutex<Option<DaemonProcess>>,
+    /// Every domain introduced and not released, in order, for
+    /// re-introduction by [`Testbed::restart_daemon`].
+    domains: Mutex<Vec<DomainConfig>>,
+    config: DaemonConfig,
+    keep_on_panic: bool,
+    /// Declared last: removed after the daemon has stopped.
+    dir: InstanceDir,
+}
+
+impl Testbed {
+    /// Starts a daemon with [`Options::default`].
+    pub fn start() -> Result<Self> {
+        Self::with_options(Options::default())
+    }
+
+    /// Locates (or fetches) xenstored, prepares the directory and starts
+    /// the daemon; returns once its socket accepts connections. Fails with
+    /// the daemon's own output if it does not come up.
+    pub fn with_options(options: Options) -> Result<Self> {
+        let binary = xenstored()?.clone();
+        let dir = match &options.state_dir {
+            Some(path) => InstanceDir::use_existing(path)?,
+            None => InstanceDir::create_private()?,
+        };
+        // dom0's ring page (behind /proc/xen/xsd_kva).
+        let dom0_page = dir.page(0);
+        std::fs::write(&dom0_page, vec![0u8; crate::page::PAGE_SIZE])
+            .map_err(|e| Error::io_path("writing", &dom0_page, e))?;
+        let mut args: Vec<String> = options.quotas.iter().flat_map(|q| q.args()).collect();
+        args.extend(options.daemon_args.iter().cloned());
+        let config = DaemonConfig {
+            binary,
+            trace: options.trace.then(|| dir.trace()),
+            args,
+        };
+        let daemon = DaemonProcess::start(&config, &dir)?;
+        Ok(Testbed {
+            daemon: Mutex::new(Some(daemon)),
+            domains: Mutex::new(Vec::new()),
+            config,
+            keep_on_panic: options.keep_on_panic,
+            dir,
+        })
+    }
+
+    /// The daemon binary and its version.
+    pub fn xenstored(&self) -> &Xenstored {
+        &self.config.binary
+    }
+
+    /// The daemon's unix socket (what `XENSTORED_PATH` must name).
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.socket()
+    }
+
+    /// The state directory (layout in testbed/README.md).
+    pub fn state_dir(&self) -> &Path {
+        self.dir.root()
+    }
+
+    /// The trace file, if tracing is on.
+    pub fn trace_path(&self) -> Option<&Path> {
+        self.config.trace.as_deref()
+    }
+
+    /// The file collecting the daemon's syslog() messages.
+    pub fn syslog_path(&self) -> PathBuf {
+        self.dir.syslog()
+    }
+
+    /// The daemon's pid, if it runs.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.lock_daemon().as_ref().map(DaemonProcess::pid)
+    }
+
+    /// Ok while the daemon runs; else why not ([`Error::DaemonDied`] with
+    /// its logs).
+    pub fn check_daemon(&self) -> Result<()> {
+        Self::check(&mut self.lock_daemon())
+    }
+
+    fn check(daemon: &mut Option<DaemonProcess>) -> Result<()> {
+        match daemon.as_mut() {
+            Some(d) => d.check_alive(),
+            None => Err(Error::DaemonStart {
+                reason: "the last restart failed; no daemon runs".to_string(),
+            }),
+        }
+    }
+
+    /// If `result` failed and the daemon has died, the death is the better
+    /// explanation; otherwise `result` as is.
+    fn explain<T>(&self, result: Result<T>) -> Result<T> {
+        match result {
+            Err(e) => Err(self.check_daemon().err().unwrap_or(e)),
+            ok => ok,
+        }
+    }
+
+    /// Environment variables pointing libxenstore and the xenstore-* tools
+    /// at this daemon.
+    pub fn client_env(&self) -> Vec<(&'static str, OsString)> {
+        vec![("XENSTORED_PATH", self.socket_path().into_os_string())]
+    }
+
+    /// A command for the xenstore-* tool `tool` ("read" or "xenstore-read")
+    /// aimed at this daemon, for tools that run long (xenstore-watch).
+    pub fn cli_command(&self, tool: &str) -> Command {
+        let program = if tool.starts_with("xenstore") {
+            tool.to_string()
+        } else {
+            format!("xenstore-{tool}")
+        };
+        let mut cmd = Command::new(program);
+        cmd.envs(self.client_env());
+        cmd
+    }
+
+    /// Runs the real xenstore-* tool `tool` with `args` against this daemon
+    /// and returns what it printed. A tool that fails is not an `Err` (see
+    /// [`CliOutput::into_stdout`]) unless the daemon died.
+    pub fn cli(&self, tool: &str, args: &[&str]) -> Result<CliOutput> {
+        let mut cmd = self.cli_command(tool);
+        cmd.args(args);
+        let command = format!("{cmd:?}");
+        let out = cmd.output().map_err(|source| Error::Cli {
+            command: format!("{command} (install the xenstore-utils package)"),
+            source,
+        })?;
+        let out = CliOutput {
+            command,
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        if !out.status.success() {
+            self.check_daemon()?;
+        }
+        Ok(out)
+    }
+
+    /// A privileged (dom0) raw connection to the daemon.
+    pub fn connect(&self) -> Result<SocketClient> {
+        self.explain(SocketClient::connect(&self.socket_path(), REQUEST_TIMEOUT))
+    }
+
+    /// Sends XS_CONTROL with `args` (what `xenstore-control` does) and
+    /// returns the daemon's answer, e.g. `control(&["quota"])`.
+    pub fn control(&self, args: &[&str]) -> Result<String> {
+        let reply = self.explain(
+            self.connect()
+                .and_then(|mut xs| xs.request(ty::CONTROL, &nul_join(args))),
+        )?;
+        let text = reply.strip_suffix(b"\0").unwrap_or(&reply);
+        Ok(String::from_utf8_lossy(text).into_owned())
+    }
+
+    /// Changes a limit in the running daemon (for every domain). Lost on
+    /// [`Testbed::restart_daemon`]; use [`Options::quota`] to keep it.
+    pub fn set_quota(&self, quota: Quota) -> Result<()> {
+        self.control(&["quota", "set", quota.name(), &quota.value().to_string()])
+            .map(drop)
+    }
+
+    /// Introduces `domid` with [`DomainConfig::new`]'s defaults.
+    pub fn introduce_domain(&self, domid: u32) -> Result<Domain> {
+        self.introduce_domain_with(DomainConfig::new(domid))
+    }
+
+    /// Creates the domain's page and event endpoint, sends XS_INTRODUCE,
+    /// then creates its home as [`DomainConfig::home`] says. Errs if the
+    /// domid is not a guest's or is already introduced.
+    pub fn introduce_domain_with(&self, config: DomainConfig) -> Result<Domain> {
+        if config.domid == 0 || config.domid > MAX_GUEST_DOMID {
+            return Err(Error::Usage(format!(
+                "domid {} is not a guest domid (1..={MAX_GUEST_DOMID})",
+                config.domid
+            )));
+        }
+        let mut daemon = self.lock_daemon();
+        let mut domains = self.domains.lock().unwrap_or_else(|p| p.into_inner());
+        if domains.iter().any(|d| d.domid == config.domid) {
+            return Err(Error::Usage(format!(
+                "domain {} is already introduced",
+                config.domid
+            )));
+        }
+        Self::check(&mut daemon)?;
+        self.write_state(config.domid, DomainState::Running)?;
+        let page = SharedPage::create(&self.dir.page(config.domid))?;
+        let events = GuestEventChannel::bind(
+            self.dir.guest_event(config.domid, config.event_port),
+            self.dir.daemon_event(config.domid, config.event_port),
+        )?;
+        let introduced = toolstack::introduce(&self.socket_path(), &config);
+        if let Err(e) = introduced {
+            return Err(Self::check(&mut daemon).err().unwrap_or(e));
+        }
+        domains.push(config.clone());
+        Ok(Domain::new(config, page, events))
+    }
+
+    /// Tells the daemon's xc_domain_getinfo that `domid` is in `state` and
+    /// raises VIRQ_DOM_EXC, as Xen does when a domain dies. For any state
+    /// but `Running` the daemon then releases the domain (fires
+    /// @releaseDomain, drops its connection and its nodes); the testbed
+    /// forgets it too (no re-introduction on restart).
+    pub fn set_domain_state(&self, domid: u32, state: DomainState) -> Result<()> {
+        let _daemon = self.lock_daemon();
+        let mut domains = self.domains.lock().unwrap_or_else(|p| p.into_inner());
+        if !domains.iter().any(|d| d.domid == domid) {
+            return Err(Error::Usage(format!("domain {domid} is not introduced")));
+        }
+        self.write_state(domid, state)?;
+        if state != DomainState::Running {
+            domains.retain(|d| d.domid != domid);
+            let virq = self.dir.virq(VIRQ_DOM_EXC);
+            UnixDatagram::unbound()
+                .and_then(|s| s.send_to(&[1], &virq))
+                .map_err(|e| Error::io_path("raising VIRQ_DOM_EXC via", &virq, e))?;
+        }
+        Ok(())
+    }
+
+    fn write_state(&self, domid: u32, state: DomainState) -> Result<()> {
+        let text = match state {
+            DomainState::Running => "running",
+            DomainState::Dying => "dying",
+            DomainState::Shutdown => "shutdown",
+            DomainState::Crashed => "crashed",
+        };
+        let path = self.dir.domain_state(domid);
+        std::fs::write(&path, text).map_err(|e| Error::io_path("writing", &path, e))
+    }
+
+    /// Stops the daemon and starts a fresh one (empty store) on the same
+    /// socket and directory, then re-introduces every domain with its same
+    /// page and event channel and recreates its home: what a guest sees
+    /// across a migration. Ring contents and indexes are left as they are;
+    /// watches and transactions of the old daemon are gone. [`Domain`]
+    /// handles stay valid.
+    pub fn restart_daemon(&self) -> Result<()> {
+        let mut daemon = self.lock_daemon();
+        let domains = self.domains.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut old) = daemon.take() {
+            old.stop();
+        }
+        *daemon = Some(DaemonProcess::start(&self.config, &self.dir)?);
+        for config in domains.iter() {
+            if let Err(e) = toolstack::introduce(&self.socket_path(), config) {
+                return Err(Self::check(&mut daemon).err().unwrap_or(e));
+            }
+        }
+        Ok(())
+    }
+
+    fn lock_daemon(&self) -> MutexGuard<'_, Option<DaemonProcess>> {
+        self.daemon.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if let Some(mut daemon) = self.lock_daemon().take() {
+            daemon.stop();
+        }
+        if self.keep_on_panic && std::thread::panicking() {
+            self.dir.keep();
+        }
+    }
+}
