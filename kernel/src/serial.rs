@@ -1,0 +1,242 @@
+//! COM1 (16550 UART at 0x3f8): polled output for the log, and
+//! interrupt-driven input into a bounded receive buffer with blocking,
+//! timeout-bounded readers ([`read_byte`], [`read_line`]).
+//!
+//! Output takes [`TX_LOCK`] (IRQ-safe, a leaf in the kernel's lock order),
+//! so whole log lines never interleave, even with interrupt handlers.
+//! Input: the IRQ 4 handler drains the UART into [`RX`] and wakes
+//! [`RX_READY`]. When the buffer is full, further bytes are dropped and
+//! counted ([`rx_dropped`]); nothing is lost silently.
+
+use alloc::collections::VecDeque;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
+
+use crate::arch::cpu::{inb, outb};
+use crate::sync::{SpinLock, WaitQueue};
+use crate::time::Instant;
+
+const COM1: u16 = 0x3f8;
+const COM1_IRQ: u8 = 4;
+const REG_DATA: u16 = 0;
+const REG_IER: u16 = 1;
+const REG_FCR: u16 = 2;
+const REG_LCR: u16 = 3;
+const REG_MCR: u16 = 4;
+const REG_LSR: u16 = 5;
+const LSR_DATA_READY: u8 = 0x01;
+const LSR_OVERRUN: u8 = 0x02;
+const LSR_THR_EMPTY: u8 = 0x20;
+
+/// Receive buffer size; bytes arriving when it is full are dropped (counted).
+pub const RX_CAPACITY: usize = 4096;
+
+/// Serialises writers so lines do not interleave. Guards nothing else.
+static TX_LOCK: SpinLock<()> = SpinLock::new(());
+/// Received bytes not yet read. Taken by the IRQ handler and by readers.
+static RX: SpinLock<VecDeque<u8>> = SpinLock::new(VecDeque::new());
+/// Readers sleep here until [`RX`] is non-empty.
+static RX_READY: WaitQueue = WaitQueue::new();
+static RX_DROPPED: AtomicU64 = AtomicU64::new(0);
+static RX_ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Errors of [`read_line`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadLineError {
+    /// The timeout passed before a line ended; the bytes read so far are in
+    /// the buffer.
+    Timeout,
+    /// The line exceeded the caller's limit; the rest of it was discarded.
+    TooLong {
+        /// The limit that was exceeded.
+        limit: usize,
+    },
+    /// Input is not enabled (called before boot finished).
+    NotEnabled,
+}
+
+impl fmt::Display for ReadLineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout => write!(f, "timed out waiting for the end of the line"),
+            Self::TooLong { limit } => write!(f, "line longer than {limit} bytes"),
+            Self::NotEnabled => write!(f, "serial input is not enabled yet"),
+        }
+    }
+}
+
+/// Programs COM1: 115200 8N1, FIFOs on, interrupts off. Called first at boot.
+pub fn init() {
+    outb(COM1 + REG_IER, 0x00);
+    outb(COM1 + REG_LCR, 0x80); // DLAB: divisor follows
+    outb(COM1 + REG_DATA, 0x01); // 115200 baud
+    outb(COM1 + REG_IER, 0x00);
+    outb(COM1 + REG_LCR, 0x03); // 8 data bits, no parity, 1 stop bit
+    outb(COM1 + REG_FCR, 0xc7); // FIFOs on and cleared, 14-byte RX trigger
+    outb(COM1 + REG_MCR, 0x0b); // DTR, RTS, OUT2 (routes the IRQ)
+}
+
+fn write_byte_raw(byte: u8) {
+    // An absent UART reads 0xff, which also says "empty": we never spin forever.
+    let mut spins = 0u32;
+    while inb(COM1 + REG_LSR) & LSR_THR_EMPTY == 0 && spins < 1_000_000 {
+        spins += 1;
+        core::hint::spin_loop();
+    }
+    outb(COM1 + REG_DATA, byte);
+}
+
+fn write_bytes_raw(bytes: &[u8]) {
+    for &b in bytes {
+        if b == b'\n' {
+            write_byte_raw(b'\r');
+        }
+        write_byte_raw(b);
+    }
+}
+
+/// Writes bytes to COM1 (`\n` becomes `\r\n`), atomically with respect to
+/// other writers. Callable from any context, including interrupt handlers.
+pub fn write_bytes(bytes: &[u8]) {
+    let _tx = TX_LOCK.lock();
+    write_bytes_raw(bytes);
+}
+
+/// Formats and writes to COM1 as one unit (see [`write_bytes`]).
+pub fn write_fmt(args: fmt::Arguments<'_>) {
+    let _tx = TX_LOCK.lock();
+    let _ = fmt::write(&mut RawWriter, args);
+}
+
+/// Writes without taking the lock; only for paths that run while the lock
+/// may be held by this CPU itself (under `TX_LOCK`, or fatal reports).
+struct RawWriter;
+
+impl fmt::Write for RawWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        write_bytes_raw(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// A writer for fatal paths (panic, exceptions): takes the output lock if it
+/// can, and writes anyway if it cannot (the holder may be the code that
+/// crashed), so a report is never lost to a deadlock.
+pub struct EmergencyWriter;
+
+impl fmt::Write for EmergencyWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let _tx = TX_LOCK.try_lock();
+        write_bytes_raw(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// `print!` to the serial console (no log prefix).
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::serial::write_fmt(format_args!($($arg)*)) };
+}
+
+/// `println!` to the serial console (no log prefix).
+#[macro_export]
+macro_rules! println {
+    () => { $crate::serial::write_bytes(b"\n") };
+    ($($arg:tt)*) => { $crate::serial::write_fmt(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+fn on_rx_interrupt() {
+    let mut rx = RX.lock();
+    let mut got = false;
+    loop {
+        let lsr = inb(COM1 + REG_LSR);
+        if lsr & LSR_OVERRUN != 0 {
+            RX_DROPPED.fetch_add(1, Ordering::Relaxed); // the UART lost at least one
+        }
+        if lsr & LSR_DATA_READY == 0 || lsr == 0xff {
+            break;
+        }
+        let byte = inb(COM1 + REG_DATA);
+        if rx.len() < RX_CAPACITY {
+            rx.push_back(byte);
+            got = true;
+        } else {
+            RX_DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    drop(rx);
+    if got {
+        RX_READY.wake_all();
+    }
+}
+
+/// Enables the receive interrupt (IRQ 4 through the IOAPIC). Called by boot
+/// once interrupts work; input arriving earlier waits in the UART FIFO.
+pub fn enable_input() {
+    RX.lock().reserve(RX_CAPACITY);
+    match crate::interrupts::register_legacy_irq(COM1_IRQ, on_rx_interrupt) {
+        Ok(_) => {
+            outb(COM1 + REG_IER, 0x01); // received-data-available interrupt
+            RX_ENABLED.store(true, Ordering::SeqCst);
+            on_rx_interrupt(); // anything that arrived before the IRQ was routed
+        }
+        Err(e) => log::warn!("serial input disabled: {e}"),
+    }
+}
+
+/// Bytes dropped because the receive buffer or the UART FIFO overflowed.
+pub fn rx_dropped() -> u64 {
+    RX_DROPPED.load(Ordering::Relaxed)
+}
+
+/// Waits for one received byte. `timeout` `None` waits forever; returns
+/// `None` on timeout or when input is not enabled. Sleeps (do not call from
+/// interrupt context or with a spin lock held).
+pub fn read_byte(timeout: Option<Duration>) -> Option<u8> {
+    if !RX_ENABLED.load(Ordering::SeqCst) {
+        return None;
+    }
+    let mut byte = None;
+    RX_READY.wait_until(
+        || {
+            byte = RX.lock().pop_front();
+            byte.is_some()
+        },
+        timeout,
+    );
+    byte
+}
+
+/// Reads one line into `line` (cleared first), without its terminator.
+/// A line ends at `\n`, `\r` or `\r\n` (a `\n` right after a `\r` that ended
+/// the previous line is skipped). `timeout` bounds the whole line. Returns
+/// the line length. Lines longer than `limit` are consumed to their end and
+/// reported as [`ReadLineError::TooLong`].
+pub fn read_line(
+    line: &mut alloc::vec::Vec<u8>,
+    limit: usize,
+    timeout: Option<Duration>,
+) -> Result<usize, ReadLineError> {
+    static LAST_WAS_CR: AtomicBool = AtomicBool::new(false);
+    if !RX_ENABLED.load(Ordering::SeqCst) {
+        return Err(ReadLineError::NotEnabled);
+    }
+    line.clear();
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut too_long = false;
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let Some(byte) = read_byte(left) else {
+            return Err(ReadLineError::Timeout);
+        };
+        let after_cr = LAST_WAS_CR.swap(byte == b'\r', Ordering::Relaxed);
+        match byte {
+            b'\n' if after_cr && line.is_empty() && !too_long => continue,
+            b'\n' | b'\r' if too_long => return Err(ReadLineError::TooLong { limit }),
+            b'\n' | b'\r' => return Ok(line.len()),
+            _ if line.len() >= limit => too_long = true,
+            _ => line.push(byte),
+        }
+    }
+}
