@@ -166,6 +166,27 @@ impl<W> Core<W> {
         waiter: W,
         out: &mut Vec<u8>,
     ) -> Result<u32, XsError> {
+        self.encode_for(req, tx_id, Some(waiter), out)
+    }
+
+    /// Like [`Core::encode`] for a request nobody waits for (a clean-up
+    /// sent on its own): its reply is reported as [`Event::LateReply`].
+    pub fn encode_unattended(
+        &mut self,
+        req: &Request<'_>,
+        tx_id: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<u32, XsError> {
+        self.encode_for(req, tx_id, None, out)
+    }
+
+    fn encode_for(
+        &mut self,
+        req: &Request<'_>,
+        tx_id: u32,
+        waiter: Option<W>,
+        out: &mut Vec<u8>,
+    ) -> Result<u32, XsError> {
         let ty = req.msg_type();
         // The daemon ignores the transaction of a watch; send none.
         let tx_id = if matches!(ty, MsgType::Watch | MsgType::Unwatch) {
@@ -183,14 +204,7 @@ impl<W> Core<W> {
         }
         let req_id = self.allocate_req_id();
         req.encode(req_id, tx_id, out)?;
-        self.pending.insert(
-            req_id,
-            Pending {
-                ty,
-                tx_id,
-                waiter: Some(waiter),
-            },
-        );
+        self.pending.insert(req_id, Pending { ty, tx_id, waiter });
         Ok(req_id)
     }
 

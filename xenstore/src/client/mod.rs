@@ -1,0 +1,209 @@
+//! The driver-facing API.
+//!
+//! A [`Client`] is one connection to the daemon; clone it freely (clones
+//! share the connection), use it from any thread. Node operations live in
+//! the [`Store`] trait, implemented by the client (outside any transaction)
+//! and by [`Transaction`] (inside one): `use xenstore::Store`.
+//!
+//! Failure behaviour: when the transport fails (the daemon closes the
+//! socket, the ring's indexes are corrupt, ...), every request in flight
+//! fails with [`XsError::Disconnected`] carrying the cause, and so does
+//! every later call, at once. Watches stop firing. There is no automatic
+//! reconnection: make a new client.
+
+mod store;
+mod transaction;
+mod watch;
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+pub use store::{Store, Target};
+pub use transaction::Transaction;
+pub use watch::Watch;
+
+use crate::error::{TransportError, XsError};
+use crate::platform::Platform;
+use crate::request::Request;
+use crate::ring::{RingEvents, RingPage, RingTransport};
+use crate::runtime::{Config, Shared, Stats, WatchEvent};
+use crate::transport::Transport;
+
+/// Shuts the connection down when the last [`Client`] clone is dropped.
+struct Handle<P: Platform> {
+    shared: Arc<Shared<P>>,
+}
+
+impl<P: Platform> Drop for Handle<P> {
+    fn drop(&mut self) {
+        self.shared.shutdown();
+    }
+}
+
+/// A connection to the XenStore daemon.
+///
+/// Watch callbacks that capture a clone of their client keep the
+/// connection alive until the watch is removed.
+pub struct Client<P: Platform> {
+    handle: Arc<Handle<P>>,
+}
+
+impl<P: Platform> Clone for Client<P> {
+    fn clone(&self) -> Self {
+        Client {
+            handle: Arc::clone(&self.handle),
+        }
+    }
+}
+
+impl<P: Platform> Client<P> {
+    /// A client over `transport`, running on `platform`'s threads.
+    ///
+    /// Starts the receive thread at once if `config.receive_mode` is
+    /// `Dedicated` or the transport needs one (the ring does).
+    /// Errors: [`XsError::Spawn`].
+    pub fn new(
+        platform: P,
+        transport: impl Transport + 'static,
+        config: Config,
+    ) -> Result<Client<P>, XsError> {
+        let shared = Shared::launch(platform, alloc::boxed::Box::new(transport), config)?;
+        Ok(Client {
+            handle: Arc::new(Handle { shared }),
+        })
+    }
+
+    /// A client over a xenstore ring page, signalled through `events` (the
+    /// guest kernel's constructor).
+    pub fn over_ring<E: RingEvents + 'static>(
+        platform: P,
+        page: RingPage,
+        events: E,
+        config: Config,
+    ) -> Result<Client<P>, XsError> {
+        Client::new(platform, RingTransport::new(page, events), config)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared<P>> {
+        &self.handle.shared
+    }
+
+    /// Starts a transaction. It holds the suspend lock shared until it ends,
+    /// so this waits while a suspend is under way.
+    ///
+    /// Errors: as for any request; ENOSPC/EQUOTA-like errors when the
+    /// daemon's per-connection transaction quota is reached.
+    pub fn transaction_start(&self) -> Result<Transaction<P>, XsError> {
+        Transaction::start(self.clone())
+    }
+
+    /// Runs `body` in a transaction and commits it, retrying the whole
+    /// transaction while the daemon answers EAGAIN (a conflicting change),
+    /// at most `Config::transaction_attempts` times. An error from `body`
+    /// aborts the transaction and is returned (EAGAIN from `body` retries).
+    ///
+    /// Errors: `body`'s error; the last EAGAIN once attempts run out.
+    pub fn transaction<R>(
+        &self,
+        mut body: impl FnMut(&Transaction<P>) -> Result<R, XsError>,
+    ) -> Result<R, XsError> {
+        let attempts = self.shared().config.transaction_attempts.max(1);
+        let mut last = None;
+        for _ in 0..attempts {
+            let t = self.transaction_start()?;
+            let result = match body(&t) {
+                Ok(value) => t.commit().map(|()| value),
+                Err(e) => {
+                    // Abort; its own failure matters less than `body`'s.
+                    let _ = t.abort();
+                    Err(e)
+                }
+            };
+            match result {
+                Err(e) if e.is_eagain() => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(XsError::InvalidState("no transaction attempt made")))
+    }
+
+    /// Watches `path` (or an `@special` path): `callback` runs on the watch
+    /// thread for the daemon's initial event (possibly before this returns)
+    /// and for each change at or below `path`. Events per watch are queued
+    /// up to `Config::watch_queue_limit`; beyond it see
+    /// [`WatchEvent::Overflow`].
+    ///
+    /// The returned handle removes the watch when dropped or on
+    /// [`Watch::unwatch`]; [`Watch::detach`] keeps it for the client's life.
+    /// Errors: invalid path; daemon errors (e.g. ENOSPC at its watch quota);
+    /// [`XsError::Spawn`] if the watch or receive thread cannot start.
+    pub fn watch(
+        &self,
+        path: &str,
+        callback: impl FnMut(&WatchEvent) + Send + 'static,
+    ) -> Result<Watch<P>, XsError> {
+        let id = Shared::add_watch(self.shared(), path, alloc::boxed::Box::new(callback))?;
+        Ok(Watch::new(self.clone(), id, path))
+    }
+
+    /// Asks the daemon to drop every watch and transaction it holds for
+    /// this connection (stale ones from a previous kernel on the same ring).
+    /// Errors: [`XsError::InvalidState`] if this client has watches or open
+    /// transactions (they would silently die).
+    pub fn reset_watches(&self) -> Result<(), XsError> {
+        self.shared().reset_watches()
+    }
+
+    /// Quiesces the client before a VM suspend: waits for every open
+    /// transaction to end (new ones wait), then for the requests in flight;
+    /// requests made after this wait until [`Client::resume`]. Must not be
+    /// called by a thread that holds an open transaction.
+    /// Errors: [`XsError::InvalidState`] if already suspended.
+    pub fn suspend(&self) -> Result<(), XsError> {
+        self.shared().suspend()
+    }
+
+    /// After the VM resumed (and the platform re-established the ring):
+    /// discards stale input, re-registers every watch (each gets an initial
+    /// event again), and lets waiting requests go.
+    /// Errors: the first failure met; the client is resumed regardless.
+    pub fn resume(&self) -> Result<(), XsError> {
+        self.shared().resume()
+    }
+
+    /// Sends any request (e.g. the toolstack's INTRODUCE) outside a
+    /// transaction and returns the reply payload, checked for its type's
+    /// shape.
+    pub fn raw_request(&self, request: &Request<'_>) -> Result<Vec<u8>, XsError> {
+        self.shared().call(request, 0)
+    }
+
+    /// The client's counters (replies, dropped messages, overflows, ...).
+    pub fn stats(&self) -> Stats {
+        self.shared().stats()
+    }
+
+    /// Why the connection failed, if it did.
+    pub fn failure(&self) -> Option<TransportError> {
+        self.shared().failure()
+    }
+}
+
+#[cfg(feature = "std")]
+impl Client<crate::StdPlatform> {
+    /// Connects to the daemon's unix socket at `path` with the default
+    /// [`Config`] (requesters read their own replies until a watch exists).
+    pub fn connect(path: impl AsRef<std::path::Path>) -> Result<Self, XsError> {
+        Self::connect_with(path, Config::default())
+    }
+
+    /// Like [`Client::connect`] with a chosen configuration.
+    pub fn connect_with(
+        path: impl AsRef<std::path::Path>,
+        config: Config,
+    ) -> Result<Self, XsError> {
+        let transport =
+            crate::transport::UnixStreamTransport::connect(path).map_err(XsError::Disconnected)?;
+        Client::new(crate::StdPlatform, transport, config)
+    }
+}

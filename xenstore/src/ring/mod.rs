@@ -1,0 +1,209 @@
+//! The shared-ring transport: the guest side of the xenstore page.
+//!
+//! [`RingEvents`] is the one boundary between "Xen" and "the QEMU test
+//! platform": on Xen, `notify` is an event-channel send and the event is the
+//! event-channel upcall; under QEMU it is the ivshmem doorbell and its
+//! interrupt; on the host it is the test bed's event socket. Nothing above
+//! this module knows which.
+//!
+//! Memory ordering follows FreeBSD's `xs_write_store`/`xs_read_store`:
+//! - producer: read the indexes, then copy the data, then a write barrier,
+//!   then publish the new producer index, then notify. The barrier makes
+//!   the data visible before the index that announces it. We also order the
+//!   index read before the data writes (Linux's `xb_write` does: the space
+//!   the consumer index frees must really be free before we overwrite it).
+//! - consumer: read the indexes, then a read barrier, then copy the data
+//!   (the data read must not be satisfied before the index that announced
+//!   it), then a full barrier, then publish the new consumer index (our
+//!   reads of the data must be done before the producer may reuse the
+//!   space), then notify.
+//!
+//! Rust's fences are used for the barriers: `Acquire` for rmb, `Release`
+//! for wmb, `SeqCst` for mb. The page is accessed with volatile operations,
+//! which the compiler does not reorder across these fences; on x86 the
+//! hardware keeps the rest of the order (TSO), so they cost nothing there
+//! but a compiler barrier, except `SeqCst` (an `mfence`).
+
+mod page;
+
+use core::sync::atomic::{AtomicBool, Ordering, fence};
+use core::time::Duration;
+
+pub use page::{
+    CONNECTED, FEATURE_ERROR, FEATURE_RECONNECTION, LocalPage, PAGE_SIZE, RECONNECT, RING_SIZE,
+    RingPage, indexes_valid, input_chunk, output_chunk,
+};
+
+use crate::error::{RingSide, TransportError};
+use crate::transport::Transport;
+
+/// Event delivery between us and the daemon for one ring page.
+pub trait RingEvents: Send + Sync {
+    /// Signals the daemon that the ring changed (event channel send,
+    /// doorbell). Implies a full memory barrier, as `notify_remote_via_evtchn`
+    /// does (a hypercall or an MMIO/syscall write is one).
+    fn notify(&self);
+
+    /// Blocks until `ready()` returns true, or `timeout` passes (`None`:
+    /// no limit); returns the last value of `ready()`.
+    ///
+    /// Contract: an event from the daemon that arrives after `ready()` was
+    /// evaluated false must end the wait (re-check `ready` after arming the
+    /// wake-up, as a kernel wait queue does). Events from both rings are
+    /// combined: `ready` is re-checked on any event. Spurious wake-ups are
+    /// fine. Once `ready()` returns true, it is not called again.
+    fn wait_until(&self, ready: &mut dyn FnMut() -> bool, timeout: Option<Duration>) -> bool;
+
+    /// Wakes every thread blocked in `wait_until` so it re-checks its
+    /// condition (used when the transport shuts down).
+    fn wake_all(&self);
+}
+
+/// The guest side of a xenstore ring page.
+pub struct RingTransport<E: RingEvents> {
+    page: RingPage,
+    events: E,
+    closed: AtomicBool,
+}
+
+impl<E: RingEvents> RingTransport<E> {
+    /// A transport over `page`, signalled through `events`.
+    ///
+    /// Like FreeBSD's `xs_init_comms`, anything left unread in the response
+    /// ring (by a previous kernel, before a kexec) is discarded: it cannot
+    /// be a reply to us.
+    pub fn new(page: RingPage, events: E) -> RingTransport<E> {
+        let t = RingTransport {
+            page,
+            events,
+            closed: AtomicBool::new(false),
+        };
+        t.discard_stale_responses();
+        t
+    }
+
+    /// The page (for diagnostics and fault injection in tests).
+    pub fn page(&self) -> &RingPage {
+        &self.page
+    }
+
+    /// The events (for the platform that delivers them).
+    pub fn events(&self) -> &E {
+        &self.events
+    }
+
+    /// Returns whether anything was discarded.
+    fn discard_stale_responses(&self) -> bool {
+        let (cons, prod) = (self.page.rsp_cons(), self.page.rsp_prod());
+        if cons != prod {
+            log::warn!(
+                "xenstore: response ring not quiescent ({cons:#010x}:{prod:#010x}): discarding"
+            );
+            self.page.set_rsp_cons(prod);
+        }
+        cons != prod
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The daemon's `error` field, when it advertises one.
+    fn check_peer_error(&self) -> Result<(), TransportError> {
+        if self.page.server_features() & FEATURE_ERROR != 0 {
+            let code = self.page.error();
+            if code != 0 {
+                log::error!("xenstore: the daemon flagged ring error {code}");
+                return Err(TransportError::PeerReported { code });
+            }
+        }
+        Ok(())
+    }
+
+    fn bad_indexes(ring: RingSide, cons: u32, prod: u32) -> TransportError {
+        log::error!(
+            "xenstore: {ring:?} ring indexes cons={cons:#x} prod={prod:#x} are corrupt; not trusted"
+        );
+        TransportError::BadRingIndexes { ring, cons, prod }
+    }
+}
+
+impl<E: RingEvents> Transport for RingTransport<E> {
+    fn send(&self, message: &[u8]) -> Result<(), TransportError> {
+        let mut rest = message;
+        while !rest.is_empty() {
+            let page = &self.page;
+            // Wait for space; a corrupt gap also ends the wait so we report it.
+            let mut has_room =
+                || self.is_closed() || page.req_prod().wrapping_sub(page.req_cons()) != RING_SIZE;
+            self.events.wait_until(&mut has_room, None);
+            if self.is_closed() {
+                return Err(TransportError::Closed);
+            }
+            self.check_peer_error()?;
+            let (cons, prod) = (page.req_cons(), page.req_prod());
+            if !indexes_valid(cons, prod) {
+                return Err(Self::bad_indexes(RingSide::Request, cons, prod));
+            }
+            // The consumer index must be read before we overwrite the space it frees.
+            fence(Ordering::Acquire);
+            let (offset, room) = output_chunk(cons, prod);
+            let n = room.min(rest.len());
+            page.write_req(offset, &rest[..n]);
+            // wmb: the data must be visible before the index that announces it.
+            fence(Ordering::Release);
+            page.set_req_prod(prod.wrapping_add(n as u32));
+            self.events.notify();
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
+    fn recv(&self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize, TransportError> {
+        let page = &self.page;
+        let mut has_data = || self.is_closed() || page.rsp_prod() != page.rsp_cons();
+        if !self.events.wait_until(&mut has_data, timeout) {
+            return Err(TransportError::TimedOut);
+        }
+        if self.is_closed() {
+            return Err(TransportError::Closed);
+        }
+        self.check_peer_error()?;
+        let (cons, prod) = (page.rsp_cons(), page.rsp_prod());
+        if !indexes_valid(cons, prod) {
+            return Err(Self::bad_indexes(RingSide::Response, cons, prod));
+        }
+        // rmb: read the data only after the producer index that announced it.
+        fence(Ordering::Acquire);
+        let mut total = 0;
+        let mut at = cons;
+        // Up to two chunks: to the end of the ring, then from its start.
+        while total < buf.len() {
+            let (offset, avail) = input_chunk(at, prod);
+            let n = avail.min(buf.len() - total);
+            if n == 0 {
+                break;
+            }
+            page.read_rsp(offset, &mut buf[total..total + n]);
+            total += n;
+            at = at.wrapping_add(n as u32);
+        }
+        // mb: our reads of the data complete before the space is handed back.
+        fence(Ordering::SeqCst);
+        page.set_rsp_cons(at);
+        self.events.notify();
+        Ok(total)
+    }
+
+    fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.events.wake_all();
+    }
+
+    fn resume(&self) -> Result<bool, TransportError> {
+        Ok(self.discard_stale_responses())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,300 @@
+//! The threaded runtime: sends requests, gets each reply to the thread
+//! that waits for it, runs watch callbacks, and implements suspend/resume.
+//!
+//! Shape (FreeBSD's `xenstore.c`, with several requests in flight):
+//! - A requester frames its request under the connection lock, sends it
+//!   with one `Transport::send` under the send lock, then sleeps on its own
+//!   reply slot. Only the requester whose reply arrived is woken.
+//! - Reading is done by whoever holds the *reader token*: the receive
+//!   thread, which then holds it for good (the kernel shape: an interrupt
+//!   wakes it and it demultiplexes), or, while no receive thread runs and
+//!   the transport allows it, a waiting requester, which reads until its
+//!   own reply is in and hands the token to another waiter (as libxenstore
+//!   reads on the calling thread while no watch exists). The receive thread
+//!   is started when the first watch is registered, or at once for
+//!   [`ReceiveMode::Dedicated`] and for transports that need it (the ring).
+//! - Watch events go to per-watch bounded queues and a watch thread runs
+//!   the callbacks in order ([`watch`]). Reading never waits for callbacks.
+//!
+//! Locks, and the order they are taken in (never the other way round):
+//! `suspend` (sleepable, held shared by each open transaction and during
+//! watch registration; exclusive by `suspend()`) → `send_lock` (sleepable,
+//! serialises `Transport::send`) → `conn` (short: the protocol core and
+//! connection state) → a slot's `state` (short: one requester's outcome).
+//! `watches.table` (short) is never held with `conn`. No short lock is held
+//! across a blocking call, a wake-up or user code.
+
+mod reader;
+mod requests;
+mod suspend;
+pub(crate) mod watch;
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use crate::core::{Core, CoreStats, ReplyResult};
+use crate::error::TransportError;
+use crate::platform::{Lock, Platform, WaitQueue};
+use crate::sync::{SleepLock, SuspendLock};
+use crate::transport::Transport;
+
+pub(crate) use requests::{Gate, Ticket};
+pub use watch::{Callback, WatchEvent};
+
+/// Who reads from the transport.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReceiveMode {
+    /// Requesters read their own replies while no watch is registered, if
+    /// the transport allows it (the socket does, the ring does not); a
+    /// receive thread takes over with the first watch.
+    #[default]
+    Auto,
+    /// A receive thread reads from the start (the kernel's shape).
+    Dedicated,
+}
+
+/// Tunables of a client. `Config::default()` suits a kernel component.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How long a request waits for its reply. `None` (the default): for
+    /// ever, as FreeBSD and Linux do; a daemon that never answers then
+    /// blocks its callers, which for a guest kernel is the honest outcome.
+    /// With a timeout, the request fails with [`crate::XsError::Timeout`];
+    /// a late reply is dropped (counted), a transaction it started is
+    /// aborted and a watch it added is removed.
+    pub request_timeout: Option<Duration>,
+    /// Events queued per watch before the overflow policy applies (see
+    /// [`crate::WatchEvent::Overflow`]). Default 1024.
+    pub watch_queue_limit: usize,
+    /// Attempts `transaction()` makes before returning the last EAGAIN.
+    /// Default 16.
+    pub transaction_attempts: u32,
+    /// Requests `gather`/`read_many` keep in flight at once. Default 16.
+    pub pipeline_depth: usize,
+    /// Who reads from the transport. Default [`ReceiveMode::Auto`].
+    pub receive_mode: ReceiveMode,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            request_timeout: None,
+            watch_queue_limit: 1024,
+            transaction_attempts: 16,
+            pipeline_depth: 16,
+            receive_mode: ReceiveMode::Auto,
+        }
+    }
+}
+
+/// Counters of a client: the core's, plus the runtime's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// What the protocol core saw (replies, dropped messages, ...).
+    pub core: CoreStats,
+    /// Watch events that did not fit a watch's queue (reported to the
+    /// callback through [`crate::WatchEvent::Overflow`]).
+    pub watch_events_overflowed: u64,
+    /// Watch events that arrived for a watch already removed (between our
+    /// UNWATCH and the daemon's acknowledgement): dropped.
+    pub watch_events_after_unwatch: u64,
+    /// Watch callbacks run.
+    pub watch_callbacks: u64,
+    /// Fatal transport errors (at most one per connection).
+    pub transport_failures: u64,
+}
+
+/// How a request ended, as seen by its slot.
+pub(crate) enum Outcome {
+    /// The core's verdict on the reply.
+    Reply(ReplyResult),
+    /// The connection failed before the reply came.
+    Failed(TransportError),
+}
+
+#[derive(Default)]
+pub(crate) struct SlotState {
+    outcome: Option<Outcome>,
+    /// Set when the reader token is handed to this requester.
+    nudged: bool,
+    /// The encode buffer, reused from request to request.
+    buf: Vec<u8>,
+}
+
+/// Where one request's outcome is delivered; pooled and reused.
+pub(crate) struct Slot<P: Platform> {
+    state: P::Lock<SlotState>,
+    queue: P::WaitQueue,
+}
+
+impl<P: Platform> Slot<P> {
+    fn new() -> Self {
+        Slot {
+            state: Lock::new(SlotState::default()),
+            queue: WaitQueue::new(),
+        }
+    }
+
+    fn deliver(&self, outcome: Outcome) {
+        self.state.with(|s| s.outcome = Some(outcome));
+    }
+
+    fn nudge(&self) {
+        self.state.with(|s| s.nudged = true);
+        self.queue.wake_all();
+    }
+}
+
+/// A request to send on the next occasion (clean-up after a timeout).
+pub(crate) enum Deferred {
+    /// Abort a transaction whose start reply came after its requester left.
+    AbortTransaction(u32),
+    /// Remove a watch whose registration timed out.
+    Unwatch {
+        path: alloc::string::String,
+        token: alloc::string::String,
+    },
+}
+
+/// Connection state, under `Shared::conn`.
+pub(crate) struct ConnState<P: Platform> {
+    pub(crate) core: Core<Arc<Slot<P>>>,
+    /// Someone holds the reader token.
+    reader_busy: bool,
+    /// The receive thread waits for the token; do not hand it to a requester.
+    receiver_wants_token: bool,
+    /// The receive thread has been started.
+    receiver_started: bool,
+    /// Set once the connection is unusable.
+    failed: Option<TransportError>,
+    /// New requests wait at the gate (between `suspend` and `resume`).
+    gate_closed: bool,
+    /// Requests between the gate and their outcome.
+    active_requests: usize,
+    deferred: Vec<Deferred>,
+    transport_failures: u64,
+}
+
+/// What the reader token holder works with; parked here between holders.
+pub(crate) struct ReaderCtx<P: Platform> {
+    buf: Vec<u8>,
+    wakes: Vec<Arc<Slot<P>>>,
+    events: Vec<(crate::core::WatchId, alloc::string::String)>,
+    deferred: Vec<Deferred>,
+}
+
+/// Everything a client's threads share.
+pub(crate) struct Shared<P: Platform> {
+    pub(crate) platform: P,
+    pub(crate) config: Config,
+    transport: Box<dyn Transport>,
+    pub(crate) conn: P::Lock<ConnState<P>>,
+    /// Woken on connection-state changes: token released to the receive
+    /// thread, gate opened, requests drained, failure.
+    conn_queue: P::WaitQueue,
+    send_lock: SleepLock<P>,
+    reader: P::Lock<Option<ReaderCtx<P>>>,
+    pub(crate) suspend_lock: SuspendLock<P>,
+    pub(crate) watches: watch::Watches<P>,
+    slots: P::Lock<Vec<Arc<Slot<P>>>>,
+}
+
+/// Receive buffer size: several replies per read.
+const RECV_BUF: usize = 64 * 1024;
+
+impl<P: Platform> Shared<P> {
+    /// A runtime over `transport`. Starts the receive thread if the mode
+    /// or the transport asks for one.
+    pub(crate) fn launch(
+        platform: P,
+        transport: Box<dyn Transport>,
+        config: Config,
+    ) -> Result<Arc<Self>, crate::XsError> {
+        let dedicated =
+            config.receive_mode == ReceiveMode::Dedicated || !transport.allows_caller_reads();
+        let shared = Arc::new(Shared {
+            platform,
+            watches: watch::Watches::new(config.watch_queue_limit),
+            config,
+            transport,
+            conn: Lock::new(ConnState {
+                core: Core::new(),
+                reader_busy: false,
+                receiver_wants_token: false,
+                receiver_started: false,
+                failed: None,
+                gate_closed: false,
+                active_requests: 0,
+                deferred: Vec::new(),
+                transport_failures: 0,
+            }),
+            conn_queue: WaitQueue::new(),
+            send_lock: SleepLock::new(),
+            reader: Lock::new(Some(ReaderCtx {
+                buf: alloc::vec![0; RECV_BUF],
+                wakes: Vec::new(),
+                events: Vec::new(),
+                deferred: Vec::new(),
+            })),
+            suspend_lock: SuspendLock::new(),
+            slots: Lock::new(Vec::new()),
+        });
+        if dedicated {
+            Self::ensure_receiver(&shared)?;
+        }
+        Ok(shared)
+    }
+
+    /// The counters.
+    pub(crate) fn stats(&self) -> Stats {
+        let (core, transport_failures) = self.conn.with(|c| (c.core.stats(), c.transport_failures));
+        let w = self.watches.stats();
+        Stats {
+            core,
+            watch_events_overflowed: w.overflowed,
+            watch_events_after_unwatch: w.after_unwatch,
+            watch_callbacks: w.callbacks,
+            transport_failures,
+        }
+    }
+
+    /// Marks the connection failed: every waiting requester gets `err`,
+    /// later requests fail fast, the transport is shut down.
+    pub(crate) fn fail(&self, err: TransportError) {
+        let (waiters, first) = self.conn.with(|c| {
+            let first = c.failed.is_none();
+            if first {
+                c.failed = Some(err.clone());
+                c.transport_failures += 1;
+            }
+            let waiters = c.core.reset_connection();
+            // Delivered under the connection lock, like replies, so a
+            // requester that finds its request gone finds its outcome.
+            for w in &waiters {
+                w.deliver(Outcome::Failed(err.clone()));
+            }
+            (waiters, first)
+        });
+        if first && err != TransportError::Closed {
+            log::error!("xenstore: connection failed: {err}");
+        }
+        self.transport.shutdown();
+        for w in waiters {
+            w.queue.wake_all();
+        }
+        self.conn_queue.wake_all();
+    }
+
+    /// Closes the connection for good (the last `Client` handle is gone).
+    pub(crate) fn shutdown(&self) {
+        self.fail(TransportError::Closed);
+        self.watches.close();
+    }
+
+    /// Whether the connection failed, and why.
+    pub(crate) fn failure(&self) -> Option<TransportError> {
+        self.conn.with(|c| c.failed.clone())
+    }
+}

@@ -1,0 +1,229 @@
+//! The receive side: reading from the transport, demultiplexing through the
+//! core, and the reader token that decides who reads.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::mem;
+
+use super::{Deferred, Outcome, ReaderCtx, Shared, Slot};
+use crate::XsError;
+use crate::core::Event;
+use crate::error::TransportError;
+use crate::platform::{Lock, Platform, SpawnError, WaitQueue};
+use crate::reply;
+use crate::sync::Deadline;
+use crate::wire::MsgType;
+
+impl<P: Platform> Shared<P> {
+    /// Reads once from the transport and dispatches what arrived: replies
+    /// to their slots (waking exactly those requesters), watch events to the
+    /// watch queues. Called only by the reader token holder.
+    pub(super) fn read_once(
+        &self,
+        ctx: &mut ReaderCtx<P>,
+        deadline: Deadline,
+    ) -> Result<(), TransportError> {
+        let n = self
+            .transport
+            .recv(&mut ctx.buf, deadline.remaining(&self.platform))?;
+        let ReaderCtx {
+            buf,
+            wakes,
+            events,
+            deferred,
+        } = ctx;
+        self.conn.with(|c| {
+            c.core.feed(&buf[..n], &mut |event| match event {
+                Event::Reply { waiter, result } => {
+                    waiter.deliver(Outcome::Reply(result));
+                    wakes.push(waiter);
+                }
+                Event::Watch { watch, path } => events.push((watch, path)),
+                Event::LateReply {
+                    ty: MsgType::TransactionStart,
+                    result: Ok(body),
+                } => {
+                    // Its requester timed out: abort what it started.
+                    if let Ok(tx) = reply::transaction_id(&body) {
+                        deferred.push(Deferred::AbortTransaction(tx));
+                    }
+                }
+                Event::LateReply { ty, result } => {
+                    log::debug!("xenstore: late {ty} reply dropped: {result:?}");
+                }
+                Event::Dropped(why) => {
+                    log::warn!("xenstore: dropped a message from the daemon: {why:?}")
+                }
+            });
+            c.deferred.append(deferred);
+        });
+        for slot in wakes.drain(..) {
+            slot.queue.wake_all();
+        }
+        if !events.is_empty() {
+            self.watches.enqueue(events.drain(..));
+        }
+        Ok(())
+    }
+
+    /// Takes the reader token if it is free (and the receive thread does not
+    /// want it); returns the reader context to work with.
+    fn try_take_reader(&self) -> Option<ReaderCtx<P>> {
+        let got = self.conn.with(|c| {
+            let free = !c.reader_busy && !c.receiver_wants_token && c.failed.is_none();
+            if free {
+                c.reader_busy = true;
+            }
+            free
+        });
+        got.then(|| {
+            self.reader
+                .with(Option::take)
+                .unwrap_or_else(ReaderCtx::fresh)
+        })
+    }
+
+    /// Returns the token and passes it on: to the receive thread if it
+    /// waits for it, else to a requester still waiting for its reply.
+    fn release_reader(&self, ctx: ReaderCtx<P>) {
+        self.reader.with(|r| *r = Some(ctx));
+        let next = self.conn.with(|c| {
+            c.reader_busy = false;
+            if c.receiver_wants_token {
+                None
+            } else {
+                c.core.any_waiter().cloned().map(Some)
+            }
+        });
+        match next {
+            None => self.conn_queue.wake_all(),
+            Some(Some(slot)) => slot.nudge(),
+            Some(None) => {}
+        }
+    }
+
+    /// If nobody reads, asks a waiting requester to (after a requester left
+    /// without reading, e.g. on a timeout, so the others are not stranded).
+    pub(super) fn pass_reader_on(&self) {
+        let next = self.conn.with(|c| {
+            if c.reader_busy {
+                None
+            } else {
+                c.core.any_waiter().cloned()
+            }
+        });
+        if let Some(slot) = next {
+            slot.nudge();
+        }
+    }
+
+    /// Sleeps until `slot` has an outcome or `deadline` passes, reading from
+    /// the transport meanwhile whenever the reader token is free.
+    pub(super) fn wait_for_outcome(
+        &self,
+        slot: &Arc<Slot<P>>,
+        deadline: Deadline,
+    ) -> Option<Outcome> {
+        loop {
+            if let Some(outcome) = slot.state.with(|s| s.outcome.take()) {
+                return Some(outcome);
+            }
+            if deadline.expired(&self.platform) {
+                return None;
+            }
+            if let Some(mut ctx) = self.try_take_reader() {
+                let result = loop {
+                    match self.read_once(&mut ctx, deadline) {
+                        Ok(()) | Err(TransportError::TimedOut) => {}
+                        Err(e) => break Err(e),
+                    }
+                    if slot.state.with(|s| s.outcome.is_some()) || deadline.expired(&self.platform)
+                    {
+                        break Ok(());
+                    }
+                };
+                self.release_reader(ctx);
+                if let Err(e) = result {
+                    self.fail(e);
+                }
+                continue;
+            }
+            let mut ready = || {
+                slot.state
+                    .with(|s| s.outcome.is_some() || mem::take(&mut s.nudged))
+            };
+            slot.queue
+                .wait_until(&mut ready, deadline.remaining(&self.platform));
+        }
+    }
+
+    /// Starts the receive thread if it is not running. It takes the reader
+    /// token (waiting for a requester that holds it) and keeps it.
+    pub(crate) fn ensure_receiver(this: &Arc<Self>) -> Result<(), XsError> {
+        let start = this
+            .conn
+            .with(|c| !mem::replace(&mut c.receiver_started, true));
+        if !start {
+            return Ok(());
+        }
+        let shared = Arc::clone(this);
+        let spawned = this
+            .platform
+            .spawn("xenstore-rx", Box::new(move || shared.receive_thread()));
+        spawned.map_err(|SpawnError| {
+            this.conn.with(|c| c.receiver_started = false);
+            XsError::Spawn("xenstore receive")
+        })
+    }
+
+    fn receive_thread(&self) {
+        let mut claim = || {
+            self.conn.with(|c| {
+                if c.failed.is_some() {
+                    return true;
+                }
+                // While a requester reads, ask it to hand the token over.
+                c.receiver_wants_token = c.reader_busy;
+                let free = !c.reader_busy;
+                c.reader_busy = true;
+                free
+            })
+        };
+        self.conn_queue.wait_until(&mut claim, None);
+        if self.failure().is_some() {
+            return;
+        }
+        let mut ctx = self
+            .reader
+            .with(Option::take)
+            .unwrap_or_else(ReaderCtx::fresh);
+        loop {
+            match self.read_once(&mut ctx, Deadline::never()) {
+                Ok(()) | Err(TransportError::TimedOut) => {}
+                Err(e) => {
+                    self.fail(e);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl<P: Platform> ReaderCtx<P> {
+    pub(super) fn fresh() -> Self {
+        ReaderCtx {
+            buf: alloc::vec![0; super::RECV_BUF],
+            wakes: alloc::vec::Vec::new(),
+            events: alloc::vec::Vec::new(),
+            deferred: alloc::vec::Vec::new(),
+        }
+    }
+}
+
+impl<P: Platform> Slot<P> {
+    /// A pooled slot ready for a new request.
+    pub(super) fn pooled(pool: &P::Lock<alloc::vec::Vec<Arc<Slot<P>>>>) -> Arc<Slot<P>> {
+        pool.with(|p| p.pop())
+            .unwrap_or_else(|| Arc::new(Slot::new()))
+    }
+}

@@ -1,0 +1,157 @@
+//! Suspend/resume, and watch registration (which takes part in it).
+//!
+//! As in FreeBSD: every open transaction holds the suspend lock shared, and
+//! so does a watch (un)registration while it talks to the daemon.
+//! `suspend()` takes it exclusive (waiting for open transactions to end and
+//! holding off new ones), then closes the request gate and waits for the
+//! requests in flight. `resume()` re-registers every watch (the daemon
+//! sends each its initial event again, so callbacks re-read their state),
+//! opens the gate and releases the lock.
+
+use alloc::sync::Arc;
+
+use super::requests::Gate;
+use super::watch::{Callback, Watches};
+use super::{Deferred, Shared};
+use crate::XsError;
+use crate::core::WatchId;
+use crate::path::{self, PathKind};
+use crate::platform::{Lock, Platform, WaitQueue};
+use crate::request::Request;
+
+impl<P: Platform> Shared<P> {
+    /// Registers a watch on `path`; events go to `callback` on the watch
+    /// thread. The daemon's initial event may run the callback before this
+    /// returns.
+    pub(crate) fn add_watch(
+        this: &Arc<Self>,
+        path: &str,
+        callback: Callback,
+    ) -> Result<WatchId, XsError> {
+        path::validate(path, PathKind::Watch)?;
+        Watches::ensure_thread(this)?;
+        // Watch events arrive unasked: someone must always be reading.
+        Self::ensure_receiver(this)?;
+        this.suspend_lock.lock_shared();
+        let (id, token) = this.watches.add(path, callback);
+        this.conn.with(|c| c.core.register_watch(&token, id));
+        let result = this.call(
+            &Request::Watch {
+                path,
+                token: &token,
+            },
+            0,
+        );
+        let cleanup = match result {
+            Ok(_) => None,
+            Err(ref e) => {
+                if matches!(e, XsError::Timeout(_)) {
+                    // The daemon may still add it: remove it then.
+                    this.defer(Deferred::Unwatch {
+                        path: path.into(),
+                        token: token.clone(),
+                    });
+                }
+                this.conn.with(|c| c.core.unregister_watch(&token));
+                this.watches.remove(id)
+            }
+        };
+        this.suspend_lock.unlock_shared();
+        drop(cleanup); // The callback, outside every lock.
+        result.map(|_| id)
+    }
+
+    /// Removes watch `id`. When this returns, none of its callbacks runs or
+    /// will run, unless called from its own callback (which then finishes).
+    /// The watch is gone locally even if the daemon's answer is an error,
+    /// which is returned (ENOENT, the daemon not knowing it, is not one).
+    pub(crate) fn remove_watch(&self, id: WatchId) -> Result<(), XsError> {
+        self.suspend_lock.lock_shared();
+        let removed = self.watches.remove(id);
+        let result = match &removed {
+            Some((path, token, _)) => {
+                let r = self.call(&Request::Unwatch { path, token }, 0);
+                // Only now: events already sent count as "after unwatch".
+                self.conn.with(|c| c.core.unregister_watch(token));
+                match r {
+                    Ok(_) | Err(XsError::Enoent(_)) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            None => Ok(()),
+        };
+        self.suspend_lock.unlock_shared();
+        drop(removed);
+        self.watches
+            .wait_idle(id, self.platform.current_thread_id());
+        result
+    }
+
+    /// Drops every watch and transaction the daemon keeps for this
+    /// connection (left by a previous user of the ring, e.g. before a
+    /// kexec). Refused while this client has watches or transactions.
+    pub(crate) fn reset_watches(&self) -> Result<(), XsError> {
+        if !self.watches.is_empty() {
+            return Err(XsError::InvalidState(
+                "reset_watches with watches registered",
+            ));
+        }
+        if self.conn.with(|c| c.core.open_transactions()) > 0 {
+            return Err(XsError::InvalidState(
+                "reset_watches with transactions open",
+            ));
+        }
+        self.call(&Request::ResetWatches, 0).map(drop)
+    }
+
+    /// Quiesces the client for a VM suspend: waits for open transactions to
+    /// end (new ones wait), then for requests in flight; later requests wait
+    /// until [`Shared::resume`]. Must not be called by a thread holding an
+    /// open transaction (it would wait for itself).
+    pub(crate) fn suspend(&self) -> Result<(), XsError> {
+        if self.conn.with(|c| c.gate_closed) {
+            return Err(XsError::InvalidState("already suspended"));
+        }
+        self.suspend_lock.lock_exclusive();
+        self.conn.with(|c| c.gate_closed = true);
+        let mut drained = || {
+            self.conn
+                .with(|c| c.active_requests == 0 || c.failed.is_some())
+        };
+        self.conn_queue.wait_until(&mut drained, None);
+        Ok(())
+    }
+
+    /// Undoes [`Shared::suspend`]: lets the transport recover its stream,
+    /// re-registers every watch, then lets requests through again. Returns
+    /// the first error met (the client is resumed regardless).
+    pub(crate) fn resume(&self) -> Result<(), XsError> {
+        if !self.conn.with(|c| c.gate_closed) {
+            return Err(XsError::InvalidState("resume without suspend"));
+        }
+        let mut first_error = None;
+        match self.transport.resume() {
+            // Bytes were discarded: any partial message is gone with them.
+            Ok(true) => drop(self.conn.with(|c| c.core.reset_connection())),
+            Ok(false) => {}
+            Err(e) => first_error = Some(XsError::Disconnected(e)),
+        }
+        for (path, token) in self.watches.registered() {
+            let req = Request::Watch {
+                path: &path,
+                token: &token,
+            };
+            let r = self
+                .start(&req, 0, Gate::Bypass)
+                .and_then(|t| self.finish(t, Some(&path)));
+            if let Err(e) = r {
+                log::warn!("xenstore: re-registering watch on {path} after resume failed: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+        self.conn.with(|c| c.gate_closed = false);
+        self.conn_queue.wake_all();
+        self.suspend_lock.unlock_exclusive();
+        first_error.map_or(Ok(()), Err)
+    }
+}
