@@ -179,7 +179,7 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
             thread
         ),
     );
-    if frame.vector == vector::PAGE_FAULT || stack_overflow.is_some() {
+    if matches!(frame.vector, vector::PAGE_FAULT | vector::DOUBLE_FAULT) {
         let _ = fmt::write(
             &mut out,
             format_args!("  faulting address (cr2) {cr2:#018x}\n"),

@@ -1,7 +1,7 @@
-//! Thread stacks: each in its own 1 MiB slot of the stack region, with the
-//! slot's lowest page left unmapped as a guard, so an overflow faults (and is
-//! reported as a double fault naming the thread) instead of corrupting a
-//! neighbour.
+//! Thread stacks: each at the top of its own 1 MiB slot of the stack
+//! region; everything below the stack in the slot (at least one page) stays
+//! unmapped as a guard, so an overflow faults (and is reported as a double
+//! fault naming the thread) instead of corrupting a neighbour.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -19,8 +19,8 @@ struct Slots {
     next: u64,
     /// Released slots, reused first.
     free: Vec<u64>,
-    /// Slot -> thread id, for fault reports.
-    owners: BTreeMap<u64, u64>,
+    /// Slot -> (thread id, stack size), for fault reports.
+    owners: BTreeMap<u64, (u64, u64)>,
 }
 
 /// Slot bookkeeping. Lock order: after the scheduler, before the heap.
@@ -56,7 +56,7 @@ impl KernelStack {
                 }
                 None => return Err(MapError::OutOfVirtualSpace),
             };
-            slots.owners.insert(slot, owner);
+            slots.owners.insert(slot, (owner, size));
             slot
         };
         let stack = Self { slot, size: 0 };
@@ -133,14 +133,20 @@ pub fn guard_page_owner(addr: u64) -> Option<GuardPageOwner> {
     }
     let off = addr.checked_sub(STACKS_BASE)?;
     let slot = off / STACK_SLOT_SIZE;
-    if slot >= STACK_SLOTS || off % STACK_SLOT_SIZE >= PAGE_SIZE {
+    if slot >= STACK_SLOTS {
         return None;
     }
-    let thread = SLOTS
+    let slot_base = STACKS_BASE + slot * STACK_SLOT_SIZE;
+    let owner = SLOTS
         .try_lock()
         .and_then(|slots| slots.owners.get(&slot).copied());
-    Some(GuardPageOwner {
-        page: STACKS_BASE + slot * STACK_SLOT_SIZE,
-        thread,
+    // Unknown owner (lock busy): only the always-unmapped first page counts.
+    let stack_bottom = match owner {
+        Some((_, size)) => slot_base + STACK_SLOT_SIZE - size,
+        None => slot_base + PAGE_SIZE,
+    };
+    (addr < stack_bottom).then(|| GuardPageOwner {
+        page: addr & !(PAGE_SIZE - 1),
+        thread: owner.map(|(id, _)| id),
     })
 }

@@ -83,7 +83,8 @@ impl<T: ?Sized> Mutex<T> {
 
     /// Takes the lock if it is free, without sleeping (any context).
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        self.try_acquire().then_some(MutexGuard {
+        // `then`, not `then_some`: a guard built eagerly would unlock on drop.
+        self.try_acquire().then(|| MutexGuard {
             mutex: self,
             _not_send: core::marker::PhantomData,
         })

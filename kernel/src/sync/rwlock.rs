@@ -198,14 +198,14 @@ impl<T: ?Sized> RwLock<T> {
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
         self.lock
             .try_lock_shared()
-            .then_some(RwLockReadGuard { rw: self })
+            .then(|| RwLockReadGuard { rw: self })
     }
 
     /// Exclusive access if available without sleeping.
     pub fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
         self.lock
             .try_lock_exclusive()
-            .then_some(RwLockWriteGuard { rw: self })
+            .then(|| RwLockWriteGuard { rw: self })
     }
 
     /// The underlying lock, for its diagnostics.

@@ -1,0 +1,96 @@
+//! Time: the tick advances, the clock has microsecond resolution and is
+//! monotonic, and sleeps last as long as asked (within a generous bound).
+
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+
+use kernel::thread;
+use kernel::time::{self, Instant};
+
+ktests::config!(timeout_secs = 30);
+ktests::main!(
+    timer_ticks_advance,
+    clock_is_monotonic_with_microsecond_resolution,
+    sleep_returns_after_the_requested_ticks,
+    tick_handler_runs_every_tick,
+);
+
+fn timer_ticks_advance() {
+    let start = time::ticks();
+    let t0 = Instant::now();
+    while time::ticks() < start + 20 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "ticks stuck at {}",
+            time::ticks()
+        );
+        core::hint::spin_loop();
+    }
+}
+
+fn clock_is_monotonic_with_microsecond_resolution() {
+    let mut last = Instant::now();
+    let mut smallest_step = u64::MAX;
+    for _ in 0..10_000 {
+        let now = Instant::now();
+        assert!(now >= last, "clock went backwards: {now:?} < {last:?}");
+        let step = now.as_micros() - last.as_micros();
+        if step > 0 {
+            smallest_step = smallest_step.min(step);
+        }
+        last = now;
+    }
+    // A tick-based clock could only step by 1000 us.
+    assert!(
+        smallest_step < 100,
+        "clock steps of {smallest_step} us: not microsecond resolution"
+    );
+}
+
+fn sleep_returns_after_the_requested_ticks() {
+    for ms in [1u64, 10, 50] {
+        let ticks = time::ticks();
+        let start = Instant::now();
+        thread::sleep(Duration::from_millis(ms));
+        let slept = start.elapsed();
+        let ticked = time::ticks() - ticks;
+        assert!(
+            slept >= Duration::from_millis(ms),
+            "sleep({ms} ms) returned after {slept:?}"
+        );
+        // Generous slack: a bound on correctness, not a speed target (TCG).
+        assert!(
+            slept < Duration::from_millis(ms + 500),
+            "sleep({ms} ms) took {slept:?}"
+        );
+        assert!(ticked >= ms, "sleep({ms} ms) saw only {ticked} ticks");
+    }
+}
+
+static HOOK_TICKS: AtomicU64 = AtomicU64::new(0);
+
+fn count_tick() {
+    HOOK_TICKS.fetch_add(1, Ordering::SeqCst);
+}
+
+fn tick_handler_runs_every_tick() {
+    let start = time::ticks();
+    assert!(time::add_tick_handler(count_tick));
+    thread::sleep(Duration::from_millis(30));
+    assert!(time::remove_tick_handler(count_tick));
+    let seen = HOOK_TICKS.load(Ordering::SeqCst);
+    let elapsed = time::ticks() - start;
+    assert!(
+        seen >= 25 && seen <= elapsed,
+        "handler ran {seen} times in {elapsed} ticks"
+    );
+    thread::sleep(Duration::from_millis(5));
+    assert_eq!(
+        HOOK_TICKS.load(Ordering::SeqCst),
+        seen,
+        "removed handler still runs"
+    );
+}
