@@ -44,7 +44,9 @@ pub mod transport;
 pub mod wire;
 
 pub use client::{Client, Store, Target, Transaction, Watch};
-pub use error::{Context, ErrorCode, ProtocolViolation, TransportError, XsError};
+pub use error::{
+    Context, ErrorCode, PathError, ProtocolViolation, RingSide, TransportError, XsError,
+};
 pub use perms::{Access, DomId, Grant, Permissions};
 pub use platform::{Lock, Platform, SpawnError, WaitQueue};
 pub use request::Request;

@@ -1,0 +1,308 @@
+//! Hostile-peer tests, through the whole runtime on the host platform.
+//!
+//! Every peer here is a MOCK: it misbehaves in ways the real xenstored never
+//! does (that is why a mock is used). Each test checks the client gives a
+//! clear typed error or drops and counts the message, does not panic, and
+//! stays usable where the protocol allows.
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::{Act, RingMock, SocketMock, benign, eventually, msg};
+use xenstore::wire::MsgType;
+use xenstore::{Config, ProtocolViolation, RingSide, Store, TransportError, WatchEvent, XsError};
+
+const READ: u32 = MsgType::Read as u32;
+const ERROR: u32 = MsgType::Error as u32;
+const WATCH_EVENT: u32 = MsgType::WatchEvent as u32;
+
+/// A mock that answers a READ of `/hostile` with `hostile(req_id)` and
+/// everything else benignly.
+fn hostile_on_read(
+    hostile: impl Fn(u32) -> Vec<u8> + Send + 'static,
+) -> impl FnMut(&support::Req) -> Act + Send {
+    move |req| {
+        if req.ty() == Some(MsgType::Read) && req.arg0() == "/hostile" {
+            Act::Send(hostile(req.header.req_id))
+        } else {
+            Act::Send(benign(req))
+        }
+    }
+}
+
+/// The real daemon never answers with a req_id nobody used.
+#[test]
+fn mock_reply_with_unknown_req_id_is_dropped_and_counted() {
+    let mock = SocketMock::start(Config::default(), |req| {
+        let mut out = msg(READ, req.header.req_id.wrapping_add(1000), 0, b"stray");
+        out.extend(benign(req));
+        Act::Send(out)
+    });
+    assert_eq!(mock.client.read("/a").unwrap(), b"value-of:/a");
+    assert_eq!(mock.client.read("/b").unwrap(), b"value-of:/b");
+    assert_eq!(mock.client.stats().core.unknown_req_id, 2);
+}
+
+/// The real daemon only sends events for tokens we registered.
+#[test]
+fn mock_watch_event_for_unknown_token_is_dropped_and_counted() {
+    let mock = SocketMock::start(Config::default(), |req| {
+        let mut out = benign(req);
+        if req.ty() == Some(MsgType::Watch) {
+            // The initial event for the real token, then one for a token nobody has.
+            let token =
+                String::from_utf8_lossy(req.body.split(|&b| b == 0).nth(1).unwrap()).into_owned();
+            out.extend(msg(
+                WATCH_EVENT,
+                0,
+                0,
+                format!("{}\0{token}\0", req.arg0()).as_bytes(),
+            ));
+            out.extend(msg(WATCH_EVENT, 0, 0, b"/elsewhere\0no-such-token\0"));
+        }
+        Act::Send(out)
+    });
+    let (tx, rx) = channel();
+    let watch = mock
+        .client
+        .watch("/w", move |e| tx.send(e.clone()).unwrap())
+        .unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        WatchEvent::Changed { path: "/w".into() }
+    );
+    eventually("the stray event is counted", || {
+        mock.client.stats().core.unknown_watch_token == 1
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(50)).is_err(),
+        "the stray event reached no callback"
+    );
+    assert_eq!(mock.client.read("/still").unwrap(), b"value-of:/still");
+    watch.unwatch().unwrap();
+}
+
+/// The real daemon never sends a payload over 4096 bytes.
+#[test]
+fn mock_reply_over_4096_bytes_fails_its_request_and_stream_stays_in_step() {
+    let mock = SocketMock::start(
+        Config::default(),
+        hostile_on_read(|id| {
+            // The body holds a well-formed "header" that must not be parsed.
+            let mut body = msg(READ, id, 0, b"fake");
+            body.resize(5000, b'x');
+            msg(READ, id, 0, &body)
+        }),
+    );
+    let err = mock.client.read("/hostile").unwrap_err();
+    match err {
+        XsError::Protocol {
+            ctx,
+            violation: ProtocolViolation::PayloadTooLong { len: 5000 },
+        } => {
+            assert_eq!(
+                (ctx.op, ctx.path.as_deref()),
+                (MsgType::Read, Some("/hostile"))
+            );
+        }
+        other => panic!("expected a payload-too-long violation, got {other:?}"),
+    }
+    assert_eq!(mock.client.read("/next").unwrap(), b"value-of:/next");
+    assert_eq!(mock.client.stats().core.oversized, 1);
+}
+
+/// The real daemon always terminates its error strings and acknowledgements.
+#[test]
+fn mock_reply_without_its_nul_is_a_typed_error_for_that_request() {
+    let mock = SocketMock::start(Config::default(), |req| match req.ty() {
+        Some(MsgType::Read) if req.arg0() == "/err" => {
+            Act::Send(msg(ERROR, req.header.req_id, 0, b"ENOENT"))
+        }
+        Some(MsgType::Write) => Act::Send(msg(req.header.ty, req.header.req_id, 0, b"OK")),
+        _ => Act::Send(benign(req)),
+    });
+    let missing_nul = |e: XsError| {
+        matches!(
+            e,
+            XsError::Protocol {
+                violation: ProtocolViolation::MissingNul,
+                ..
+            }
+        )
+    };
+    assert!(missing_nul(mock.client.read("/err").unwrap_err()));
+    assert!(missing_nul(mock.client.write("/x", "1").unwrap_err()));
+    assert_eq!(mock.client.read("/ok").unwrap(), b"value-of:/ok");
+    assert_eq!(mock.client.stats().core.malformed, 2);
+}
+
+/// The real daemon answers requests in order; the protocol allows any order.
+#[test]
+fn mock_out_of_order_replies_reach_their_requesters() {
+    // Hold replies back until four requests are in, then answer newest first.
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = Arc::clone(&held);
+    let mock = SocketMock::start(Config::default(), move |req| {
+        let mut held = h.lock().unwrap();
+        held.push(benign(req));
+        if held.len() < 4 {
+            return Act::Nothing;
+        }
+        Act::Send(held.drain(..).rev().flatten().collect())
+    });
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let client = mock.client.clone();
+            std::thread::spawn(move || client.read(&format!("/n{i}")))
+        })
+        .collect();
+    for (i, t) in threads.into_iter().enumerate() {
+        assert_eq!(
+            t.join().unwrap().unwrap(),
+            format!("value-of:/n{i}").into_bytes()
+        );
+    }
+}
+
+/// The real daemon does not go silent; a timeout is the client's defence.
+#[test]
+fn mock_silent_peer_times_out_and_late_transaction_is_aborted() {
+    let starts = Arc::new(AtomicU32::new(0));
+    let (ends_tx, ends) = channel();
+    let (s, e) = (Arc::clone(&starts), Mutex::new(ends_tx));
+    let held = Arc::new(Mutex::new(None));
+    let h = Arc::clone(&held);
+    let config = Config {
+        request_timeout: Some(Duration::from_millis(100)),
+        ..Config::default()
+    };
+    let mock = SocketMock::start(config, move |req| match req.ty() {
+        // The first TRANSACTION_START is answered only with the next request.
+        Some(MsgType::TransactionStart) if s.fetch_add(1, Ordering::SeqCst) == 0 => {
+            *h.lock().unwrap() = Some(msg(req.header.ty, req.header.req_id, 0, b"42\0"));
+            Act::Nothing
+        }
+        Some(MsgType::TransactionEnd) => {
+            e.lock()
+                .unwrap()
+                .send((req.header.tx_id, req.arg0()))
+                .unwrap();
+            Act::Send(benign(req))
+        }
+        _ => {
+            let mut out = h.lock().unwrap().take().unwrap_or_default();
+            out.extend(benign(req));
+            Act::Send(out)
+        }
+    });
+    match mock.client.transaction_start() {
+        Err(XsError::Timeout(ctx)) => assert_eq!(ctx.op, MsgType::TransactionStart),
+        Err(other) => panic!("expected a timeout, got {other:?}"),
+        Ok(_) => panic!("expected a timeout, got a transaction"),
+    }
+    // The late reply arrives with this read's; the transaction it started is aborted.
+    assert_eq!(mock.client.read("/x").unwrap(), b"value-of:/x");
+    assert_eq!(mock.client.stats().core.late_replies, 1);
+    mock.client.read("/y").unwrap(); // carries the deferred abort
+    assert_eq!(
+        ends.recv_timeout(Duration::from_secs(5)).unwrap(),
+        (42, "F".to_string())
+    );
+}
+
+/// The real daemon keeps its connection open.
+#[test]
+fn mock_peer_closing_fails_requests_in_flight_and_later_calls_fast() {
+    let mock = SocketMock::start(Config::default(), |req| {
+        if req.arg0() == "/close" {
+            Act::Close
+        } else {
+            Act::Send(benign(req))
+        }
+    });
+    assert!(mock.client.read("/a").is_ok());
+    assert_eq!(
+        mock.client.read("/close").unwrap_err(),
+        XsError::Disconnected(TransportError::Closed)
+    );
+    assert_eq!(
+        mock.client.read("/b").unwrap_err(),
+        XsError::Disconnected(TransportError::Closed)
+    );
+    assert_eq!(mock.client.failure(), Some(TransportError::Closed));
+}
+
+/// The real daemon never corrupts the ring indexes.
+#[test]
+fn mock_ring_bad_indexes_fail_the_connection_with_a_typed_error() {
+    let (got_tx, got) = channel();
+    let got_tx = Mutex::new(got_tx);
+    let mock = RingMock::start(Config::default(), move |req| {
+        if req.arg0() == "/hang" {
+            got_tx.lock().unwrap().send(()).unwrap();
+            Act::Nothing
+        } else {
+            Act::Send(benign(req))
+        }
+    });
+    assert_eq!(mock.client.read("/a").unwrap(), b"value-of:/a");
+    let client = mock.client.clone();
+    let waiter = std::thread::spawn(move || client.read("/hang"));
+    got.recv_timeout(Duration::from_secs(5)).unwrap();
+    // The hostile daemon claims 5000 bytes in a 1024-byte ring.
+    let cons = mock.page.rsp_cons();
+    mock.page.set_rsp_prod(cons.wrapping_add(5000));
+    mock.client_signal.raise();
+    let expected = TransportError::BadRingIndexes {
+        ring: RingSide::Response,
+        cons,
+        prod: cons.wrapping_add(5000),
+    };
+    assert_eq!(
+        waiter.join().unwrap().unwrap_err(),
+        XsError::Disconnected(expected.clone())
+    );
+    assert_eq!(
+        mock.page.rsp_cons(),
+        cons,
+        "nothing was consumed from a corrupt ring"
+    );
+    assert_eq!(
+        mock.client.read("/b").unwrap_err(),
+        XsError::Disconnected(expected)
+    );
+    assert_eq!(mock.client.stats().transport_failures, 1);
+}
+
+/// Oversized reply, unknown req_id and unknown token, all through the ring:
+/// an over-long body takes several ring fills to skip.
+#[test]
+fn mock_ring_hostile_messages_are_survived() {
+    let mock = RingMock::start(Config::default(), move |req| {
+        if req.arg0() != "/hostile" {
+            return Act::Send(benign(req));
+        }
+        let id = req.header.req_id;
+        let mut out = msg(READ, id.wrapping_add(77), 0, b"stray");
+        out.extend(msg(WATCH_EVENT, 0, 0, b"/p\0nobody\0"));
+        out.extend(msg(READ, id, 0, &vec![b'z'; 9000]));
+        Act::Send(out)
+    });
+    assert!(matches!(
+        mock.client.read("/hostile"),
+        Err(XsError::Protocol {
+            violation: ProtocolViolation::PayloadTooLong { len: 9000 },
+            ..
+        })
+    ));
+    assert_eq!(mock.client.read("/after").unwrap(), b"value-of:/after");
+    let s = mock.client.stats().core;
+    assert_eq!(
+        (s.unknown_req_id, s.unknown_watch_token, s.oversized),
+        (1, 1, 1)
+    );
+}

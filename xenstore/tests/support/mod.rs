@@ -1,0 +1,352 @@
+//! Scripted mock peers for hostile-peer tests: they play a daemon that
+//! misbehaves in ways the real one never does. Each test scripts the
+//! replies; [`benign`] answers the ordinary requests around the hostile bit.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use xenstore::ring::{LocalPage, RingEvents, RingPage, input_chunk, output_chunk};
+use xenstore::wire::{Header, MsgType};
+use xenstore::{Client, Config, StdPlatform, UnixStreamTransport};
+
+/// A request as the mock received it.
+#[derive(Clone, Debug)]
+pub struct Req {
+    pub header: Header,
+    pub body: Vec<u8>,
+}
+
+impl Req {
+    pub fn ty(&self) -> Option<MsgType> {
+        MsgType::from_raw(self.header.ty)
+    }
+
+    /// The first NUL-terminated argument.
+    pub fn arg0(&self) -> String {
+        let end = self
+            .body
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.body.len());
+        String::from_utf8_lossy(&self.body[..end]).into_owned()
+    }
+}
+
+/// What a script does in answer to a request.
+pub enum Act {
+    /// Send these raw bytes (any number of messages, or garbage).
+    Send(Vec<u8>),
+    /// Send nothing.
+    Nothing,
+    /// Close the connection.
+    Close,
+}
+
+pub type Script = Box<dyn FnMut(&Req) -> Act + Send>;
+
+/// A raw message.
+pub fn msg(ty: u32, req_id: u32, tx_id: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Header {
+        ty,
+        req_id,
+        tx_id,
+        len: body.len() as u32,
+    }
+    .encode()
+    .to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+/// The reply a well-behaved daemon would give, with made-up data.
+pub fn benign(req: &Req) -> Vec<u8> {
+    let h = &req.header;
+    let body: Vec<u8> = match req.ty() {
+        Some(MsgType::Read) => format!("value-of:{}", req.arg0()).into_bytes(),
+        Some(MsgType::Directory) => b"a\0b\0".to_vec(),
+        Some(MsgType::TransactionStart) => b"7\0".to_vec(),
+        Some(MsgType::GetDomainPath) => format!("/local/domain/{}\0", req.arg0()).into_bytes(),
+        Some(MsgType::GetPerms) => b"n0\0".to_vec(),
+        _ => b"OK\0".to_vec(),
+    };
+    msg(h.ty, h.req_id, h.tx_id, &body)
+}
+
+/// Byte transport of a mock peer.
+trait Wire: Send {
+    fn read_exact(&mut self, buf: &mut [u8]) -> bool;
+    fn write_all(&mut self, data: &[u8]) -> bool;
+    fn close(&mut self);
+}
+
+fn serve(mut wire: impl Wire, mut script: Script) {
+    loop {
+        let mut h = [0u8; 16];
+        if !wire.read_exact(&mut h) {
+            return;
+        }
+        let header = Header::decode(&h);
+        let mut body = vec![0; header.len as usize];
+        if !wire.read_exact(&mut body) {
+            return;
+        }
+        match script(&Req { header, body }) {
+            Act::Send(bytes) => {
+                if !wire.write_all(&bytes) {
+                    return;
+                }
+            }
+            Act::Nothing => {}
+            Act::Close => {
+                wire.close();
+                return;
+            }
+        }
+    }
+}
+
+struct SocketWire(UnixStream);
+
+impl Wire for SocketWire {
+    fn read_exact(&mut self, buf: &mut [u8]) -> bool {
+        self.0.read_exact(buf).is_ok()
+    }
+    fn write_all(&mut self, data: &[u8]) -> bool {
+        self.0.write_all(data).is_ok()
+    }
+    fn close(&mut self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// A mock daemon on the other end of a socketpair.
+pub struct SocketMock {
+    pub client: Client<StdPlatform>,
+    thread: Option<JoinHandle<()>>,
+    /// A second handle on the mock's socket, for unsolicited sends.
+    pub raw: UnixStream,
+}
+
+impl SocketMock {
+    pub fn start(config: Config, script: impl FnMut(&Req) -> Act + Send + 'static) -> SocketMock {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let raw = theirs.try_clone().unwrap();
+        let thread = std::thread::spawn(move || serve(SocketWire(theirs), Box::new(script)));
+        let client =
+            Client::new(StdPlatform, UnixStreamTransport::from_stream(ours), config).unwrap();
+        SocketMock {
+            client,
+            thread: Some(thread),
+            raw,
+        }
+    }
+
+    /// Sends raw bytes to the client unasked.
+    pub fn inject(&self, bytes: &[u8]) {
+        (&self.raw).write_all(bytes).unwrap();
+    }
+}
+
+impl Drop for SocketMock {
+    fn drop(&mut self) {
+        let _ = self.raw.shutdown(std::net::Shutdown::Both);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One direction of an in-process event channel: a counter of kicks.
+#[derive(Default)]
+pub struct Signal {
+    kicks: Mutex<u64>,
+    cond: Condvar,
+}
+
+impl Signal {
+    pub fn raise(&self) {
+        *self.kicks.lock().unwrap() += 1;
+        self.cond.notify_all();
+    }
+
+    fn count(&self) -> u64 {
+        *self.kicks.lock().unwrap()
+    }
+
+    /// Waits until the count moves past `seen`; false on timeout.
+    fn wait_past(&self, seen: u64, deadline: Option<Instant>) -> bool {
+        let mut kicks = self.kicks.lock().unwrap();
+        while *kicks == seen {
+            match deadline {
+                None => kicks = self.cond.wait(kicks).unwrap(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    kicks = self.cond.wait_timeout(kicks, d - now).unwrap().0;
+                }
+            }
+        }
+        true
+    }
+
+    /// The [`RingEvents::wait_until`] contract on top of the counter.
+    fn wait_until(&self, ready: &mut dyn FnMut() -> bool, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let seen = self.count();
+            if ready() {
+                return true;
+            }
+            if !self.wait_past(seen, deadline) {
+                return ready();
+            }
+        }
+    }
+}
+
+/// The client's side of an in-process event channel.
+pub struct LocalEvents {
+    pub mine: Arc<Signal>,
+    pub peer: Arc<Signal>,
+}
+
+impl RingEvents for LocalEvents {
+    fn notify(&self) {
+        self.peer.raise();
+    }
+    fn wait_until(&self, ready: &mut dyn FnMut() -> bool, timeout: Option<Duration>) -> bool {
+        self.mine.wait_until(ready, timeout)
+    }
+    fn wake_all(&self) {
+        self.mine.raise();
+    }
+}
+
+struct RingWire {
+    page: RingPage,
+    mine: Arc<Signal>,
+    client: Arc<Signal>,
+    closed: Arc<Mutex<bool>>,
+}
+
+impl Wire for RingWire {
+    fn read_exact(&mut self, buf: &mut [u8]) -> bool {
+        let mut done = 0;
+        while done < buf.len() {
+            let page = &self.page;
+            let closed = &self.closed;
+            self.mine.wait_until(
+                &mut || *closed.lock().unwrap() || page.req_prod() != page.req_cons(),
+                None,
+            );
+            if *closed.lock().unwrap() {
+                return false;
+            }
+            let (cons, prod) = (page.req_cons(), page.req_prod());
+            let (off, n) = input_chunk(cons, prod);
+            let n = n.min(buf.len() - done);
+            page.read_req(off, &mut buf[done..done + n]);
+            page.set_req_cons(cons.wrapping_add(n as u32));
+            done += n;
+            self.client.raise();
+        }
+        true
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> bool {
+        let mut done = 0;
+        while done < data.len() {
+            let page = &self.page;
+            let closed = &self.closed;
+            self.mine.wait_until(
+                &mut || {
+                    *closed.lock().unwrap() || page.rsp_prod().wrapping_sub(page.rsp_cons()) < 1024
+                },
+                None,
+            );
+            if *closed.lock().unwrap() {
+                return false;
+            }
+            let (cons, prod) = (page.rsp_cons(), page.rsp_prod());
+            let (off, n) = output_chunk(cons, prod);
+            let n = n.min(data.len() - done);
+            page.write_rsp(off, &data[done..done + n]);
+            page.set_rsp_prod(prod.wrapping_add(n as u32));
+            done += n;
+            self.client.raise();
+        }
+        true
+    }
+
+    fn close(&mut self) {}
+}
+
+/// A mock daemon on the other side of an in-memory ring page.
+pub struct RingMock {
+    pub client: Client<StdPlatform>,
+    pub local: Arc<LocalPage>,
+    /// The daemon's view of the page, for fault injection.
+    pub page: RingPage,
+    /// Kicks the client (after poking the page).
+    pub client_signal: Arc<Signal>,
+    peer_signal: Arc<Signal>,
+    closed: Arc<Mutex<bool>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RingMock {
+    pub fn start(config: Config, script: impl FnMut(&Req) -> Act + Send + 'static) -> RingMock {
+        let local = LocalPage::new();
+        let client_signal = Arc::new(Signal::default());
+        let peer_signal = Arc::new(Signal::default());
+        let closed = Arc::new(Mutex::new(false));
+        let wire = RingWire {
+            page: RingPage::local(&local),
+            mine: Arc::clone(&peer_signal),
+            client: Arc::clone(&client_signal),
+            closed: Arc::clone(&closed),
+        };
+        let thread = std::thread::spawn(move || serve(wire, Box::new(script)));
+        let events = LocalEvents {
+            mine: Arc::clone(&client_signal),
+            peer: Arc::clone(&peer_signal),
+        };
+        let client =
+            Client::over_ring(StdPlatform, RingPage::local(&local), events, config).unwrap();
+        RingMock {
+            client,
+            page: RingPage::local(&local),
+            local,
+            client_signal,
+            peer_signal,
+            closed,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RingMock {
+    fn drop(&mut self) {
+        *self.closed.lock().unwrap() = true;
+        self.peer_signal.raise();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Polls `cond` for up to 10 s (for effects of background threads).
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
