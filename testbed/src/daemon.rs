@@ -111,9 +111,18 @@ impl DaemonProcess {
             .stderr(output2);
         let parent = std::process::id();
         // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe calls (prctl, getppid).
+        // makes async-signal-safe calls (sigprocmask, prctl, getppid) on
+        // local data.
         unsafe {
             cmd.pre_exec(move || {
+                // The mask survives exec and std leaves it alone here: a
+                // caller that blocks SIGTERM for a signalfd (testbed up)
+                // would otherwise make the daemon deaf to our SIGTERM.
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }

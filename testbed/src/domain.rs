@@ -60,7 +60,7 @@ impl Domain {
         &self.config
     }
 
-    /// The domain's home, /local/domain/<domid>.
+    /// The domain's home, `/local/domain/<domid>`.
     pub fn home_path(&self) -> String {
         self.config.home_path()
     }

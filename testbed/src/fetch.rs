@@ -42,7 +42,12 @@ impl std::fmt::Display for Xenstored {
 pub fn xenstored() -> Result<&'static Xenstored> {
     static DAEMON: OnceLock<std::result::Result<Xenstored, String>> = OnceLock::new();
     DAEMON
-        .get_or_init(|| locate().map_err(|e| e.to_string()))
+        .get_or_init(|| {
+            locate().map_err(|e| match e {
+                Error::Fetch { reason } => reason,
+                other => other.to_string(),
+            })
+        })
         .as_ref()
         .map_err(|reason| Error::Fetch {
             reason: reason.clone(),
@@ -87,6 +92,7 @@ fn from_env(path: PathBuf) -> Result<Xenstored> {
     }
     let version = std::env::var("XENSTORED_VERSION")
         .ok()
+        .or_else(|| extraction_version(&path))
         .or_else(|| dpkg_version_of(&path))
         .unwrap_or_else(|| "unknown".to_string());
     Ok(Xenstored { path, version })
@@ -99,6 +105,19 @@ fn from_cache(root: &Path) -> Option<Xenstored> {
         path,
         version: version.trim().to_string(),
     })
+}
+
+/// The version recorded next to an extraction of the package (e.g. the
+/// testbed's own cache handed over through `$XENSTORED`).
+fn extraction_version(path: &Path) -> Option<String> {
+    if !path.ends_with(DAEMON_IN_PACKAGE) {
+        return None;
+    }
+    let root = path
+        .ancestors()
+        .nth(Path::new(DAEMON_IN_PACKAGE).components().count())?;
+    let version = std::fs::read_to_string(root.join(VERSION_FILE)).ok()?;
+    Some(version.trim().to_string())
 }
 
 fn is_executable(path: &Path) -> bool {

@@ -216,8 +216,9 @@ impl Bridge {
             let rung = sys::eventfd_take(&client.doorbell)
                 .map_err(|e| Error::io("reading the doorbell eventfd", e))?;
             if rung > 0 {
-                self.domain.notify()?;
+                // Count first: whoever sees the effect sees the count.
                 self.counters.doorbells.fetch_add(1, Ordering::Relaxed);
+                self.domain.notify()?;
             }
         }
         Ok(())
@@ -229,9 +230,9 @@ impl Bridge {
         }
         match &self.client {
             Some(client) => {
+                self.counters.interrupts.fetch_add(1, Ordering::Relaxed);
                 sys::eventfd_signal(&client.interrupt)
                     .map_err(|e| Error::io("signalling the guest's vector", e))?;
-                self.counters.interrupts.fetch_add(1, Ordering::Relaxed);
             }
             None => {
                 self.counters.unclaimed.fetch_add(1, Ordering::Relaxed);

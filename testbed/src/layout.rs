@@ -51,8 +51,8 @@ pub(crate) struct InstanceDir {
 
 impl InstanceDir {
     /// Creates a fresh private directory under `$TESTBED_TMPDIR`, else
-    /// /dev/shm (tmpfs: ring pages never touch a disk), else the system temp
-    /// dir. The name holds the pid and a counter, so testbeds in one process
+    /// /dev/shm (tmpfs: ring pages never touch a disk) unless it is mounted
+    /// noexec, else the system temp dir. The name holds the pid and a counter, so testbeds in one process
     /// and across processes never collide.
     pub(crate) fn create_private() -> Result<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -189,13 +189,30 @@ fn private_base() -> PathBuf {
         return PathBuf::from(dir);
     }
     let shm = Path::new("/dev/shm");
-    let writable = shm
+    let world_writable = shm
         .metadata()
         .map(|m| m.is_dir() && m.permissions().mode() & 0o002 != 0)
         .unwrap_or(false);
-    if writable {
+    // The fake libraries are loaded from the directory: containers often
+    // mount /dev/shm noexec, which the dynamic loader refuses.
+    if world_writable && !mounted_noexec(shm) {
         shm.to_path_buf()
     } else {
         std::env::temp_dir()
     }
+}
+
+fn mounted_noexec(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(cpath) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: statvfs is plain old data; all-zero is a valid value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: cpath is NUL-terminated and st is a valid, exclusively
+    // borrowed buffer, both for the duration of the call.
+    if unsafe { libc::statvfs(cpath.as_ptr(), &mut st) } != 0 {
+        return true;
+    }
+    st.f_flag & libc::ST_NOEXEC != 0
 }

@@ -234,8 +234,9 @@ fn command(tb: &Testbed, line: &str) -> CliResult<bool> {
 }
 
 fn stdin_is_pipe_or_socket() -> bool {
-    // SAFETY: fstat on fd 0 into a zeroed, exclusively borrowed stat buffer.
+    // SAFETY: stat is plain old data; all-zero is a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes into st, a valid exclusively borrowed buffer.
     if unsafe { libc::fstat(0, &mut st) } != 0 {
         return false;
     }
@@ -272,9 +273,10 @@ impl SignalFd {
 
     /// Reads one pending signal's number.
     fn take(&self) -> std::io::Result<u32> {
-        // SAFETY: reads one signalfd_siginfo into a zeroed local buffer.
+        // SAFETY: signalfd_siginfo is plain old data; all-zero is valid.
         let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: reads at most `size` bytes into `info`, which is that big.
         let n = unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut info).cast(), size) };
         if n != size as isize {
             return Err(std::io::Error::last_os_error());

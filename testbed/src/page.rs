@@ -190,3 +190,38 @@ impl Drop for SharedPage {
         unsafe { libc::munmap(self.base.as_ptr().cast(), PAGE_SIZE) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch_page(name: &str) -> (SharedPage, PathBuf) {
+        let path = std::env::temp_dir().join(format!("xstb-page-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        (SharedPage::create(&path).unwrap(), path)
+    }
+
+    #[test]
+    fn two_views_of_a_page_file_see_each_others_writes() {
+        let (a, path) = scratch_page("views");
+        let b = SharedPage::open(&path).unwrap();
+        a.write_u32(offset::RSP_PROD, 0x1234_5678).unwrap();
+        assert_eq!(b.read_u32(offset::RSP_PROD).unwrap(), 0x1234_5678);
+        b.write_bytes(PAGE_SIZE - 3, b"end").unwrap();
+        let mut buf = [0u8; 3];
+        a.read_bytes(PAGE_SIZE - 3, &mut buf).unwrap();
+        assert_eq!(&buf, b"end");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn accesses_outside_the_page_or_misaligned_are_refused() {
+        let (page, path) = scratch_page("bounds");
+        assert!(page.read_u32(PAGE_SIZE - 4).is_ok());
+        assert!(page.read_u32(PAGE_SIZE).is_err());
+        assert!(page.write_u32(2, 0).is_err());
+        assert!(page.write_bytes(PAGE_SIZE - 1, b"xy").is_err());
+        assert!(page.read_bytes(usize::MAX, &mut [0u8; 2]).is_err());
+        std::fs::remove_file(path).unwrap();
+    }
+}

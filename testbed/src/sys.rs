@@ -55,11 +55,13 @@ pub(crate) fn eventfd_signal(fd: &impl AsRawFd) -> io::Result<()> {
     let one: u64 = 1;
     // SAFETY: writes 8 bytes from a valid u64 to a descriptor we hold.
     let n = unsafe { libc::write(fd.as_raw_fd(), (&raw const one).cast(), 8) };
-    match n {
-        8 => Ok(()),
+    if n == 8 {
+        return Ok(());
+    }
+    match io::Error::last_os_error() {
         // Counter saturated: it is readable anyway.
-        _ if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock => Ok(()),
-        _ => Err(io::Error::last_os_error()),
+        e if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        e => Err(e),
     }
 }
 
@@ -68,10 +70,12 @@ pub(crate) fn eventfd_take(fd: &impl AsRawFd) -> io::Result<u64> {
     let mut value: u64 = 0;
     // SAFETY: reads 8 bytes into a valid u64 from a descriptor we hold.
     let n = unsafe { libc::read(fd.as_raw_fd(), (&raw mut value).cast(), 8) };
-    match n {
-        8 => Ok(value),
-        _ if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock => Ok(0),
-        _ => Err(io::Error::last_os_error()),
+    if n == 8 {
+        return Ok(value);
+    }
+    match io::Error::last_os_error() {
+        e if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        e => Err(e),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Playing the toolstack: introduce a domain to the daemon and give it a
-//! home under /local/domain/<domid>, as xl does.
+//! home under `/local/domain/<domid>`, as xl does.
 //!
 //! Order matters: XS_INTRODUCE first, then the nodes and permissions. A
 //! permission naming a domain the daemon does not know yet crashed the 4.17
@@ -58,7 +58,7 @@ impl DomainConfig {
         }
     }
 
-    /// The domain's home path, /local/domain/<domid>.
+    /// The domain's home path, `/local/domain/<domid>`.
     pub fn home_path(&self) -> String {
         format!("/local/domain/{}", self.domid)
     }

@@ -34,6 +34,36 @@ pub mod ty {
     pub const SET_TARGET: u32 = 19;
     pub const RESET_WATCHES: u32 = 21;
     pub const DIRECTORY_PART: u32 = 22;
+
+    /// The xs_wire.h name of a message type, for messages to humans.
+    pub fn name(ty: u32) -> &'static str {
+        const NAMES: [&str; 23] = [
+            "CONTROL",
+            "DIRECTORY",
+            "READ",
+            "GET_PERMS",
+            "WATCH",
+            "UNWATCH",
+            "TRANSACTION_START",
+            "TRANSACTION_END",
+            "INTRODUCE",
+            "RELEASE",
+            "GET_DOMAIN_PATH",
+            "WRITE",
+            "MKDIR",
+            "RM",
+            "SET_PERMS",
+            "WATCH_EVENT",
+            "ERROR",
+            "IS_DOMAIN_INTRODUCED",
+            "RESUME",
+            "SET_TARGET",
+            "RESTRICT",
+            "RESET_WATCHES",
+            "DIRECTORY_PART",
+        ];
+        NAMES.get(ty as usize).copied().unwrap_or("UNKNOWN")
+    }
 }
 
 /// Size of the wire header (type, req_id, tx_id, len; u32 little-endian).
@@ -109,11 +139,7 @@ pub fn nul_join(parts: &[&str]) -> Vec<u8> {
 /// Describes a request for error messages: "WRITE /a/b".
 pub(crate) fn describe(msg: &Message) -> String {
     let first = msg.payload.split(|&b| b == 0).next().unwrap_or_default();
-    format!(
-        "request type {} ({})",
-        msg.ty,
-        String::from_utf8_lossy(first)
-    )
+    format!("{} {}", ty::name(msg.ty), String::from_utf8_lossy(first))
 }
 
 /// A privileged (dom0) connection to the daemon's unix socket, one request
@@ -184,5 +210,47 @@ impl SocketClient {
             tx_id,
             payload,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_round_trips_through_its_header() {
+        let msg = Message {
+            ty: ty::WRITE,
+            req_id: 7,
+            tx_id: 3,
+            payload: b"/a\0b".to_vec(),
+        };
+        let bytes = msg.encode();
+        assert_eq!(bytes.len(), HEADER_LEN + 4);
+        let header: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().unwrap();
+        assert_eq!(
+            Message::decode_header(&header).unwrap(),
+            (ty::WRITE, 7, 3, 4)
+        );
+    }
+
+    #[test]
+    fn a_length_over_the_payload_limit_is_a_protocol_error() {
+        let mut header = [0u8; HEADER_LEN];
+        header[12..].copy_from_slice(&(PAYLOAD_MAX as u32 + 1).to_le_bytes());
+        assert!(matches!(
+            Message::decode_header(&header),
+            Err(Error::Protocol(_))
+        ));
+        header[12..].copy_from_slice(&(PAYLOAD_MAX as u32).to_le_bytes());
+        assert!(Message::decode_header(&header).is_ok());
+    }
+
+    #[test]
+    fn error_replies_and_text_drop_the_trailing_nul() {
+        let reply = Message::new(ty::ERROR, 1, b"EACCES\0");
+        assert_eq!(reply.error().as_deref(), Some("EACCES"));
+        assert_eq!(Message::new(ty::READ, 1, b"v").error(), None);
+        assert_eq!(nul_join(&["a", "b"]), b"a\0b\0");
     }
 }

@@ -224,3 +224,21 @@ fn control_reports_the_daemon_quota_settings() {
         .unwrap_err();
     assert!(err.xs_error().is_some(), "{err}");
 }
+
+#[test]
+fn a_daemon_that_cannot_start_fails_loudly_with_its_output() {
+    // (4.17 ignores unknown options but dies on an unknown quota name.)
+    let err = Testbed::with_options(
+        testbed::Options::new()
+            .daemon_arg("-Q")
+            .daemon_arg("no-such-quota=1"),
+    )
+    .expect_err("xenstored rejects an unknown quota");
+    let text = err.to_string();
+    assert!(matches!(err, Error::DaemonStart { .. }), "{text}");
+    assert!(text.contains("exited"), "{text}");
+    assert!(
+        text.contains("unknown quota"),
+        "the daemon's own words: {text}"
+    );
+}
