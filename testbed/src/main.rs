@@ -11,8 +11,10 @@
 //! or SIGHUP, until stdin reaches EOF (only when stdin is a pipe or socket,
 //! so `testbed up ... &` with stdin on /dev/null keeps running), or until
 //! the daemon dies (exit status 1). Lines read from a piped stdin are
-//! commands: `restart` (restart the daemon, answers `restarted=1`) and
-//! `quit`. See testbed/README.md.
+//! commands: `restart` (answers `pid=` and `restarted=1`), `quit`,
+//! `peek DOMID OFFSET` (`peek=VALUE`), `poke DOMID OFFSET VALUE`
+//! (`poked=1`), `notify-guest DOMID` and `notify-daemon DOMID`
+//! (`notified=1`). See testbed/README.md.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -20,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use testbed::ivshmem::IvshmemServer;
-use testbed::{DomainConfig, HomeLayout, Options, Quota, Testbed};
+use testbed::{DomainConfig, HomeLayout, Options, Quota, SharedPage, Testbed};
 
 const USAGE: &str = "usage:
   testbed fetch
@@ -30,8 +32,9 @@ const USAGE: &str = "usage:
       Start xenstored, introduce the domains (default: 1), serve the first
       domain's ring to QEMU on SOCKET if --ivshmem is given; print key=value
       lines ending with ready=1; run until SIGTERM/SIGINT, stdin EOF (pipe),
-      `quit` on stdin, or the daemon's death. `restart` on stdin restarts
-      the daemon.";
+      `quit` on stdin, or the daemon's death. Other stdin commands:
+      restart | peek DOMID OFFSET | poke DOMID OFFSET VALUE |
+      notify-guest DOMID | notify-daemon DOMID";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -214,23 +217,71 @@ fn serve(
     }
 }
 
-/// Runs one stdin command; false means stop.
+/// Runs one stdin command; false means stop. Answers go to stdout as
+/// `key=value` lines. A bad command, or one that fails, is reported on
+/// stderr and otherwise ignored (the testbed keeps running).
 fn command(tb: &Testbed, line: &str) -> CliResult<bool> {
-    match line {
-        "" => {}
-        "quit" => return Ok(false),
-        "restart" => {
-            tb.restart_daemon()?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if words.as_slice() == ["quit"] {
+        return Ok(false);
+    }
+    match answer(tb, &words) {
+        Ok(lines) => {
             let mut out = std::io::stdout().lock();
-            if let Some(pid) = tb.daemon_pid() {
-                writeln!(out, "pid={pid}")?;
+            for l in lines {
+                writeln!(out, "{l}")?;
             }
-            writeln!(out, "restarted=1")?;
             out.flush()?;
         }
-        other => eprintln!("testbed: unknown command {other:?} (restart, quit)"),
+        Err(e) => eprintln!("testbed: {line:?}: {e}"),
     }
     Ok(true)
+}
+
+/// The answer lines of one command.
+fn answer(tb: &Testbed, words: &[&str]) -> CliResult<Vec<String>> {
+    let domid = |w: &str| -> CliResult<u32> { Ok(u32::try_from(parse_num(w)?)?) };
+    Ok(match words {
+        [] => vec![],
+        ["restart"] => {
+            tb.restart_daemon()?;
+            let pid = tb.daemon_pid().map(|p| format!("pid={p}"));
+            pid.into_iter().chain(["restarted=1".into()]).collect()
+        }
+        ["peek", d, offset] => {
+            let page = SharedPage::open(&tb.page_path(domid(d)?))?;
+            vec![format!("peek={}", page.read_u32(parse_num(offset)?)?)]
+        }
+        ["poke", d, offset, value] => {
+            let page = SharedPage::open(&tb.page_path(domid(d)?))?;
+            page.write_u32(parse_num(offset)?, u32::try_from(parse_num(value)?)?)?;
+            vec!["poked=1".into()]
+        }
+        ["notify-guest", d] => {
+            tb.notify_guest(domid(d)?)?;
+            vec!["notified=1".into()]
+        }
+        ["notify-daemon", d] => {
+            tb.notify_daemon(domid(d)?)?;
+            vec!["notified=1".into()]
+        }
+        _ => {
+            return Err(
+                "unknown command (restart, quit, peek D OFF, poke D OFF VAL, \
+                         notify-guest D, notify-daemon D)"
+                    .into(),
+            );
+        }
+    })
+}
+
+/// Parses a decimal or 0x-prefixed hexadecimal number.
+fn parse_num(text: &str) -> CliResult<usize> {
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => usize::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    Ok(parsed.map_err(|_| format!("not a number: {text:?}"))?)
 }
 
 fn stdin_is_pipe_or_socket() -> bool {

@@ -131,6 +131,12 @@ impl Testbed {
         self.dir.root()
     }
 
+    /// The ring page file of domain `domid` (whether or not introduced);
+    /// map it with [`SharedPage::open`] for a second view.
+    pub fn page_path(&self, domid: u32) -> PathBuf {
+        self.dir.page(domid)
+    }
+
     /// The trace file, if tracing is on.
     pub fn trace_path(&self) -> Option<&Path> {
         self.config.trace.as_deref()
@@ -287,12 +293,35 @@ impl Testbed {
         self.write_state(domid, state)?;
         if state != DomainState::Running {
             domains.retain(|d| d.domid != domid);
-            let virq = self.dir.virq(VIRQ_DOM_EXC);
-            UnixDatagram::unbound()
-                .and_then(|s| s.send_to(&[1], &virq))
-                .map_err(|e| Error::io_path("raising VIRQ_DOM_EXC via", &virq, e))?;
+            kick(&self.dir.virq(VIRQ_DOM_EXC))?;
         }
         Ok(())
+    }
+
+    /// Raises domain `domid`'s event as the daemon's notify would: whoever
+    /// holds the guest end (a [`Domain`], or the ivshmem server, which turns
+    /// it into the guest's MSI-X interrupt) sees a kick. For hostile-peer
+    /// tests: poke the page, then make the guest look at it.
+    pub fn notify_guest(&self, domid: u32) -> Result<()> {
+        let port = self.event_port(domid)?;
+        kick(&self.dir.guest_event(domid, port))
+    }
+
+    /// Kicks the daemon's end of domain `domid`'s event channel, as the
+    /// guest's notify would (e.g. when the ivshmem server owns the guest
+    /// end and a test poked the ring).
+    pub fn notify_daemon(&self, domid: u32) -> Result<()> {
+        let port = self.event_port(domid)?;
+        kick(&self.dir.daemon_event(domid, port))
+    }
+
+    fn event_port(&self, domid: u32) -> Result<u32> {
+        let domains = self.domains.lock().unwrap_or_else(|p| p.into_inner());
+        domains
+            .iter()
+            .find(|d| d.domid == domid)
+            .map(|d| d.event_port)
+            .ok_or_else(|| Error::Usage(format!("domain {domid} is not introduced")))
     }
 
     fn write_state(&self, domid: u32, state: DomainState) -> Result<()> {
@@ -329,6 +358,18 @@ impl Testbed {
 
     fn lock_daemon(&self) -> MutexGuard<'_, Option<DaemonProcess>> {
         self.daemon.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Sends one kick to an event socket; a full queue is already pending.
+fn kick(socket: &Path) -> Result<()> {
+    match UnixDatagram::unbound().and_then(|s| {
+        s.set_nonblocking(true)?;
+        s.send_to(&[1], socket)
+    }) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(Error::io_path("kicking", socket, e)),
     }
 }
 

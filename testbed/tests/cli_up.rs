@@ -1,6 +1,9 @@
 //! `testbed up`: the entry point of run-qemu.sh, the kernel test runner
 //! and run-bench.sh.
 
+#[path = "support/ivshmem_client.rs"]
+mod ivshmem_client;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Lines, Read, Write};
 use std::path::Path;
@@ -166,4 +169,60 @@ fn up_exits_with_an_error_when_the_daemon_dies() {
         .read_to_string(&mut err)
         .unwrap();
     assert!(err.contains("xenstored died"), "{err}");
+}
+
+/// Reads stdout lines until one starts with `key=`; returns its value.
+fn answer(lines: &mut Lines<BufReader<ChildStdout>>, key: &str) -> String {
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(value) = line.strip_prefix(&format!("{key}=")) {
+            return value.to_string();
+        }
+    }
+    panic!("testbed up closed stdout before answering {key}");
+}
+
+#[test]
+fn up_pokes_the_ring_and_kicks_the_guest_for_hostile_peer_tests() {
+    let state = std::env::temp_dir().join(format!("xstb-poke-{}", std::process::id()));
+    let socket = state.join("ivshmem.sock");
+    let (mut child, mut lines, keys) = up(
+        &[
+            "--no-trace",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--ivshmem",
+            socket.to_str().unwrap(),
+        ],
+        Stdio::piped(),
+    );
+    let (_qemu, fds) = ivshmem_client::connect(Path::new(&keys["ivshmem"]));
+    let mut stdin = child.stdin.take().unwrap();
+
+    // Play a hostile daemon: a response producer index 5000 ahead.
+    writeln!(stdin, "poke 1 2060 5000").unwrap();
+    assert_eq!(answer(&mut lines, "poked"), "1");
+    writeln!(stdin, "peek 1 0x80c").unwrap();
+    assert_eq!(answer(&mut lines, "peek"), "5000");
+    let page = std::fs::read(&keys["dom1_page"]).unwrap();
+    assert_eq!(&page[2060..2064], &5000u32.to_le_bytes());
+
+    // Make the guest look: its vector fires through the ivshmem bridge.
+    writeln!(stdin, "notify-guest 1").unwrap();
+    assert_eq!(answer(&mut lines, "notified"), "1");
+    assert!(ivshmem_client::eventfd_readable(
+        &fds.interrupt,
+        Duration::from_secs(10)
+    ));
+    writeln!(stdin, "notify-daemon 1").unwrap();
+    assert_eq!(answer(&mut lines, "notified"), "1");
+
+    // A bad command is refused without stopping the testbed.
+    writeln!(stdin, "poke 1 5000 1").unwrap();
+    writeln!(stdin, "peek 1 0").unwrap();
+    assert_eq!(answer(&mut lines, "peek"), "0");
+
+    writeln!(stdin, "quit").unwrap();
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+    std::fs::remove_dir_all(&state).unwrap();
 }

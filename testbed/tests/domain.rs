@@ -204,3 +204,36 @@ fn introducing_twice_or_a_reserved_domid_is_refused() {
     assert!(tb.introduce_domain(0).is_err());
     assert!(tb.introduce_domain(0x7ff0).is_err());
 }
+
+#[test]
+fn the_testbed_can_kick_either_end_of_a_domains_event_channel() {
+    let tb = Testbed::start().unwrap();
+    let dom = tb.introduce_domain(1).unwrap();
+    dom.take_event().unwrap();
+    // notify_guest: the guest sees an event as if the daemon had notified.
+    tb.notify_guest(1).unwrap();
+    assert!(dom.wait_event(T).unwrap());
+
+    // notify_daemon: a request parked in the ring without the guest's own
+    // kick gets served. (xenstored scans every ring whenever anything wakes
+    // it, so this cannot prove the kick was the only trigger.)
+    let page = dom.page();
+    let request = Message::new(ty::READ, 5, b"domid\0").encode();
+    let reply = Message::new(ty::READ, 5, b"1").encode();
+    let prod = page.read_u32(offset::REQ_PROD).unwrap();
+    let rsp = page.read_u32(offset::RSP_PROD).unwrap();
+    page.write_bytes(offset::REQ + (prod as usize % offset::RING_SIZE), &request)
+        .unwrap();
+    page.write_u32(offset::REQ_PROD, prod + request.len() as u32)
+        .unwrap();
+    tb.notify_daemon(1).unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while page.read_u32(offset::RSP_PROD).unwrap() < rsp + reply.len() as u32 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "parked request not served"
+        );
+        dom.wait_event(Duration::from_millis(100)).unwrap();
+    }
+    assert!(tb.notify_guest(9).is_err(), "domain 9 was never introduced");
+}
