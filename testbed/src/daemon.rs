@@ -170,6 +170,11 @@ impl DaemonProcess {
         }
     }
 
+    /// The tails of the daemon's output, syslog and trace.
+    pub(crate) fn report(&self) -> String {
+        self.logs.report()
+    }
+
     /// The daemon's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()

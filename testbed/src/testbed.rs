@@ -152,6 +152,15 @@ impl Testbed {
         self.lock_daemon().as_ref().map(DaemonProcess::pid)
     }
 
+    /// The last couple of KiB of the daemon's stdout/stderr, syslog and
+    /// trace, for a failure report (e.g. a kernel test that failed).
+    pub fn log_tails(&self) -> String {
+        self.lock_daemon()
+            .as_ref()
+            .map(DaemonProcess::report)
+            .unwrap_or_else(|| "(no daemon: the last restart failed)".to_string())
+    }
+
     /// Ok while the daemon runs; else why not ([`Error::DaemonDied`] with
     /// its logs).
     pub fn check_daemon(&self) -> Result<()> {

@@ -38,6 +38,9 @@ fn daemon_starts_and_is_named_with_its_version() {
             daemon.version
         );
     }
+    // Its logs are at hand for failure reports.
+    let tails = tb.log_tails();
+    assert!(tails.contains("Checking store"), "{tails}");
     // It answers on its private socket as a 4.17 daemon does.
     let mut xs = tb.connect().unwrap();
     let root = xs.request(ty::DIRECTORY, b"/\0").unwrap();
