@@ -26,7 +26,7 @@ fn allocated_vectors_are_distinct() {
     let a = allocate_vector().expect("a free vector");
     let b = allocate_vector().expect("another");
     assert_ne!(a, b);
-    assert!(a >= interrupts::FIRST_DYNAMIC_VECTOR && a <= interrupts::LAST_DYNAMIC_VECTOR);
+    assert!((interrupts::FIRST_DYNAMIC_VECTOR..=interrupts::LAST_DYNAMIC_VECTOR).contains(&a));
     interrupts::free_vector(a);
     interrupts::free_vector(b);
     assert!(

@@ -1,5 +1,5 @@
 //! Serial input: bytes the runner feeds to COM1 arrive through the receive
-//! interrupt and are read as lines and bytes.
+//! interrupt and are read as lines (CRLF and LF endings) and raw bytes.
 
 #![no_std]
 #![no_main]
@@ -12,7 +12,7 @@ use core::time::Duration;
 use kernel::serial::{self, ReadLineError};
 use kernel::time::Instant;
 
-ktests::config!(timeout_secs = 30, stdin = "hello kernel\nsecond line\r\nXY");
+ktests::config!(timeout_secs = 30, stdin = "hello kernel\r\nsecond line\nXY");
 ktests::main!(
     lines_arrive_through_the_receive_interrupt,
     bytes_then_timeout_when_input_stops,

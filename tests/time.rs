@@ -66,7 +66,10 @@ fn sleep_returns_after_the_requested_ticks() {
             slept < Duration::from_millis(ms + 500),
             "sleep({ms} ms) took {slept:?}"
         );
-        assert!(ticked >= ms, "sleep({ms} ms) saw only {ticked} ticks");
+        // The clock is the TSC; ticks are the APIC timer's. A periodic tick
+        // that falls due while the previous one is still pending is merged
+        // (TCG on a busy host does this), so allow a quarter fewer.
+        assert!(ticked >= ms * 3 / 4, "sleep({ms} ms) saw only {ticked} ticks");
     }
 }
 

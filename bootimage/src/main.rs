@@ -1,1 +1,358 @@
-fn main() {}
+//! `bootimage`: the host side of the kernel.
+//!
+//! - `build`: builds the kernel, checks its PVH note, writes `target/boot/`
+//!   (kernel.elf, xl configs for PVH and HVM, a GRUB ISO if possible).
+//! - `run`: builds and boots it in QEMU with the serial console on the
+//!   terminal; returns when the kernel exits.
+//! - `test`: builds every kernel test image (tests/), boots each in QEMU
+//!   (in parallel, each with its time limit, fixtures and QEMU arguments
+//!   from its `.ktest_config` section) and prints libtest-style results.
+//! - `check FILE`: checks a kernel image's PVH note.
+
+mod artifacts;
+mod cargo;
+mod config;
+mod elf;
+mod fixtures;
+mod process;
+mod pvh;
+mod qemu;
+mod report;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use config::{Expect, ImageConfig};
+use qemu::Accel;
+use report::{ImageReport, TestResult};
+
+const USAGE: &str = "\
+usage: bootimage <command> [options]
+
+commands:
+  build [--release]                 build the kernel, write target/boot/
+  run [options] [-- QEMU-ARGS...]   build and boot the kernel in QEMU, serial on this terminal
+      --release                     optimised build
+      --accel kvm|tcg               default: kvm if /dev/kvm opens, else tcg ($KTEST_ACCEL overrides)
+      --iso                         boot the GRUB ISO (multiboot2) instead of -kernel (PVH)
+      --append CMDLINE              kernel command line (e.g. loglevel=debug)
+      --memory SIZE                 guest RAM (default 128M)
+      --fixture NAME                start a host fixture first; QEMU-ARGS may use {NAME.key}
+  test [options] [IMAGE...]         build and run kernel test images (default: all)
+      --release, --accel            as for run
+      --jobs N                      images booted at once (default: number of CPUs)
+      --filter TEXT                 run only tests whose name contains TEXT
+      --verbose                     show serial output of passing images too
+  check FILE                        check FILE's Xen PVH note
+";
+
+fn take_value(args: &mut Vec<String>, flag: &str) -> Result<Option<String>, String> {
+    match args.iter().position(|a| a == flag) {
+        Some(i) if i + 1 < args.len() => {
+            let v = args.remove(i + 1);
+            args.remove(i);
+            Ok(Some(v))
+        }
+        Some(_) => Err(format!("{flag} needs a value")),
+        None => Ok(None),
+    }
+}
+
+fn take_flag(args: &mut Vec<String>, flag: &str) -> bool {
+    match args.iter().position(|a| a == flag) {
+        Some(i) => {
+            args.remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
+fn parse_accel(args: &mut Vec<String>) -> Result<Accel, String> {
+    let requested = take_value(args, "--accel")?
+        .map(|a| a.parse())
+        .transpose()?;
+    qemu::choose_accel(requested)
+}
+
+fn build_boot_dir(release: bool) -> Result<artifacts::BootArtifacts, String> {
+    let kernel = cargo::build_kernel(release)?;
+    let dir = cargo::target_dir().join("boot");
+    let out = artifacts::write(&dir, &kernel)?;
+    eprintln!(
+        "bootimage: {} (PVH entry {:#x}); xl configs {}{}",
+        out.kernel.display(),
+        out.pvh_entry,
+        out.xl_configs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        out.iso
+            .as_ref()
+            .map(|p| format!("; ISO {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(out)
+}
+
+fn cmd_build(mut args: Vec<String>) -> Result<ExitCode, String> {
+    let release = take_flag(&mut args, "--release");
+    reject_rest(&args)?;
+    build_boot_dir(release)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reject_rest(args: &[String]) -> Result<(), String> {
+    match args.first() {
+        Some(a) => Err(format!("unexpected argument {a:?}\n\n{USAGE}")),
+        None => Ok(()),
+    }
+}
+
+fn cmd_run(mut args: Vec<String>) -> Result<ExitCode, String> {
+    let qemu_extra: Vec<String> = match args.iter().position(|a| a == "--") {
+        Some(i) => args.split_off(i).into_iter().skip(1).collect(),
+        None => Vec::new(),
+    };
+    let release = take_flag(&mut args, "--release");
+    let iso = take_flag(&mut args, "--iso");
+    let accel = parse_accel(&mut args)?;
+    let append = take_value(&mut args, "--append")?.unwrap_or_default();
+    let memory = take_value(&mut args, "--memory")?.unwrap_or_else(|| "128M".into());
+    let mut fixture_names = Vec::new();
+    while let Some(name) = take_value(&mut args, "--fixture")? {
+        fixture_names.push(name);
+    }
+    reject_rest(&args)?;
+    let boot = build_boot_dir(release)?;
+    let workdir = std::env::temp_dir().join(format!("bootimage-run-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir).map_err(|e| format!("{}: {e}", workdir.display()))?;
+    let mut fixtures = Vec::new();
+    for name in &fixture_names {
+        fixtures.push(fixtures::start(name, &workdir)?);
+    }
+    let vars: Vec<_> = fixtures.iter().flat_map(|f| f.vars()).collect();
+    let extra = fixtures::substitute(&qemu_extra, &vars)?;
+    let target = match (&boot.iso, iso) {
+        (Some(path), true) => qemu::Boot::Iso(path),
+        (None, true) => return Err("no ISO was built (grub-mkrescue missing)".into()),
+        (_, false) => qemu::Boot::Kernel(&boot.kernel),
+    };
+    let mut cmd = qemu::command(target, accel, &memory, &append, true);
+    cmd.args(&extra);
+    eprintln!("bootimage: booting with {accel} (Ctrl-A x quits QEMU)");
+    let status = cmd.status().map_err(|e| {
+        format!(
+            "cannot start {}: {e} (install qemu-system-x86)",
+            qemu::binary()
+        )
+    })?;
+    drop(fixtures);
+    let _ = std::fs::remove_dir_all(&workdir);
+    Ok(match status.code() {
+        Some(qemu::STATUS_SUCCESS) => {
+            eprintln!("bootimage: kernel exited with success");
+            ExitCode::SUCCESS
+        }
+        Some(qemu::STATUS_FAILURE) => {
+            eprintln!("bootimage: kernel exited with failure");
+            ExitCode::from(1)
+        }
+        Some(code) => {
+            eprintln!("bootimage: QEMU exited with status {code}");
+            ExitCode::from(u8::try_from(code).unwrap_or(1).max(1))
+        }
+        None => ExitCode::from(1),
+    })
+}
+
+fn image_config(path: &Path) -> Result<ImageConfig, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let elf = elf::Elf::parse(&bytes).map_err(|e| e.to_string())?;
+    pvh::check(&bytes)?;
+    match elf.section(".ktest_config").map_err(|e| e.to_string())? {
+        Some(section) => ImageConfig::parse(section),
+        None => Ok(ImageConfig::default()),
+    }
+}
+
+fn run_image(name: &str, path: &Path, accel: Accel, filter: Option<&str>) -> ImageReport {
+    let config = match image_config(path) {
+        Ok(c) => c,
+        Err(e) => return ImageReport::not_started(name, format!("bad image: {e}")),
+    };
+    let workdir = std::env::temp_dir().join(format!("ktest-{}-{name}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&workdir) {
+        return ImageReport::not_started(name, format!("{}: {e}", workdir.display()));
+    }
+    let mut fixtures = Vec::new();
+    for need in &config.needs {
+        match fixtures::start(need, &workdir) {
+            Ok(f) => fixtures.push((need.clone(), f)),
+            Err(e) => return ImageReport::not_started(name, format!("fixture {need}: {e}")),
+        }
+    }
+    let vars: Vec<_> = fixtures.iter().flat_map(|(_, f)| f.vars()).collect();
+    let extra = match fixtures::substitute(&config.qemu_args, &vars) {
+        Ok(a) => a,
+        Err(e) => return ImageReport::not_started(name, e),
+    };
+    let mut cmdline = config.cmdline.clone();
+    if let Some(f) = filter {
+        cmdline.push(format!("ktest.filter={f}"));
+    }
+    let mut cmd = qemu::command(
+        qemu::Boot::Kernel(path),
+        accel,
+        &config.memory,
+        &cmdline.join(" "),
+        false,
+    );
+    cmd.args(&extra);
+    let run = match process::run_with_timeout(
+        cmd,
+        config.stdin.as_deref().map(str::as_bytes),
+        config.timeout,
+    ) {
+        Ok(run) => run,
+        Err(e) => {
+            return ImageReport::not_started(name, format!("cannot start {}: {e}", qemu::binary()));
+        }
+    };
+    let mut report = report::evaluate(name, config.expect, config.timeout, &run);
+    if config.expect == Expect::Success {
+        for (need, fixture) in &mut fixtures {
+            let check = fixture.check_after_run();
+            report.tests.push(TestResult {
+                name: format!("{name}::fixture_{}_check", need.replace('-', "_")),
+                ok: check.is_ok(),
+                note: check.err(),
+            });
+        }
+    }
+    if report.failed() > 0 {
+        for (need, fixture) in &fixtures {
+            let diag = fixture.diagnostics();
+            if !diag.is_empty() {
+                report
+                    .output
+                    .push_str(&format!("\n[fixture {need}]\n{diag}"));
+            }
+        }
+    }
+    drop(fixtures);
+    let _ = std::fs::remove_dir_all(&workdir);
+    report
+}
+
+fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
+    let release = take_flag(&mut args, "--release");
+    let verbose = take_flag(&mut args, "--verbose");
+    let accel = parse_accel(&mut args)?;
+    let filter = take_value(&mut args, "--filter")?;
+    let jobs = match take_value(&mut args, "--jobs")? {
+        Some(n) => n
+            .parse::<usize>()
+            .map_err(|_| format!("--jobs {n:?}: not a number"))?
+            .max(1),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    if let Some(flag) = args.iter().find(|a| a.starts_with('-')) {
+        return Err(format!("unknown option {flag}\n\n{USAGE}"));
+    }
+    let mut images = cargo::build_test_images(release)?;
+    images.sort_by(|a, b| a.name.cmp(&b.name));
+    for wanted in &args {
+        if !images.iter().any(|i| &i.name == wanted) {
+            return Err(format!("no test image called {wanted:?}"));
+        }
+    }
+    if !args.is_empty() {
+        images.retain(|i| args.contains(&i.name));
+    }
+    println!(
+        "kernel test images: {} to boot with {accel}, {jobs} at a time",
+        images.len()
+    );
+    let started = Instant::now();
+    let queue = Mutex::new(images.iter());
+    let reports = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.min(images.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let Some(image) = queue.lock().expect("queue").next() else {
+                        break;
+                    };
+                    let report =
+                        run_image(&image.name, &image.executable, accel, filter.as_deref());
+                    print!("{}", report.render(&accel.to_string(), verbose));
+                    reports.lock().expect("reports").push(report);
+                }
+            });
+        }
+    });
+    let reports = reports.into_inner().expect("reports");
+    let passed: usize = reports.iter().map(ImageReport::passed).sum();
+    let failed: usize = reports.iter().map(ImageReport::failed).sum();
+    let bad: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.failed() > 0)
+        .map(|r| r.image.as_str())
+        .collect();
+    println!(
+        "kernel test images: {} booted in {:.1}s; tests: {passed} ok, {failed} failing{}",
+        reports.len(),
+        started.elapsed().as_secs_f64(),
+        if bad.is_empty() {
+            String::new()
+        } else {
+            format!(" (in {})", bad.join(", "))
+        }
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn cmd_check(args: Vec<String>) -> Result<ExitCode, String> {
+    let [path] = args.as_slice() else {
+        return Err(format!("check takes one file\n\n{USAGE}"));
+    };
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let entry = pvh::check(&bytes).map_err(|e| format!("{path}: {e}"))?;
+    let elf_entry = elf::Elf::parse(&bytes).map_err(|e| e.to_string())?.entry;
+    println!(
+        "{path}: Xen PVH entry (XEN_ELFNOTE_PHYS32_ENTRY) at {entry:#x}; ELF entry {elf_entry:#x}"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() || matches!(args[0].as_str(), "-h" | "--help" | "help") {
+        print!("{USAGE}");
+        return if args.is_empty() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let command = args.remove(0);
+    let result = match command.as_str() {
+        "build" => cmd_build(args),
+        "run" => cmd_run(args),
+        "test" => cmd_test(args),
+        "check" => cmd_check(args),
+        other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("bootimage: {e}");
+        ExitCode::from(2)
+    })
+}

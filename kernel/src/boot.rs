@@ -326,7 +326,7 @@ extern "C" fn kernel_boot_entry(loader_magic: u32, info_phys: u32) -> ! {
     log::info!(
         "kernel ready: {} MiB usable RAM, {} MiB free frames, tsc {} MHz, timer {} Hz",
         info.usable_bytes() >> 20,
-        crate::memory::free_frames() * 4096 >> 20,
+        (crate::memory::free_frames() * 4096) >> 20,
         crate::time::tsc_hz() / 1_000_000,
         crate::time::TICK_HZ
     );

@@ -26,7 +26,7 @@ pub fn print_backtrace(out: &mut dyn Write, mut rbp: u64) {
     let _ = writeln!(out, "  backtrace (resolve with addr2line -e <image>):");
     for depth in 0..32 {
         let readable = rbp != 0
-            && rbp % 8 == 0
+            && rbp.is_multiple_of(8)
             && crate::memory::virt_to_phys_nonblocking(rbp).is_some()
             && crate::memory::virt_to_phys_nonblocking(rbp + 8).is_some();
         if !readable {

@@ -95,7 +95,7 @@ pub fn alloc_frame() -> Option<PhysAddr> {
 pub fn free_frame(frame: PhysAddr) {
     let addr = frame.as_u64();
     assert!(
-        addr % PAGE_SIZE == 0 && addr >= LOW_MEMORY_END,
+        addr.is_multiple_of(PAGE_SIZE) && addr >= LOW_MEMORY_END,
         "free_frame({addr:#x}): not a frame from the allocator"
     );
     let mut frames = FRAMES.lock();

@@ -39,7 +39,7 @@ pub(crate) fn init(info: &crate::BootInfo) {
     heap::init();
     log::info!(
         "memory: {} MiB in {} free frames; heap at {:#x}, {} KiB mapped",
-        free_frames() * 4096 >> 20,
+        (free_frames() * 4096) >> 20,
         free_frames(),
         layout::HEAP_BASE,
         heap::stats().mapped / 1024

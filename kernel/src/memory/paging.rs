@@ -129,7 +129,7 @@ fn map_identity_ram(mapper: &mut OffsetPageTable<'static>, start: u64, end: u64)
     const HUGE: u64 = 2 << 20;
     let mut addr = start;
     while addr < end {
-        if addr % HUGE == 0 && addr + HUGE <= end {
+        if addr.is_multiple_of(HUGE) && addr + HUGE <= end {
             let page = Page::<Size2MiB>::containing_address(VirtAddr::new(addr));
             let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(addr));
             // SAFETY: as in `map_identity_4k`.
@@ -219,7 +219,7 @@ fn with_tables<R>(
 }
 
 fn check_aligned(addr: u64) -> Result<(), MapError> {
-    if addr % PAGE_SIZE == 0 {
+    if addr.is_multiple_of(PAGE_SIZE) {
         Ok(())
     } else {
         Err(MapError::NotAligned { addr })
@@ -385,7 +385,8 @@ impl MmioRegion {
     fn checked<T>(&self, offset: usize) -> *mut T {
         let size = core::mem::size_of::<T>();
         assert!(
-            offset.checked_add(size).is_some_and(|end| end <= self.len) && offset % size == 0,
+            offset.checked_add(size).is_some_and(|end| end <= self.len)
+                && offset.is_multiple_of(size),
             "MMIO access of {size} bytes at offset {offset:#x} outside a {:#x}-byte region or misaligned",
             self.len
         );

@@ -197,6 +197,9 @@ fn switch_away(mut s: SchedGuard) {
         s.current = Some(next);
         return;
     }
+    if prev.id.as_u64() == IDLE_THREAD_ID {
+        prev.set_state(ThreadState::Ready); // always runnable, never queued
+    }
     next.set_state(ThreadState::Running);
     next.on_cpu.store(true, Ordering::Relaxed);
     CURRENT_ID.store(next.id.as_u64(), Ordering::Relaxed);

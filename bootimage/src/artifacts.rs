@@ -1,0 +1,151 @@
+//! `target/boot/`: the bootable kernel, ready-to-edit `xl` configs for Xen
+//! PVH and HVM direct kernel boot, and a GRUB ISO when grub-mkrescue exists.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What was written.
+pub struct BootArtifacts {
+    /// `kernel.elf`.
+    pub kernel: PathBuf,
+    /// The PVH entry address from its note.
+    pub pvh_entry: u64,
+    /// `xl` configs written.
+    pub xl_configs: Vec<PathBuf>,
+    /// The ISO, if grub-mkrescue was available.
+    pub iso: Option<PathBuf>,
+}
+
+/// The `xl` config for booting `kernel` as a PVH guest.
+pub fn xl_pvh_config(kernel: &Path) -> String {
+    format!(
+        r#"# Xen PVH guest: Xen enters kernel.elf at the address in its
+# XEN_ELFNOTE_PHYS32_ENTRY note. PVH has no emulated serial port: the guest
+# console is Xen's PV console (`xl console`).
+# Start with: xl create -c {name}
+name = "xs-kernel-pvh"
+type = "pvh"
+kernel = "{kernel}"
+cmdline = ""
+memory = 128
+vcpus = 1
+on_poweroff = "destroy"
+on_reboot = "destroy"
+on_crash = "destroy"
+"#,
+        name = "kernel-pvh.cfg",
+        kernel = kernel.display()
+    )
+}
+
+/// The `xl` config for HVM direct kernel boot (QEMU's -kernel loader in the
+/// device model, which uses the same PVH note), console on the emulated UART.
+pub fn xl_hvm_config(kernel: &Path) -> String {
+    format!(
+        r#"# Xen HVM guest, direct kernel boot: the device model (QEMU) loads
+# kernel.elf through its PVH note, as `qemu -kernel` does. COM1 is emulated.
+# Start with: xl create -c {name}
+name = "xs-kernel-hvm"
+type = "hvm"
+kernel = "{kernel}"
+cmdline = ""
+memory = 128
+vcpus = 1
+serial = "pty"
+vga = "none"
+on_poweroff = "destroy"
+on_reboot = "destroy"
+on_crash = "destroy"
+"#,
+        name = "kernel-hvm.cfg",
+        kernel = kernel.display()
+    )
+}
+
+const GRUB_CFG: &str = r#"set timeout=0
+set default=0
+serial --unit=0 --speed=115200
+terminal_input serial console
+terminal_output serial console
+menuentry "xenstore kernel (multiboot2)" {
+    multiboot2 /boot/kernel.elf
+    boot
+}
+"#;
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn build_iso(dir: &Path, kernel: &Path) -> Result<Option<PathBuf>, String> {
+    if !have("grub-mkrescue") {
+        eprintln!(
+            "bootimage: grub-mkrescue not installed; skipping the ISO (apt-get install grub-pc-bin xorriso mtools)"
+        );
+        return Ok(None);
+    }
+    let root = dir.join("iso-root");
+    let grub = root.join("boot/grub");
+    std::fs::create_dir_all(&grub).map_err(|e| format!("{}: {e}", grub.display()))?;
+    std::fs::copy(kernel, root.join("boot/kernel.elf")).map_err(|e| format!("copy kernel: {e}"))?;
+    std::fs::write(grub.join("grub.cfg"), GRUB_CFG).map_err(|e| format!("grub.cfg: {e}"))?;
+    let iso = dir.join("kernel.iso");
+    let out = Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(&iso)
+        .arg(&root)
+        .output()
+        .map_err(|e| format!("grub-mkrescue: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "grub-mkrescue failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(Some(iso))
+}
+
+/// Checks `kernel`'s PVH note and writes everything into `dir`.
+pub fn write(dir: &Path, kernel: &Path) -> Result<BootArtifacts, String> {
+    let image = std::fs::read(kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
+    let pvh_entry = crate::pvh::check(&image).map_err(|e| format!("{}: {e}", kernel.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let elf = dir.join("kernel.elf");
+    std::fs::write(&elf, &image).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let mut xl_configs = Vec::new();
+    for (name, text) in [
+        ("kernel-pvh.cfg", xl_pvh_config(&elf)),
+        ("kernel-hvm.cfg", xl_hvm_config(&elf)),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        xl_configs.push(path);
+    }
+    let iso = build_iso(dir, &elf)?;
+    Ok(BootArtifacts {
+        kernel: elf,
+        pvh_entry,
+        xl_configs,
+        iso,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xl_configs_name_the_kernel_and_the_boot_type() {
+        let k = Path::new("/x/target/boot/kernel.elf");
+        let pvh = xl_pvh_config(k);
+        assert!(
+            pvh.contains("type = \"pvh\"")
+                && pvh.contains("kernel = \"/x/target/boot/kernel.elf\"")
+        );
+        let hvm = xl_hvm_config(k);
+        assert!(hvm.contains("type = \"hvm\"") && hvm.contains("serial = \"pty\""));
+    }
+}

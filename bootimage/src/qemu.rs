@@ -1,0 +1,116 @@
+//! QEMU command lines: the machine every kernel image boots on, and the
+//! accelerator choice (KVM when /dev/kvm can be opened, TCG otherwise).
+
+use std::fmt;
+use std::path::Path;
+use std::process::Command;
+
+/// QEMU's exit status when the kernel wrote `ExitCode::Success` (0x10) to
+/// isa-debug-exit: `(0x10 << 1) | 1`.
+pub const STATUS_SUCCESS: i32 = 33;
+/// QEMU's exit status for `ExitCode::Failure` (0x11).
+pub const STATUS_FAILURE: i32 = 35;
+
+/// The QEMU binary (override with `$QEMU`).
+pub fn binary() -> String {
+    std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
+}
+
+/// CPU virtualisation backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualisation.
+    Kvm,
+    /// Software emulation (always available).
+    Tcg,
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        })
+    }
+}
+
+impl std::str::FromStr for Accel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "kvm" => Ok(Accel::Kvm),
+            "tcg" => Ok(Accel::Tcg),
+            other => Err(format!("unknown accelerator {other:?} (kvm or tcg)")),
+        }
+    }
+}
+
+/// The accelerator to use: `requested` if given, else `$KTEST_ACCEL`, else
+/// KVM if /dev/kvm opens read-write, else TCG.
+pub fn choose_accel(requested: Option<Accel>) -> Result<Accel, String> {
+    if let Some(a) = requested {
+        return Ok(a);
+    }
+    if let Ok(value) = std::env::var("KTEST_ACCEL") {
+        return value.parse();
+    }
+    let kvm_usable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    Ok(if kvm_usable { Accel::Kvm } else { Accel::Tcg })
+}
+
+/// How the kernel is handed to QEMU.
+pub enum Boot<'a> {
+    /// `-kernel` (the PVH note).
+    Kernel(&'a Path),
+    /// `-cdrom` (the GRUB ISO, multiboot2).
+    Iso(&'a Path),
+}
+
+/// A QEMU command for the project's machine: i440fx, no default devices,
+/// COM1 on stdio, isa-debug-exit, no reboot (a triple fault ends QEMU).
+/// `interactive` multiplexes the monitor on stdio (Ctrl-A x quits).
+pub fn command(
+    boot: Boot<'_>,
+    accel: Accel,
+    memory: &str,
+    cmdline: &str,
+    interactive: bool,
+) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.args([
+        "-machine",
+        "pc",
+        "-m",
+        memory,
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+    ]);
+    cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    if interactive {
+        cmd.args(["-serial", "mon:stdio"]);
+    } else {
+        cmd.args(["-serial", "stdio", "-monitor", "none"]);
+    }
+    match accel {
+        Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
+        Accel::Tcg => cmd.args(["-accel", "tcg"]),
+    };
+    match boot {
+        Boot::Kernel(path) => {
+            cmd.arg("-kernel").arg(path);
+            if !cmdline.is_empty() {
+                cmd.args(["-append", cmdline]);
+            }
+        }
+        Boot::Iso(path) => {
+            cmd.arg("-cdrom").arg(path).args(["-boot", "d"]);
+        }
+    }
+    cmd
+}
