@@ -52,13 +52,19 @@ impl CliOutput {
     }
 }
 
-/// What xc_domain_getinfo reports for a domain.
+/// What the fake xc_domain_getinfo reports for a domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DomainState {
+    /// Alive (what introduce_domain sets).
     Running,
+    /// Being destroyed (`dying`).
     Dying,
+    /// Shut down (`shutdown`, reason poweroff).
     Shutdown,
+    /// Crashed (`shutdown` + `crashed`).
     Crashed,
+    /// Destroyed: not reported at all.
+    Gone,
 }
 
 /// One real xenstored with its own socket and directory.
@@ -289,10 +295,12 @@ impl Testbed {
     }
 
     /// Tells the daemon's xc_domain_getinfo that `domid` is in `state` and
-    /// raises VIRQ_DOM_EXC, as Xen does when a domain dies. For any state
-    /// but `Running` the daemon then releases the domain (fires
-    /// @releaseDomain, drops its connection and its nodes); the testbed
-    /// forgets it too (no re-introduction on restart).
+    /// raises VIRQ_DOM_EXC, as Xen does when a domain changes state. The
+    /// 4.17 daemon then reacts as for real Xen: `Shutdown`/`Crashed` fire
+    /// @releaseDomain once but keep the domain introduced (a toolstack
+    /// would now destroy it); `Dying`/`Gone` release it (@releaseDomain,
+    /// connection dropped, its nodes deleted), and the testbed forgets it
+    /// too (no re-introduction on restart).
     pub fn set_domain_state(&self, domid: u32, state: DomainState) -> Result<()> {
         let _daemon = self.lock_daemon();
         let mut domains = self.domains.lock().unwrap_or_else(|p| p.into_inner());
@@ -300,8 +308,10 @@ impl Testbed {
             return Err(Error::Usage(format!("domain {domid} is not introduced")));
         }
         self.write_state(domid, state)?;
-        if state != DomainState::Running {
+        if matches!(state, DomainState::Dying | DomainState::Gone) {
             domains.retain(|d| d.domid != domid);
+        }
+        if state != DomainState::Running {
             kick(&self.dir.virq(VIRQ_DOM_EXC))?;
         }
         Ok(())
@@ -334,13 +344,17 @@ impl Testbed {
     }
 
     fn write_state(&self, domid: u32, state: DomainState) -> Result<()> {
+        let path = self.dir.domain_state(domid);
         let text = match state {
             DomainState::Running => "running",
             DomainState::Dying => "dying",
             DomainState::Shutdown => "shutdown",
             DomainState::Crashed => "crashed",
+            DomainState::Gone => {
+                return std::fs::remove_file(&path)
+                    .map_err(|e| Error::io_path("removing", &path, e));
+            }
         };
-        let path = self.dir.domain_state(domid);
         std::fs::write(&path, text).map_err(|e| Error::io_path("writing", &path, e))
     }
 

@@ -169,31 +169,58 @@ fn a_guest_that_corrupts_its_ring_does_not_take_the_daemon_down() {
     tb.cli("ls", &["/"]).unwrap().into_stdout().unwrap();
 }
 
+fn introduced(xs: &mut testbed::wire::SocketClient, domid: u32) -> bool {
+    let reply = xs
+        .request(ty::IS_DOMAIN_INTRODUCED, format!("{domid}\0").as_bytes())
+        .unwrap();
+    reply == b"T\0"
+}
+
 #[test]
-fn a_dying_domain_is_released_by_the_daemon() {
+fn a_dying_or_destroyed_domain_is_released_by_the_daemon() {
+    let tb = Testbed::start().unwrap();
+    let _doms: Vec<_> = (5..7).map(|d| tb.introduce_domain(d).unwrap()).collect();
+    let mut xs = tb.connect().unwrap();
+    for (domid, state) in [(5, DomainState::Dying), (6, DomainState::Gone)] {
+        assert!(introduced(&mut xs, domid));
+        tb.set_domain_state(domid, state).unwrap();
+        let deadline = std::time::Instant::now() + T;
+        while introduced(&mut xs, domid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "domain {domid} ({state:?}) never released"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Its nodes went with it (4.17 deletes a dead domain's nodes).
+        let name = format!("/local/domain/{domid}/name");
+        let home = tb.cli("read", &[&name]).unwrap();
+        assert!(!home.status.success(), "{home:?}");
+    }
+}
+
+#[test]
+fn a_crashed_domain_fires_release_domain_but_stays_introduced() {
+    use std::io::{BufRead, BufReader};
     let tb = Testbed::start().unwrap();
     let _dom = tb.introduce_domain(5).unwrap();
+    let mut watch = tb
+        .cli_command("watch")
+        .args(["-n", "2", "@releaseDomain"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    // The initial event: the watch is in place.
+    assert_eq!(lines.next().unwrap().unwrap(), "@releaseDomain");
+    tb.set_domain_state(5, DomainState::Crashed).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "@releaseDomain");
+    assert!(watch.wait().unwrap().success());
     let mut xs = tb.connect().unwrap();
-    assert_eq!(
-        xs.request(ty::IS_DOMAIN_INTRODUCED, b"5\0").unwrap(),
-        b"T\0"
+    assert!(
+        introduced(&mut xs, 5),
+        "a toolstack destroys it, not xenstored"
     );
-    tb.set_domain_state(5, DomainState::Dying).unwrap();
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let introduced = xs.request(ty::IS_DOMAIN_INTRODUCED, b"5\0").unwrap();
-        if introduced == b"F\0" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "domain 5 never released"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // Its nodes went with it (4.17 deletes a dead domain's nodes).
-    let home = tb.cli("read", &["/local/domain/5/name"]).unwrap();
-    assert!(!home.status.success(), "{home:?}");
 }
 
 #[test]
