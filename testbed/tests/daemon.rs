@@ -245,3 +245,41 @@ fn a_daemon_that_cannot_start_fails_loudly_with_its_output() {
         "the daemon's own words: {text}"
     );
 }
+
+/// `nm -D` output lines "ADDR T name@@VERS" / "U name@VERS" as name@VERS.
+fn dynamic_symbols(args: &[&str], file: &Path) -> Vec<String> {
+    let out = std::process::Command::new("nm")
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("nm (binutils) runs");
+    assert!(out.status.success(), "nm {}: {out:?}", file.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .map(|sym| sym.replace("@@", "@"))
+        .collect()
+}
+
+#[test]
+fn the_fakes_export_every_xen_symbol_the_daemon_imports() {
+    let tb = Testbed::start().unwrap();
+    let wanted: Vec<String> = dynamic_symbols(&["-D", "--undefined-only"], &tb.xenstored().path)
+        .into_iter()
+        .filter(|s| s.starts_with("xc_") || s.starts_with("xen"))
+        .collect();
+    assert!(wanted.len() >= 17, "daemon imports: {wanted:?}");
+    let mut offered = Vec::new();
+    for lib in [
+        "libxenctrl.so.4.17",
+        "libxenevtchn.so.1",
+        "libxengnttab.so.1",
+    ] {
+        offered.extend(dynamic_symbols(
+            &["-D", "--defined-only"],
+            &tb.state_dir().join("lib").join(lib),
+        ));
+    }
+    let missing: Vec<&String> = wanted.iter().filter(|s| !offered.contains(s)).collect();
+    assert!(missing.is_empty(), "fakes lack {missing:?}");
+}
