@@ -10,7 +10,9 @@ usage() {
 usage: ./run-qemu.sh [options] [-- extra QEMU arguments]
 
 Boots target/boot/kernel.elf (built first) under QEMU: KVM when /dev/kvm is
-usable, TCG otherwise. Serial console on this terminal; Ctrl-A x quits QEMU.
+usable and this host is not itself a VM (nested KVM measured slower than TCG
+for this kernel), TCG otherwise. Serial console on this terminal; Ctrl-A x
+quits QEMU.
 
 options:
   --release          optimised kernel build

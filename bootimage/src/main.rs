@@ -35,7 +35,8 @@ commands:
   build [--release]                 build the kernel, write target/boot/
   run [options] [-- QEMU-ARGS...]   build and boot the kernel in QEMU, serial on this terminal
       --release                     optimised build
-      --accel kvm|tcg               default: kvm if /dev/kvm opens, else tcg ($KTEST_ACCEL overrides)
+      --accel kvm|tcg               default: kvm if /dev/kvm opens and the host is not a VM, else tcg
+                                    ($KTEST_ACCEL overrides)
       --iso                         boot the GRUB ISO (multiboot2) instead of -kernel (PVH)
       --append CMDLINE              kernel command line (e.g. loglevel=debug)
       --memory SIZE                 guest RAM (default 128M)
@@ -74,7 +75,9 @@ fn parse_accel(args: &mut Vec<String>) -> Result<Accel, String> {
     let requested = take_value(args, "--accel")?
         .map(|a| a.parse())
         .transpose()?;
-    qemu::choose_accel(requested)
+    let (accel, why) = qemu::choose_accel(requested)?;
+    eprintln!("bootimage: accelerator {accel} ({why})");
+    Ok(accel)
 }
 
 fn build_boot_dir(release: bool) -> Result<artifacts::BootArtifacts, String> {
