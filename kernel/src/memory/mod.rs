@@ -17,13 +17,15 @@
 pub mod frame;
 pub mod heap;
 pub mod layout;
+pub mod mmio;
 pub mod paging;
 pub mod stacks;
 
 pub use frame::{alloc_frame, free_frame, free_frames, total_frames};
+pub use mmio::{MmioRegion, map_mmio, unmap_mmio};
 pub use paging::{
-    MapError, MmioRegion, PageTableFlags, PhysAddr, VirtAddr, alloc_kernel_pages, map_mmio,
-    map_page, phys_to_virt, unmap_mmio, unmap_page, virt_to_phys, virt_to_phys_nonblocking,
+    MapError, PageTableFlags, PhysAddr, VirtAddr, alloc_kernel_pages, map_page, phys_to_virt,
+    unmap_page, virt_to_phys, virt_to_phys_nonblocking,
 };
 pub use stacks::{GuardPageOwner, guard_page_owner};
 
