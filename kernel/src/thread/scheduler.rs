@@ -151,8 +151,9 @@ pub(super) fn init() {
     let main = Arc::new(Thread::new(MAIN_THREAD_ID, "main", None));
     main.set_state(ThreadState::Running);
     main.on_cpu.store(true, Ordering::Relaxed);
+    // Interrupt handlers run on the interrupted thread's stack, very often
+    // the idle thread's: it gets the default size like everyone else.
     let idle = super::Builder::new("idle")
-        .stack_size(16 * 1024)
         .create(
             IDLE_THREAD_ID,
             alloc::boxed::Box::new(|| {
@@ -351,14 +352,20 @@ fn wake_locked(s: &mut SchedGuard, thread: &Arc<Thread>, seq: u64) -> bool {
         thread.set_state(ThreadState::Running);
     } else {
         thread.set_state(ThreadState::Ready);
-        s.ready.push_back(thread.clone());
         let idle = s
             .current
             .as_ref()
             .is_some_and(|c| c.id.as_u64() == IDLE_THREAD_ID);
-        if idle || crate::interrupts::in_interrupt() {
-            // Let it run as soon as the interrupt returns: low wake latency.
+        if crate::interrupts::in_interrupt() {
+            // Woken by a device: run it as soon as the interrupt returns, ahead
+            // of the queue (low event latency; it blocks again soon after).
+            s.ready.push_front(thread.clone());
             NEED_RESCHED.store(true, Ordering::Relaxed);
+        } else {
+            s.ready.push_back(thread.clone());
+            if idle {
+                NEED_RESCHED.store(true, Ordering::Relaxed);
+            }
         }
     }
     true
