@@ -50,6 +50,65 @@ fn main(_boot: &'static BootInfo) -> ! {
     for t in thread::list() {
         log::info!("  thread {} {:?} {:?}", t.id, t.name, t.state);
     }
+    measure_latencies();
     log::info!("demo done; powering off");
     kernel::exit(ExitCode::Success)
+}
+
+/// Logs two numbers later benchmarks build on: a thread switch (yield
+/// ping-pong) and an interrupt waking a sleeping thread (self-IPI ->
+/// completion -> the thread runs). Informational, not asserted.
+fn measure_latencies() {
+    use alloc::sync::Arc;
+    use kernel::interrupts;
+    use kernel::sync::Completion;
+    use kernel::time::Instant;
+
+    static STOP: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    let partner = thread::spawn_joinable("yielder", || {
+        while !STOP.load(Ordering::Relaxed) {
+            thread::yield_now();
+        }
+    });
+    const SWITCHES: u64 = 2000;
+    let start = Instant::now();
+    for _ in 0..SWITCHES {
+        thread::yield_now();
+    }
+    let per_switch = start.elapsed().as_nanos() as u64 / (2 * SWITCHES);
+    STOP.store(true, Ordering::Relaxed);
+    partner.join();
+
+    let Ok(vector) = interrupts::allocate_vector() else {
+        return;
+    };
+    static SENT_AT: AtomicU64 = AtomicU64::new(0);
+    let mut worst = 0;
+    let mut total = 0;
+    const ROUNDS: u64 = 200;
+    for _ in 0..ROUNDS {
+        let event = Arc::new(Completion::new());
+        let signal = event.clone();
+        let Ok(reg) = interrupts::register_vector(vector, move || signal.complete()) else {
+            return;
+        };
+        let waiter = thread::spawn_joinable("irq-waiter", move || {
+            event.wait();
+            let latency = Instant::now().as_micros() - SENT_AT.load(Ordering::SeqCst);
+            SENT_AT.store(latency, Ordering::SeqCst);
+        });
+        thread::sleep(Duration::from_millis(1)); // let it block
+        SENT_AT.store(Instant::now().as_micros(), Ordering::SeqCst);
+        interrupts::send_self_ipi(vector);
+        waiter.join();
+        let latency = SENT_AT.load(Ordering::SeqCst);
+        worst = worst.max(latency);
+        total += latency;
+        interrupts::unregister(reg);
+    }
+    interrupts::free_vector(vector);
+    log::info!(
+        "latency: thread switch {per_switch} ns; interrupt -> woken thread runs: mean {} us, worst {worst} us ({ROUNDS} rounds)",
+        total / ROUNDS
+    );
 }
