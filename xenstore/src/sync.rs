@@ -36,65 +36,6 @@ impl Deadline {
 }
 
 #[derive(Default)]
-struct SleepLockState {
-    busy: bool,
-    waiters: usize,
-}
-
-/// A mutual-exclusion token that may be held across blocking calls (the
-/// send lock: a ring send may wait for space). Not reentrant.
-pub(crate) struct SleepLock<P: Platform> {
-    state: P::Lock<SleepLockState>,
-    queue: P::WaitQueue,
-}
-
-impl<P: Platform> SleepLock<P> {
-    pub(crate) fn new() -> Self {
-        SleepLock {
-            state: Lock::new(SleepLockState::default()),
-            queue: WaitQueue::new(),
-        }
-    }
-
-    /// Takes the token, sleeping while another thread has it.
-    pub(crate) fn lock(&self) {
-        let got = self.state.with(|s| {
-            if s.busy {
-                s.waiters += 1;
-                false
-            } else {
-                s.busy = true;
-                true
-            }
-        });
-        if !got {
-            let mut claim = || {
-                self.state.with(|s| {
-                    let free = !s.busy;
-                    if free {
-                        s.busy = true;
-                        s.waiters -= 1;
-                    }
-                    free
-                })
-            };
-            self.queue.wait_until(&mut claim, None);
-        }
-    }
-
-    /// Returns the token; wakes sleepers only if there are any.
-    pub(crate) fn unlock(&self) {
-        let waiters = self.state.with(|s| {
-            s.busy = false;
-            s.waiters
-        });
-        if waiters > 0 {
-            self.queue.wake_all();
-        }
-    }
-}
-
-#[derive(Default)]
 struct RwState {
     readers: usize,
     writer: bool,

@@ -11,11 +11,14 @@
 //! `W` is whatever the caller wants back with a reply (the runtime uses the
 //! requester's reply slot).
 
+mod in_flight;
 mod parser;
 
 use alloc::collections::{BTreeMap, BTreeSet};
+
 use alloc::string::String;
 use alloc::vec::Vec;
+use in_flight::InFlight;
 
 pub use parser::{Frame, Parser};
 
@@ -126,7 +129,7 @@ struct Pending<W> {
 pub struct Core<W> {
     parser: Parser,
     next_req_id: u32,
-    pending: BTreeMap<u32, Pending<W>>,
+    pending: InFlight<Pending<W>>,
     watches: BTreeMap<String, WatchId>,
     transactions: BTreeSet<u32>,
     stats: CoreStats,
@@ -137,7 +140,7 @@ impl<W> Default for Core<W> {
         Core {
             parser: Parser::default(),
             next_req_id: 0,
-            pending: BTreeMap::new(),
+            pending: InFlight::default(),
             watches: BTreeMap::new(),
             transactions: BTreeSet::new(),
             stats: CoreStats::default(),
@@ -213,7 +216,7 @@ impl<W> Core<W> {
     fn allocate_req_id(&mut self) -> u32 {
         loop {
             self.next_req_id = self.next_req_id.wrapping_add(1);
-            if self.next_req_id != 0 && !self.pending.contains_key(&self.next_req_id) {
+            if self.next_req_id != 0 && !self.pending.contains(self.next_req_id) {
                 return self.next_req_id;
             }
         }
@@ -238,7 +241,7 @@ impl<W> Core<W> {
         self.stats.oversized += 1;
         let violation = ProtocolViolation::PayloadTooLong { len: header.len };
         if header.ty != MsgType::WatchEvent as u32
-            && let Some(p) = self.pending.remove(&header.req_id)
+            && let Some(p) = self.pending.remove(header.req_id)
         {
             return self.complete(p, Err(ReplyError::Protocol(violation)));
         }
@@ -278,7 +281,7 @@ impl<W> Core<W> {
     }
 
     fn on_reply(&mut self, header: Header, body: Vec<u8>) -> Event<W> {
-        let Some(p) = self.pending.remove(&header.req_id) else {
+        let Some(p) = self.pending.remove(header.req_id) else {
             self.stats.unknown_req_id += 1;
             return Event::Dropped(Dropped::UnknownReqId { header });
         };
@@ -340,7 +343,7 @@ impl<W> Core<W> {
     /// reported as [`Event::LateReply`]. Returns the waiter, or `None` if the
     /// reply was already reported (the caller then has it).
     pub fn abandon(&mut self, req_id: u32) -> Option<W> {
-        self.pending.get_mut(&req_id).and_then(|p| p.waiter.take())
+        self.pending.get_mut(req_id).and_then(|p| p.waiter.take())
     }
 
     /// Forgets every request in flight and any partial message, returning
@@ -350,10 +353,7 @@ impl<W> Core<W> {
     pub fn reset_connection(&mut self) -> Vec<W> {
         self.parser.reset();
         self.transactions.clear();
-        core::mem::take(&mut self.pending)
-            .into_values()
-            .filter_map(|p| p.waiter)
-            .collect()
+        self.pending.drain().filter_map(|p| p.waiter).collect()
     }
 
     /// Some requester still waiting for its reply, if any (the runtime

@@ -18,11 +18,17 @@
 //!
 //! Locks, and the order they are taken in (never the other way round):
 //! `suspend` (sleepable, held shared by each open transaction and during
-//! watch registration; exclusive by `suspend()`) → `send_lock` (sleepable,
-//! serialises `Transport::send`) → `conn` (short: the protocol core and
-//! connection state) → a slot's `state` (short: one requester's outcome).
+//! watch registration; exclusive by `suspend()`) → `conn` (short: the
+//! protocol core, the outbox, connection state) → a slot's `state` (short:
+//! one requester's outcome). `reader` and `slots` (short) are taken alone.
 //! `watches.table` (short) is never held with `conn`. No short lock is held
 //! across a blocking call, a wake-up or user code.
+//!
+//! Sending is batched: a requester frames its request into the outbox
+//! under `conn`; if nobody is writing, it becomes the sender and writes the
+//! outbox, looping until it is empty, while later requesters just append
+//! and go wait. So there is no send lock to sleep on, and requests that
+//! pile up while a write is under way leave in one write.
 
 mod reader;
 mod requests;
@@ -37,8 +43,9 @@ use core::time::Duration;
 use crate::core::{Core, CoreStats, ReplyResult};
 use crate::error::TransportError;
 use crate::platform::{Lock, Platform, WaitQueue};
-use crate::sync::{SleepLock, SuspendLock};
+use crate::sync::SuspendLock;
 use crate::transport::Transport;
+use core::sync::atomic::{AtomicBool, AtomicUsize};
 
 pub(crate) use requests::{Gate, Ticket};
 pub use watch::{Callback, WatchEvent};
@@ -119,8 +126,9 @@ pub(crate) struct SlotState {
     outcome: Option<Outcome>,
     /// Set when the reader token is handed to this requester.
     nudged: bool,
-    /// The encode buffer, reused from request to request.
-    buf: Vec<u8>,
+    /// The requester is (about to be) asleep on `queue`: only then does a
+    /// delivery need a wake-up (a syscall on the host).
+    sleeping: bool,
 }
 
 /// Where one request's outcome is delivered; pooled and reused.
@@ -137,13 +145,22 @@ impl<P: Platform> Slot<P> {
         }
     }
 
-    fn deliver(&self, outcome: Outcome) {
-        self.state.with(|s| s.outcome = Some(outcome));
+    /// Stores the outcome; returns whether the requester must be woken.
+    #[must_use]
+    fn deliver(&self, outcome: Outcome) -> bool {
+        self.state.with(|s| {
+            s.outcome = Some(outcome);
+            s.sleeping
+        })
     }
 
     fn nudge(&self) {
-        self.state.with(|s| s.nudged = true);
-        self.queue.wake_all();
+        if self.state.with(|s| {
+            s.nudged = true;
+            s.sleeping
+        }) {
+            self.queue.wake_all();
+        }
     }
 }
 
@@ -161,18 +178,16 @@ pub(crate) enum Deferred {
 /// Connection state, under `Shared::conn`.
 pub(crate) struct ConnState<P: Platform> {
     pub(crate) core: Core<Arc<Slot<P>>>,
-    /// Someone holds the reader token.
-    reader_busy: bool,
-    /// The receive thread waits for the token; do not hand it to a requester.
-    receiver_wants_token: bool,
+    /// Framed requests waiting to be written, in order.
+    outbox: Vec<u8>,
+    /// An empty buffer kept for the next sender's batch (saves allocating).
+    spare: Vec<u8>,
+    /// A requester is writing the outbox: others append and go wait.
+    sending: bool,
     /// The receive thread has been started.
     receiver_started: bool,
     /// Set once the connection is unusable.
     failed: Option<TransportError>,
-    /// New requests wait at the gate (between `suspend` and `resume`).
-    gate_closed: bool,
-    /// Requests between the gate and their outcome.
-    active_requests: usize,
     deferred: Vec<Deferred>,
     transport_failures: u64,
 }
@@ -194,7 +209,16 @@ pub(crate) struct Shared<P: Platform> {
     /// Woken on connection-state changes: token released to the receive
     /// thread, gate opened, requests drained, failure.
     conn_queue: P::WaitQueue,
-    send_lock: SleepLock<P>,
+    /// The reader token: someone reads from the transport.
+    reader_busy: AtomicBool,
+    /// The receive thread waits for the token: requesters leave it alone.
+    receiver_wants_token: AtomicBool,
+    /// New requests wait at the gate (between `suspend` and `resume`).
+    /// Written under `conn` so that a request either passed the gate and is
+    /// counted in `active` before `suspend` closes it, or sees it closed.
+    gate_closed: AtomicBool,
+    /// Requests between the gate and their outcome (`suspend` waits for 0).
+    active: AtomicUsize,
     reader: P::Lock<Option<ReaderCtx<P>>>,
     pub(crate) suspend_lock: SuspendLock<P>,
     pub(crate) watches: watch::Watches<P>,
@@ -221,23 +245,20 @@ impl<P: Platform> Shared<P> {
             transport,
             conn: Lock::new(ConnState {
                 core: Core::new(),
-                reader_busy: false,
-                receiver_wants_token: false,
+                outbox: Vec::new(),
+                spare: Vec::new(),
+                sending: false,
                 receiver_started: false,
                 failed: None,
-                gate_closed: false,
-                active_requests: 0,
                 deferred: Vec::new(),
                 transport_failures: 0,
             }),
             conn_queue: WaitQueue::new(),
-            send_lock: SleepLock::new(),
-            reader: Lock::new(Some(ReaderCtx {
-                buf: alloc::vec![0; RECV_BUF],
-                wakes: Vec::new(),
-                events: Vec::new(),
-                deferred: Vec::new(),
-            })),
+            reader_busy: AtomicBool::new(false),
+            receiver_wants_token: AtomicBool::new(false),
+            gate_closed: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            reader: Lock::new(Some(ReaderCtx::fresh())),
             suspend_lock: SuspendLock::new(),
             slots: Lock::new(Vec::new()),
         });
@@ -269,12 +290,12 @@ impl<P: Platform> Shared<P> {
                 c.failed = Some(err.clone());
                 c.transport_failures += 1;
             }
-            let waiters = c.core.reset_connection();
+            // Unsent requests go with the connection.
+            c.outbox.clear();
+            let mut waiters = c.core.reset_connection();
             // Delivered under the connection lock, like replies, so a
             // requester that finds its request gone finds its outcome.
-            for w in &waiters {
-                w.deliver(Outcome::Failed(err.clone()));
-            }
+            waiters.retain(|w| w.deliver(Outcome::Failed(err.clone())));
             (waiters, first)
         });
         if first && err != TransportError::Closed {

@@ -4,6 +4,7 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::mem;
+use core::sync::atomic::Ordering;
 
 use super::{Deferred, Outcome, ReaderCtx, Shared, Slot};
 use crate::XsError;
@@ -35,8 +36,9 @@ impl<P: Platform> Shared<P> {
         self.conn.with(|c| {
             c.core.feed(&buf[..n], &mut |event| match event {
                 Event::Reply { waiter, result } => {
-                    waiter.deliver(Outcome::Reply(result));
-                    wakes.push(waiter);
+                    if waiter.deliver(Outcome::Reply(result)) {
+                        wakes.push(waiter);
+                    }
                 }
                 Event::Watch { watch, path } => events.push((watch, path)),
                 Event::LateReply {
@@ -69,13 +71,13 @@ impl<P: Platform> Shared<P> {
     /// Takes the reader token if it is free (and the receive thread does not
     /// want it); returns the reader context to work with.
     fn try_take_reader(&self) -> Option<ReaderCtx<P>> {
-        let got = self.conn.with(|c| {
-            let free = !c.reader_busy && !c.receiver_wants_token && c.failed.is_none();
-            if free {
-                c.reader_busy = true;
-            }
-            free
-        });
+        if self.receiver_wants_token.load(Ordering::Acquire) {
+            return None;
+        }
+        let got = self
+            .reader_busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
         got.then(|| {
             self.reader
                 .with(Option::take)
@@ -86,19 +88,33 @@ impl<P: Platform> Shared<P> {
     /// Returns the token and passes it on: to the receive thread if it
     /// waits for it, else to a requester still waiting for its reply.
     fn release_reader(&self, ctx: ReaderCtx<P>) {
+        /// Who reads next.
+        enum Next<S> {
+            /// The receive thread (it sleeps on the connection queue).
+            Receiver,
+            /// A requester still waiting for its reply.
+            Requester(S),
+            /// Nobody waits: the next requester takes the token itself.
+            Nobody,
+        }
         self.reader.with(|r| *r = Some(ctx));
+        // Under `conn`, so the waiter picked is one registered before the
+        // token became free; later requesters find it free themselves.
         let next = self.conn.with(|c| {
-            c.reader_busy = false;
-            if c.receiver_wants_token {
-                None
+            self.reader_busy.store(false, Ordering::Release);
+            if self.receiver_wants_token.load(Ordering::Acquire) {
+                Next::Receiver
             } else {
-                c.core.any_waiter().cloned().map(Some)
+                c.core
+                    .any_waiter()
+                    .cloned()
+                    .map_or(Next::Nobody, Next::Requester)
             }
         });
         match next {
-            None => self.conn_queue.wake_all(),
-            Some(Some(slot)) => slot.nudge(),
-            Some(None) => {}
+            Next::Receiver => self.conn_queue.wake_all(),
+            Next::Requester(slot) => slot.nudge(),
+            Next::Nobody => {}
         }
     }
 
@@ -106,7 +122,7 @@ impl<P: Platform> Shared<P> {
     /// without reading, e.g. on a timeout, so the others are not stranded).
     pub(super) fn pass_reader_on(&self) {
         let next = self.conn.with(|c| {
-            if c.reader_busy {
+            if self.reader_busy.load(Ordering::Acquire) {
                 None
             } else {
                 c.core.any_waiter().cloned()
@@ -149,8 +165,11 @@ impl<P: Platform> Shared<P> {
                 continue;
             }
             let mut ready = || {
-                slot.state
-                    .with(|s| s.outcome.is_some() || mem::take(&mut s.nudged))
+                slot.state.with(|s| {
+                    let ready = s.outcome.is_some() || mem::take(&mut s.nudged);
+                    s.sleeping = !ready;
+                    ready
+                })
             };
             slot.queue
                 .wait_until(&mut ready, deadline.remaining(&self.platform));
@@ -177,19 +196,17 @@ impl<P: Platform> Shared<P> {
     }
 
     fn receive_thread(&self) {
+        // While a requester reads, ask it to hand the token over.
+        self.receiver_wants_token.store(true, Ordering::Release);
         let mut claim = || {
-            self.conn.with(|c| {
-                if c.failed.is_some() {
-                    return true;
-                }
-                // While a requester reads, ask it to hand the token over.
-                c.receiver_wants_token = c.reader_busy;
-                let free = !c.reader_busy;
-                c.reader_busy = true;
-                free
-            })
+            self.conn.with(|c| c.failed.is_some())
+                || self
+                    .reader_busy
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
         };
         self.conn_queue.wait_until(&mut claim, None);
+        self.receiver_wants_token.store(false, Ordering::Release);
         if self.failure().is_some() {
             return;
         }

@@ -1,11 +1,12 @@
-//! The request side: the suspend gate, framing, sending, and turning an
-//! outcome into the caller's result.
+//! The request side: the suspend gate, framing into the outbox, batched
+//! sending, and turning an outcome into the caller's result.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::mem;
+use core::sync::atomic::Ordering;
 
-use super::{Deferred, Outcome, Shared, Slot};
+use super::{ConnState, Deferred, Outcome, Shared, Slot};
 use crate::core::ReplyError;
 use crate::error::{Context, XsError};
 use crate::platform::{Lock, Platform, WaitQueue};
@@ -30,6 +31,18 @@ pub(crate) enum Gate {
     Bypass,
 }
 
+/// What `start` decided under the connection lock.
+enum Step {
+    /// Framed; `batch` is `Some` if this requester must write the outbox.
+    Queued {
+        req_id: u32,
+        batch: Option<Vec<u8>>,
+    },
+    /// The gate is closed: wait for `resume`.
+    WaitAtGate,
+    Refused(XsError),
+}
+
 impl<P: Platform> Shared<P> {
     /// Sends `req` in transaction `tx_id` and waits for its reply payload.
     ///
@@ -48,47 +61,83 @@ impl<P: Platform> Shared<P> {
         tx_id: u32,
         gate: Gate,
     ) -> Result<Ticket<P>, XsError> {
-        self.enter_gate(gate)?;
-        let ticket = self.encode_and_send(req, tx_id);
-        if ticket.is_err() {
-            self.leave_gate();
+        let slot = Slot::<P>::pooled(&self.slots);
+        loop {
+            let step = self.conn.with(|c| {
+                if let Some(cause) = &c.failed {
+                    return Step::Refused(XsError::Disconnected(cause.clone()));
+                }
+                if gate == Gate::Respect && self.gate_closed.load(Ordering::SeqCst) {
+                    return Step::WaitAtGate;
+                }
+                Self::frame_deferred(c);
+                match c.core.encode(req, tx_id, Arc::clone(&slot), &mut c.outbox) {
+                    Err(e) => Step::Refused(e),
+                    Ok(req_id) => {
+                        self.active.fetch_add(1, Ordering::SeqCst);
+                        let sender = !mem::replace(&mut c.sending, true);
+                        Step::Queued {
+                            req_id,
+                            batch: sender.then(|| mem::take(&mut c.spare)),
+                        }
+                    }
+                }
+            });
+            match step {
+                Step::Queued { req_id, batch } => {
+                    // The deadline starts before sending: a write blocked on a
+                    // full ring counts against it too.
+                    let deadline = Deadline::after(&self.platform, self.config.request_timeout);
+                    if let Some(batch) = batch {
+                        self.write_outbox(batch);
+                    }
+                    return Ok(Ticket {
+                        slot,
+                        req_id,
+                        op: req.msg_type(),
+                        deadline,
+                    });
+                }
+                Step::Refused(e) => {
+                    self.recycle_slot(slot);
+                    return Err(e);
+                }
+                Step::WaitAtGate => {
+                    let mut open = || {
+                        !self.gate_closed.load(Ordering::SeqCst)
+                            || self.conn.with(|c| c.failed.is_some())
+                    };
+                    self.conn_queue.wait_until(&mut open, None);
+                }
+            }
         }
-        ticket
     }
 
-    fn encode_and_send(&self, req: &Request<'_>, tx_id: u32) -> Result<Ticket<P>, XsError> {
-        self.send_deferred();
-        let slot = Slot::<P>::pooled(&self.slots);
-        let mut buf = slot.state.with(|s| mem::take(&mut s.buf));
-        buf.clear();
-        let encoded = self.conn.with(|c| match &c.failed {
-            Some(cause) => Err(XsError::Disconnected(cause.clone())),
-            None => c.core.encode(req, tx_id, Arc::clone(&slot), &mut buf),
-        });
-        let req_id = match encoded {
-            Ok(id) => id,
-            Err(e) => {
-                self.recycle(slot, buf);
-                return Err(e);
+    /// The sender's loop: writes the outbox until it is empty. `batch` is an
+    /// empty buffer to swap with it.
+    fn write_outbox(&self, mut batch: Vec<u8>) {
+        loop {
+            let more = self.conn.with(|c| {
+                if c.outbox.is_empty() || c.failed.is_some() {
+                    c.sending = false;
+                    c.spare = mem::take(&mut batch);
+                    false
+                } else {
+                    mem::swap(&mut c.outbox, &mut batch);
+                    true
+                }
+            });
+            if !more {
+                return;
             }
-        };
-        // The deadline starts before sending: a send blocked on a full ring
-        // counts against it too.
-        let deadline = Deadline::after(&self.platform, self.config.request_timeout);
-        self.send_lock.lock();
-        let sent = self.transport.send(&buf);
-        self.send_lock.unlock();
-        slot.state.with(|s| s.buf = buf);
-        if let Err(e) = sent {
-            // Fails every request in flight, this one included.
-            self.fail(e);
+            if let Err(e) = self.transport.send(&batch) {
+                // Fails every request in flight, these included.
+                self.fail(e);
+                self.conn.with(|c| c.sending = false);
+                return;
+            }
+            batch.clear();
         }
-        Ok(Ticket {
-            slot,
-            req_id,
-            op: req.msg_type(),
-            deadline,
-        })
     }
 
     /// Waits for a started request's reply. `path` is the request's path,
@@ -100,36 +149,34 @@ impl<P: Platform> Shared<P> {
             op,
             deadline,
         } = ticket;
-        let outcome = match self.wait_for_outcome(&slot, deadline) {
-            Some(outcome) => outcome,
-            None => match self.conn.with(|c| c.core.abandon(req_id)) {
+        let outcome = self.wait_for_outcome(&slot, deadline).or_else(|| {
+            match self.conn.with(|c| c.core.abandon(req_id)) {
                 // Gave up before the reply: it will be dropped when it comes.
-                Some(_) => {
-                    self.pass_reader_on();
-                    self.leave_gate();
-                    self.recycle_slot(slot);
-                    return Err(XsError::Timeout(Context::new(op, path)));
-                }
+                Some(_) => None,
                 // The reply (or the connection's failure) won the race: both
                 // are delivered to the slot under the connection lock, so it
                 // is there now.
-                None => slot.state.with(|s| s.outcome.take()).unwrap_or_else(|| {
+                None => Some(slot.state.with(|s| s.outcome.take()).unwrap_or_else(|| {
                     Outcome::Failed(self.failure().unwrap_or(crate::TransportError::Closed))
-                }),
-            },
-        };
+                })),
+            }
+        });
+        if outcome.is_none() {
+            self.pass_reader_on();
+        }
         self.leave_gate();
         self.recycle_slot(slot);
         match outcome {
-            Outcome::Reply(Ok(body)) => Ok(body),
-            Outcome::Reply(Err(ReplyError::Daemon(code))) => {
+            None => Err(XsError::Timeout(Context::new(op, path))),
+            Some(Outcome::Reply(Ok(body))) => Ok(body),
+            Some(Outcome::Reply(Err(ReplyError::Daemon(code)))) => {
                 Err(XsError::from_code(code, Context::new(op, path)))
             }
-            Outcome::Reply(Err(ReplyError::Protocol(violation))) => Err(XsError::Protocol {
+            Some(Outcome::Reply(Err(ReplyError::Protocol(violation)))) => Err(XsError::Protocol {
                 ctx: Context::new(op, path),
                 violation,
             }),
-            Outcome::Failed(cause) => Err(XsError::Disconnected(cause)),
+            Some(Outcome::Failed(cause)) => Err(XsError::Disconnected(cause)),
         }
     }
 
@@ -138,76 +185,43 @@ impl<P: Platform> Shared<P> {
         self.conn.with(|c| c.deferred.push(job));
     }
 
-    /// Sends queued clean-ups without waiting for their replies.
-    fn send_deferred(&self) {
-        let jobs = self.conn.with(|c| mem::take(&mut c.deferred));
-        for job in jobs {
-            let mut buf = Vec::new();
-            let encoded = self.conn.with(|c| match &job {
+    /// Frames queued clean-ups into the outbox; nobody waits for their
+    /// replies (the core reports them as late). One that cannot be framed
+    /// any more (its transaction already ended) is dropped.
+    fn frame_deferred(c: &mut ConnState<P>) {
+        for job in mem::take(&mut c.deferred) {
+            let _ = match &job {
                 Deferred::AbortTransaction(tx) => c.core.encode_unattended(
                     &Request::TransactionEnd { commit: false },
                     *tx,
-                    &mut buf,
+                    &mut c.outbox,
                 ),
                 Deferred::Unwatch { path, token } => {
                     c.core
-                        .encode_unattended(&Request::Unwatch { path, token }, 0, &mut buf)
+                        .encode_unattended(&Request::Unwatch { path, token }, 0, &mut c.outbox)
                 }
-            });
-            if encoded.is_ok() {
-                self.send_lock.lock();
-                let sent = self.transport.send(&buf);
-                self.send_lock.unlock();
-                if let Err(e) = sent {
-                    self.fail(e);
-                    return;
-                }
-            }
+            };
         }
     }
 
-    /// Passes the suspend gate (waiting while a suspend is in progress) and
-    /// counts the request as active.
-    fn enter_gate(&self, gate: Gate) -> Result<(), XsError> {
-        let mut verdict = None;
-        let mut pass = || {
-            self.conn.with(|c| {
-                if let Some(cause) = &c.failed {
-                    verdict = Some(Err(XsError::Disconnected(cause.clone())));
-                } else if !c.gate_closed || gate == Gate::Bypass {
-                    c.active_requests += 1;
-                    verdict = Some(Ok(()));
-                }
-                verdict.is_some()
-            })
-        };
-        self.conn_queue.wait_until(&mut pass, None);
-        verdict.unwrap_or(Err(XsError::InvalidState(
-            "suspend gate wait ended without a verdict",
-        )))
-    }
-
+    /// A request is done: `suspend` may be waiting for the last one.
     fn leave_gate(&self) {
-        let wake = self.conn.with(|c| {
-            c.active_requests = c.active_requests.saturating_sub(1);
-            c.gate_closed && c.active_requests == 0
-        });
-        if wake {
+        // SeqCst pairs with `suspend`: it closes the gate, then reads
+        // `active`; we decrement `active`, then read the gate.
+        if self.active.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.gate_closed.load(Ordering::SeqCst)
+        {
             self.conn_queue.wake_all();
         }
     }
 
-    fn recycle(&self, slot: Arc<Slot<P>>, buf: Vec<u8>) {
-        slot.state.with(|s| s.buf = buf);
-        self.recycle_slot(slot);
-    }
-
     /// Returns a slot to the pool if nothing else refers to it (an abandoned
-    /// request's slot stays with the core until its reply comes).
+    /// request's slot may still be referenced for a moment by a reader).
     fn recycle_slot(&self, slot: Arc<Slot<P>>) {
         slot.state.with(|s| {
             s.outcome = None;
             s.nudged = false;
+            s.sleeping = false;
         });
         if Arc::strong_count(&slot) == 1 {
             self.slots.with(|p| p.push(slot));

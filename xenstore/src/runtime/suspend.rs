@@ -9,6 +9,7 @@
 //! opens the gate and releases the lock.
 
 use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
 
 use super::requests::Gate;
 use super::watch::{Callback, Watches};
@@ -109,15 +110,15 @@ impl<P: Platform> Shared<P> {
     /// until [`Shared::resume`]. Must not be called by a thread holding an
     /// open transaction (it would wait for itself).
     pub(crate) fn suspend(&self) -> Result<(), XsError> {
-        if self.conn.with(|c| c.gate_closed) {
+        if self.gate_closed.load(Ordering::SeqCst) {
             return Err(XsError::InvalidState("already suspended"));
         }
         self.suspend_lock.lock_exclusive();
-        self.conn.with(|c| c.gate_closed = true);
-        let mut drained = || {
-            self.conn
-                .with(|c| c.active_requests == 0 || c.failed.is_some())
-        };
+        // Under `conn`: see `Shared::gate_closed`.
+        self.conn
+            .with(|_| self.gate_closed.store(true, Ordering::SeqCst));
+        let mut drained =
+            || self.active.load(Ordering::SeqCst) == 0 || self.conn.with(|c| c.failed.is_some());
         self.conn_queue.wait_until(&mut drained, None);
         Ok(())
     }
@@ -126,12 +127,13 @@ impl<P: Platform> Shared<P> {
     /// re-registers every watch, then lets requests through again. Returns
     /// the first error met (the client is resumed regardless).
     pub(crate) fn resume(&self) -> Result<(), XsError> {
-        if !self.conn.with(|c| c.gate_closed) {
+        if !self.gate_closed.load(Ordering::SeqCst) {
             return Err(XsError::InvalidState("resume without suspend"));
         }
         let mut first_error = None;
         match self.transport.resume() {
             // Bytes were discarded: any partial message is gone with them.
+            // (Nothing is in flight: `suspend` waited for every request.)
             Ok(true) => drop(self.conn.with(|c| c.core.reset_connection())),
             Ok(false) => {}
             Err(e) => first_error = Some(XsError::Disconnected(e)),
@@ -149,7 +151,8 @@ impl<P: Platform> Shared<P> {
                 first_error.get_or_insert(e);
             }
         }
-        self.conn.with(|c| c.gate_closed = false);
+        self.conn
+            .with(|_| self.gate_closed.store(false, Ordering::SeqCst));
         self.conn_queue.wake_all();
         self.suspend_lock.unlock_exclusive();
         first_error.map_or(Ok(()), Err)

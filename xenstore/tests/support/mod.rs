@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod real;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex};
