@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting and lints, the host tests (the xenstore crate against the
+# real Xen xenstored, the testbed, the xen ABI, the boot tool), every kernel test image in QEMU, and a
+# bounded fuzz run. Installs what is missing first. The last line is `N passed, N failed`; the exit
+# status is 0 only if nothing failed.
+#
+# Each step's full output is kept in target/test-logs/<step>.log and shown on the terminal.
+set -uo pipefail
+cd "$(dirname "$0")"
+
+usage() {
+    cat <<'EOF'
+Usage: ./run-tests.sh [--no-install] [--only STEP]...
+
+Steps, in order: daemon fmt clippy-host clippy-kernel host kernel fuzz
+  --no-install   do not install missing packages or fetch the xenstored binary
+  --only STEP    run only the named step (repeatable)
+Environment: FUZZ_SECONDS (default 30) bounds the fuzz run.
+EOF
+}
+
+install=1
+only=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --no-install) install=0 ;;
+        --only) only+=("$2"); shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+logdir=target/test-logs
+mkdir -p "$logdir"
+passed=0
+failed=0
+failed_steps=()
+
+wanted() {
+    [ ${#only[@]} -eq 0 ] && return 0
+    local s
+    for s in "${only[@]}"; do [ "$s" = "$1" ] && return 0; done
+    return 1
+}
+
+# run_step NAME CMD...: runs CMD, counts its libtest summary lines (`test result: ... N passed; M
+# failed`). A step that fails without reporting a failed test (a build error, a crash) counts as one
+# failure; a step that reports no tests at all (fmt, clippy) counts as one test.
+run_step() {
+    local name=$1; shift
+    wanted "$name" || return 0
+    local log="$logdir/$name.log"
+    printf '\n==== %s: %s\n' "$name" "$*"
+    local start=$SECONDS
+    "$@" 2>&1 | tee "$log"
+    local status=${PIPESTATUS[0]}
+    local p f
+    p=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
+    f=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\2/p' "$log" | awk '{s+=$1} END {print s+0}')
+    if ! grep -q '^test result: ' "$log"; then
+        if [ "$status" -eq 0 ]; then p=1; else f=1; fi
+    elif [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    [ "$f" -gt 0 ] && failed_steps+=("$name")
+    printf '==== %s: %d passed, %d failed, exit %d, %ds\n' "$name" "$p" "$f" "$status" $((SECONDS - start))
+}
+
+if [ "$install" -eq 1 ]; then
+    echo "==== install: packages and toolchain (scripts/install-deps.sh)"
+    if ! scripts/install-deps.sh; then
+        echo "installing dependencies failed: see the messages above" >&2
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+fi
+
+export CARGO_TERM_COLOR=never
+
+# The real Xen xenstored the host and kernel tests talk to: fetched once into .cache/, named here so
+# the run's output says which daemon binary and version the results are against.
+run_step daemon testbed/fetch-xenstored.sh
+run_step fmt cargo fmt --all -- --check
+run_step clippy-host cargo clippy --workspace --exclude kernel --exclude ktests --all-targets -- -D warnings
+run_step clippy-kernel cargo clippy -p kernel -p ktests --target x86_64-unknown-none -- -D warnings
+run_step host cargo test --no-fail-fast
+run_step kernel cargo run -q -p bootimage -- test
+run_step fuzz xenstore/fuzz/run.sh "${FUZZ_SECONDS:-30}"
+
+echo
+if [ ${#failed_steps[@]} -gt 0 ]; then
+    echo "failed steps: ${failed_steps[*]} (logs in $logdir/)"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
