@@ -4,9 +4,10 @@
 //! so does a watch (un)registration while it talks to the daemon.
 //! `suspend()` takes it exclusive (waiting for open transactions to end and
 //! holding off new ones), then closes the request gate and waits for the
-//! requests in flight. `resume()` re-registers every watch (the daemon
-//! sends each its initial event again, so callbacks re-read their state),
-//! opens the gate and releases the lock.
+//! requests in flight. `resume()` re-registers every watch, opens the gate
+//! and releases the lock. After a migration the new daemon knows none of
+//! our watches and sends each its initial event again, so callbacks re-read
+//! their state; a daemon that kept them answers EEXIST, which is fine.
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
@@ -146,7 +147,15 @@ impl<P: Platform> Shared<P> {
             let r = self
                 .start(&req, 0, Gate::Bypass)
                 .and_then(|t| self.finish(t, Some(&path)));
-            if let Err(e) = r {
+            // EEXIST: the daemon kept it (a suspend that was cancelled, or
+            // no migration happened); FreeBSD ignores it the same way.
+            if let Err(e) = r.or_else(|e| {
+                if matches!(e, XsError::Eexist(_)) {
+                    Ok(Vec::new())
+                } else {
+                    Err(e)
+                }
+            }) {
                 log::warn!("xenstore: re-registering watch on {path} after resume failed: {e}");
                 first_error.get_or_insert(e);
             }

@@ -1,0 +1,355 @@
+//! The runtime's promises, checked against the REAL xenstored: many
+//! requests in flight from many threads, watch ordering and the overflow
+//! policy, the unwatch guarantee, suspend/resume, and typed errors.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::eventually;
+use support::real::{ring_client, socket_client, start_testbed};
+use xenstore::{Client, Config, Request, StdPlatform, Store, WatchEvent, XsError};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Each thread writes, reads back, lists and removes its own nodes.
+fn mixed_requests(xs: &Client<StdPlatform>, base: &str, threads: usize, rounds: usize) {
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let xs = xs.clone();
+            let dir = format!("{base}/t{t}");
+            std::thread::spawn(move || {
+                for i in 0..rounds {
+                    let k = (i / 4) % 16;
+                    let node = format!("{dir}/n{k}");
+                    match i % 4 {
+                        0 => xs.write_display(&node, i).unwrap(),
+                        1 => assert_eq!(xs.read_parsed::<usize>(&node).unwrap(), i - 1, "{node}"),
+                        2 => assert!(xs.directory(&dir).unwrap().contains(&format!("n{k}"))),
+                        _ => {
+                            xs.rm(&node).unwrap();
+                            assert!(!xs.exists(&node).unwrap());
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    workers.into_iter().for_each(|w| w.join().unwrap());
+}
+
+#[test]
+fn eight_threads_mixed_requests_on_one_socket_client() {
+    let tb = start_testbed();
+    let xs = socket_client(&tb, Config::default());
+    mixed_requests(&xs, "/mt", 8, 1000);
+    // Five requests per four rounds (the last round removes, then checks).
+    assert_eq!(
+        xs.stats().core.replies,
+        8 * 1000 / 4 * 5,
+        "one reply per request"
+    );
+}
+
+#[test]
+fn eight_threads_mixed_requests_on_one_guest_ring() {
+    let tb = start_testbed();
+    let dom = Arc::new(tb.introduce_domain(1).unwrap());
+    let xs = ring_client(dom, Config::default());
+    mixed_requests(&xs, "data", 8, 1000);
+}
+
+#[test]
+fn ten_thousand_watched_writes_arrive_in_order_on_both_transports() {
+    let tb = start_testbed();
+    let dom = Arc::new(tb.introduce_domain(1).unwrap());
+    let config = Config {
+        watch_queue_limit: 20_000,
+        ..Config::default()
+    };
+    let host = socket_client(&tb, config.clone());
+    let guest = ring_client(dom, config);
+    let mut seen = Vec::new();
+    for xs in [&host, &guest] {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let e = Arc::clone(&events);
+        let w = xs
+            .watch("/local/domain/1/data", move |ev| {
+                e.lock().unwrap().push(ev.clone())
+            })
+            .unwrap();
+        seen.push((w, events));
+    }
+    let expected: Vec<WatchEvent> = std::iter::once("/local/domain/1/data".to_string())
+        .chain((0..10_000).map(|i| format!("/local/domain/1/data/w{}", i % 100)))
+        .map(|path| WatchEvent::Changed { path })
+        .collect();
+    // The initial events first, so the writes' events follow them.
+    for (_, events) in &seen {
+        eventually("initial event", || !events.lock().unwrap().is_empty());
+    }
+    for i in 0..10_000 {
+        host.write_display(&format!("/local/domain/1/data/w{}", i % 100), i)
+            .unwrap();
+    }
+    for (_, events) in &seen {
+        eventually("10,000 events", || {
+            events.lock().unwrap().len() >= expected.len()
+        });
+        assert_eq!(
+            *events.lock().unwrap(),
+            expected,
+            "none lost, none added, in order"
+        );
+    }
+    assert_eq!(
+        host.stats().watch_events_overflowed + guest.stats().watch_events_overflowed,
+        0
+    );
+}
+
+#[test]
+fn a_slow_callback_gets_an_overflow_marker_counting_exactly_what_was_dropped() {
+    let tb = start_testbed();
+    let xs = socket_client(
+        &tb,
+        Config {
+            watch_queue_limit: 10,
+            ..Config::default()
+        },
+    );
+    let (entered_tx, entered) = channel();
+    let release = Arc::new(AtomicBool::new(false));
+    let r = Arc::clone(&release);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let ev = Arc::clone(&events);
+    let _w = xs
+        .watch("/slow", move |e| {
+            ev.lock().unwrap().push(e.clone());
+            let _ = entered_tx.send(());
+            while !r.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+        .unwrap();
+    entered.recv_timeout(WAIT).unwrap(); // blocked in the initial event
+    for i in 0..100 {
+        xs.write_display(&format!("/slow/n{i}"), i).unwrap();
+    }
+    eventually("90 events dropped", || {
+        xs.stats().watch_events_overflowed == 90
+    });
+    release.store(true, Ordering::SeqCst);
+    eventually("all delivered", || events.lock().unwrap().len() == 12);
+    let events = events.lock().unwrap();
+    let changed: Vec<_> = events[1..11]
+        .iter()
+        .map(|e| e.path().unwrap().to_string())
+        .collect();
+    let first_ten: Vec<_> = (0..10).map(|i| format!("/slow/n{i}")).collect();
+    assert_eq!(changed, first_ten);
+    assert_eq!(events[11], WatchEvent::Overflow { missed: 90 });
+}
+
+#[test]
+fn unwatch_while_events_are_queued_delivers_none_after_it_returns() {
+    let tb = start_testbed();
+    let xs = socket_client(&tb, Config::default());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (entered_tx, entered) = channel();
+    let (c, release) = (Arc::clone(&calls), Arc::new(AtomicBool::new(false)));
+    let r = Arc::clone(&release);
+    let w = xs
+        .watch("/uw", move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+            let _ = entered_tx.send(());
+            while !r.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+        .unwrap();
+    entered.recv_timeout(WAIT).unwrap();
+    for i in 0..50 {
+        xs.write_display(&format!("/uw/n{i}"), i).unwrap();
+    }
+    eventually("events queued", || xs.stats().core.watch_events >= 51);
+    // Let the running callback finish a little later, while unwatch waits.
+    let r = Arc::clone(&release);
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        r.store(true, Ordering::SeqCst);
+    });
+    w.unwatch().unwrap();
+    let after = calls.load(Ordering::SeqCst);
+    assert_eq!(after, 1, "the queued events were discarded");
+    xs.write("/uw/more", "x").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        after,
+        "no callback after unwatch returned"
+    );
+    releaser.join().unwrap();
+}
+
+#[test]
+fn a_callback_may_make_requests_and_remove_its_own_watch() {
+    let tb = start_testbed();
+    let xs = socket_client(&tb, Config::default());
+    xs.write("/cb/value", "42").unwrap();
+    let (tx, rx) = channel();
+    let inner = xs.clone();
+    let handle: Arc<Mutex<Option<xenstore::Watch<StdPlatform>>>> = Arc::default();
+    let h = Arc::clone(&handle);
+    let w = xs
+        .watch("/cb/trigger", move |_| {
+            let v = inner.read_string("/cb/value").unwrap();
+            // The handle is stored only after the initial event was reported.
+            if let Some(w) = h.lock().unwrap().take() {
+                w.unwatch().unwrap();
+            }
+            tx.send(v).unwrap();
+        })
+        .unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), "42"); // initial event
+    *handle.lock().unwrap() = Some(w);
+    xs.write("/cb/trigger", "go").unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), "42");
+    xs.write("/cb/trigger", "again").unwrap();
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "removed from its own callback"
+    );
+}
+
+#[test]
+fn suspend_waits_for_a_transaction_blocks_new_ones_and_resume_rearms_watches() {
+    let tb = start_testbed();
+    let xs = socket_client(&tb, Config::default());
+    let (fired_tx, fired) = channel();
+    let _w = xs
+        .watch("/s", move |e| fired_tx.send(e.clone()).unwrap())
+        .unwrap();
+    assert_eq!(fired.recv_timeout(WAIT).unwrap().path(), Some("/s"));
+    let open = xs.transaction_start().unwrap();
+    open.write("/s/in-tx", "1").unwrap();
+    let suspended = Arc::new(AtomicBool::new(false));
+    let (x, s) = (xs.clone(), Arc::clone(&suspended));
+    let suspender = std::thread::spawn(move || {
+        x.suspend().unwrap();
+        s.store(true, Ordering::SeqCst);
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        !suspended.load(Ordering::SeqCst),
+        "suspend waits for the open transaction"
+    );
+    // A new transaction waits behind the pending suspend, then behind the suspension.
+    let started = Arc::new(AtomicBool::new(false));
+    let (x, s) = (xs.clone(), Arc::clone(&started));
+    let newcomer = std::thread::spawn(move || {
+        let t = x.transaction_start().unwrap();
+        s.store(true, Ordering::SeqCst);
+        t.commit().unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!started.load(Ordering::SeqCst));
+    open.commit().unwrap();
+    suspender.join().unwrap();
+    assert!(suspended.load(Ordering::SeqCst));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        !started.load(Ordering::SeqCst),
+        "no transaction starts while suspended"
+    );
+    // Plain requests wait too.
+    let (x, (read_tx, read)) = (xs.clone(), channel());
+    let reader =
+        std::thread::spawn(move || read_tx.send(x.read_string("/s/in-tx").unwrap()).unwrap());
+    assert!(read.recv_timeout(Duration::from_millis(100)).is_err());
+    xs.resume().unwrap();
+    assert_eq!(read.recv_timeout(WAIT).unwrap(), "1");
+    newcomer.join().unwrap();
+    reader.join().unwrap();
+    assert!(started.load(Ordering::SeqCst));
+    // The daemon kept the watch (no migration here): it still fires.
+    assert_eq!(
+        fired.recv_timeout(WAIT).unwrap().path(),
+        Some("/s/in-tx"),
+        "the commit's event"
+    );
+    tb.cli("write", &["/s/after", "x"])
+        .unwrap()
+        .into_stdout()
+        .unwrap();
+    assert_eq!(fired.recv_timeout(WAIT).unwrap().path(), Some("/s/after"));
+}
+
+#[test]
+fn resume_after_a_migration_to_a_fresh_daemon_registers_watches_again() {
+    let tb = start_testbed();
+    let dom = Arc::new(tb.introduce_domain(1).unwrap());
+    let guest = ring_client(Arc::clone(&dom), Config::default());
+    let (fired_tx, fired) = channel();
+    let _w = guest
+        .watch("control", move |e| fired_tx.send(e.clone()).unwrap())
+        .unwrap();
+    assert_eq!(fired.recv_timeout(WAIT).unwrap().path(), Some("control"));
+    guest.write("data/before", "1").unwrap();
+    guest.suspend().unwrap();
+    // The domain moves to a new daemon: empty store, same page, no watches.
+    tb.restart_daemon().unwrap();
+    guest.resume().unwrap();
+    // Registered again: the new daemon's initial event...
+    assert_eq!(fired.recv_timeout(WAIT).unwrap().path(), Some("control"));
+    assert!(!guest.exists("data/before").unwrap(), "a fresh store");
+    // ...and it fires for the toolstack's writes.
+    tb.cli("write", &["/local/domain/1/control/shutdown", "poweroff"])
+        .unwrap()
+        .into_stdout()
+        .unwrap();
+    assert_eq!(
+        fired.recv_timeout(WAIT).unwrap().path(),
+        Some("control/shutdown")
+    );
+    assert_eq!(guest.read_string("control/shutdown").unwrap(), "poweroff");
+}
+
+#[test]
+fn daemon_errors_surface_typed() {
+    let tb = start_testbed();
+    let dom = Arc::new(tb.introduce_domain(1).unwrap());
+    let host = socket_client(&tb, Config::default());
+    let guest = ring_client(dom, Config::default());
+    assert!(matches!(host.read("/no/such"), Err(XsError::Enoent(_))));
+    assert!(matches!(
+        guest.write("/local/domain/0/x", "1"),
+        Err(XsError::Eacces(_))
+    ));
+    assert!(matches!(host.rm("/"), Err(XsError::Einval(_))));
+    let watch = Request::Watch {
+        path: "/e",
+        token: "dup",
+    };
+    host.raw_request(&watch).unwrap();
+    assert!(matches!(host.raw_request(&watch), Err(XsError::Eexist(_))));
+    // The guest's quota of open transactions (10, the daemon allows one more).
+    let mut open = Vec::new();
+    let err = loop {
+        match guest.transaction_start() {
+            Ok(t) => open.push(t),
+            Err(e) => break e,
+        }
+        assert!(open.len() <= 20, "no quota hit");
+    };
+    assert!(matches!(err, XsError::Enospc(_)), "{err:?}");
+    // Payloads over 4096 bytes never leave the client.
+    let big = vec![b'x'; 5000];
+    assert!(matches!(
+        host.write("/big", &big),
+        Err(XsError::PayloadTooLarge { .. })
+    ));
+}
