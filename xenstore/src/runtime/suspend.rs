@@ -144,20 +144,17 @@ impl<P: Platform> Shared<P> {
                 path: &path,
                 token: &token,
             };
-            let r = self
+            match self
                 .start(&req, 0, Gate::Bypass)
-                .and_then(|t| self.finish(t, Some(&path)));
-            // EEXIST: the daemon kept it (a suspend that was cancelled, or
-            // no migration happened); FreeBSD ignores it the same way.
-            if let Err(e) = r.or_else(|e| {
-                if matches!(e, XsError::Eexist(_)) {
-                    Ok(Vec::new())
-                } else {
-                    Err(e)
+                .and_then(|t| self.finish(t, Some(&path)))
+            {
+                // EEXIST: the daemon kept it (no migration happened, or the
+                // suspend was cancelled); FreeBSD ignores it the same way.
+                Ok(_) | Err(XsError::Eexist(_)) => {}
+                Err(e) => {
+                    log::warn!("xenstore: re-registering watch on {path} after resume failed: {e}");
+                    first_error.get_or_insert(e);
                 }
-            }) {
-                log::warn!("xenstore: re-registering watch on {path} after resume failed: {e}");
-                first_error.get_or_insert(e);
             }
         }
         self.conn
