@@ -8,7 +8,7 @@
 //! - [`transport`]: moving bytes: [`ring::RingTransport`] over the shared
 //!   page with [`ring::RingEvents`], or a unix socket on the host.
 //! - the runtime (threads, reply routing, watch queues, suspend lock) on a
-//!   small [`Platform`] trait the kernel implements ([`StdPlatform`] on the
+//!   small [`Platform`] trait the kernel implements (`StdPlatform` on the
 //!   host, feature `std`).
 //! - [`Client`], [`Store`], [`Transaction`], [`Watch`]: the driver API.
 //!

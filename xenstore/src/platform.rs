@@ -1,10 +1,10 @@
 //! What the runtime needs from the operating system: short-hold locks, wait
 //! queues, threads and a clock. The kernel implements [`Platform`] with its
-//! own primitives; [`crate::StdPlatform`] (feature `std`) uses the host's.
+//! own primitives; `StdPlatform` (feature `std`) uses the host's.
 //!
-//! Everything else the runtime needs (a sleepable lock, the suspend
-//! reader/writer lock) is built from these in [`crate::sync`], so a kernel
-//! implements only this small trait.
+//! Everything else the runtime needs (the suspend reader/writer lock, the
+//! reader token, reply slots) is built from these inside the crate, so a
+//! kernel implements only this small trait.
 
 use alloc::boxed::Box;
 use core::time::Duration;

@@ -3,7 +3,7 @@
 //!
 //! Two implementations: the shared ring ([`crate::ring::RingTransport`],
 //! what a guest kernel uses) and, with the `std` feature, a unix stream
-//! socket ([`UnixStreamTransport`], what libxenstore and the xenstore-* tools
+//! socket (`UnixStreamTransport`, what libxenstore and the xenstore-* tools
 //! use to talk to the daemon on the host).
 
 use core::time::Duration;

@@ -18,24 +18,40 @@ use xenstore::{Access, Grant, reply};
 /// from a TRANSACTION_START reply it may or may not send) and two watches.
 fn core_in_flight() -> Core<MsgType> {
     let mut core = Core::new();
-    let perms = [Grant { domid: 1, access: Access::Read }];
+    let perms = [Grant {
+        domid: 1,
+        access: Access::Read,
+    }];
     let requests = [
         Request::Read("/a"),
-        Request::Write { path: "/a", value: b"v" },
+        Request::Write {
+            path: "/a",
+            value: b"v",
+        },
         Request::Directory("/a"),
-        Request::DirectoryPart { path: "/a", offset: 0 },
+        Request::DirectoryPart {
+            path: "/a",
+            offset: 0,
+        },
         Request::GetPerms("/a"),
-        Request::SetPerms { path: "/a", perms: &perms },
+        Request::SetPerms {
+            path: "/a",
+            perms: &perms,
+        },
         Request::TransactionStart,
         Request::GetDomainPath(1),
-        Request::Watch { path: "/a", token: "A" },
+        Request::Watch {
+            path: "/a",
+            token: "A",
+        },
         Request::Rm("/a"),
         Request::IsDomainIntroduced(1),
         Request::ResetWatches,
     ];
     let mut out = Vec::new();
     for req in requests {
-        core.encode(&req, 0, req.msg_type(), &mut out).expect("valid request");
+        core.encode(&req, 0, req.msg_type(), &mut out)
+            .expect("valid request");
     }
     // Request 3 gives up: its reply, if any, is a late one.
     core.abandon(3);
@@ -56,7 +72,10 @@ fn decode(ty: MsgType, body: &[u8]) {
         MsgType::Read => true,
         _ => reply::ok(ty, body).is_ok(),
     };
-    assert!(ok, "a {ty} reply passed the core's check but not its decoder: {body:?}");
+    assert!(
+        ok,
+        "a {ty} reply passed the core's check but not its decoder: {body:?}"
+    );
 }
 
 fn run(stream: &[u8], mut piece: impl FnMut() -> usize) -> (Vec<Event<MsgType>>, CoreStats, usize) {
@@ -69,7 +88,11 @@ fn run(stream: &[u8], mut piece: impl FnMut() -> usize) -> (Vec<Event<MsgType>>,
         rest = &rest[n..];
     }
     for e in &events {
-        if let Event::Reply { waiter, result: Ok(body) } = e {
+        if let Event::Reply {
+            waiter,
+            result: Ok(body),
+        } = e
+        {
             decode(*waiter, body);
         }
     }
@@ -78,7 +101,9 @@ fn run(stream: &[u8], mut piece: impl FnMut() -> usize) -> (Vec<Event<MsgType>>,
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&seed, stream)) = data.split_first() else { return };
+    let Some((&seed, stream)) = data.split_first() else {
+        return;
+    };
     let whole = run(stream, || usize::MAX);
     // Piece sizes from a small generator seeded by the first byte: 1..=64.
     let mut state = u32::from(seed) | 1;
@@ -88,15 +113,28 @@ fuzz_target!(|data: &[u8]| {
         state ^= state << 5;
         (state % 64) as usize + 1
     });
-    assert_eq!(whole, pieces, "cutting the stream differently changed what the core saw");
+    assert_eq!(
+        whole, pieces,
+        "cutting the stream differently changed what the core saw"
+    );
     let bytewise = run(stream, || 1);
-    assert_eq!(whole, bytewise, "feeding byte by byte changed what the core saw");
+    assert_eq!(
+        whole, bytewise,
+        "feeding byte by byte changed what the core saw"
+    );
     // Every message is counted once: as a reply, a routed event, or a drop.
     let (events, stats, _) = whole;
-    let dropped = events.iter().filter(|e| matches!(e, Event::Dropped(_))).count() as u64;
-    let counted_drops = stats.unknown_req_id + stats.unknown_watch_token + stats.oversized + stats.malformed
-        - malformed_replies(&events);
-    assert_eq!(dropped, counted_drops, "a dropped message was not counted, or counted twice");
+    let dropped = events
+        .iter()
+        .filter(|e| matches!(e, Event::Dropped(_)))
+        .count() as u64;
+    let counted_drops =
+        stats.unknown_req_id + stats.unknown_watch_token + stats.oversized + stats.malformed
+            - malformed_replies(&events);
+    assert_eq!(
+        dropped, counted_drops,
+        "a dropped message was not counted, or counted twice"
+    );
 });
 
 /// Malformed replies are counted in `malformed` but reported to their
@@ -113,7 +151,9 @@ fn malformed_replies(events: &[Event<MsgType>]) -> u64 {
             };
             matches!(
                 result,
-                Err(R::Protocol(V::MissingNul | V::MalformedBody { .. } | V::PayloadTooLong { .. }))
+                Err(R::Protocol(
+                    V::MissingNul | V::MalformedBody { .. } | V::PayloadTooLong { .. }
+                ))
             )
         })
         .count() as u64
