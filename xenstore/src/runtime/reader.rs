@@ -100,9 +100,12 @@ impl<P: Platform> Shared<P> {
         self.reader.with(|r| *r = Some(ctx));
         // Under `conn`, so the waiter picked is one registered before the
         // token became free; later requesters find it free themselves.
+        // SeqCst pairs with `receive_thread` (it sets `receiver_wants_token`
+        // then tries the token): we either see its wish or it sees the token
+        // free; never neither.
         let next = self.conn.with(|c| {
-            self.reader_busy.store(false, Ordering::Release);
-            if self.receiver_wants_token.load(Ordering::Acquire) {
+            self.reader_busy.store(false, Ordering::SeqCst);
+            if self.receiver_wants_token.load(Ordering::SeqCst) {
                 Next::Receiver
             } else {
                 c.core
@@ -158,10 +161,12 @@ impl<P: Platform> Shared<P> {
                         break Ok(());
                     }
                 };
-                self.release_reader(ctx);
+                // Fail first: whoever reads next must not find a dead
+                // connection with requests still waiting on it.
                 if let Err(e) = result {
                     self.fail(e);
                 }
+                self.release_reader(ctx);
                 continue;
             }
             let mut ready = || {
@@ -196,17 +201,18 @@ impl<P: Platform> Shared<P> {
     }
 
     fn receive_thread(&self) {
-        // While a requester reads, ask it to hand the token over.
-        self.receiver_wants_token.store(true, Ordering::Release);
+        // While a requester reads, ask it to hand the token over (see
+        // `release_reader` for the ordering).
+        self.receiver_wants_token.store(true, Ordering::SeqCst);
         let mut claim = || {
             self.conn.with(|c| c.failed.is_some())
                 || self
                     .reader_busy
-                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok()
         };
         self.conn_queue.wait_until(&mut claim, None);
-        self.receiver_wants_token.store(false, Ordering::Release);
+        self.receiver_wants_token.store(false, Ordering::SeqCst);
         if self.failure().is_some() {
             return;
         }
