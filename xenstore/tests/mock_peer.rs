@@ -306,3 +306,41 @@ fn mock_ring_hostile_messages_are_survived() {
         (1, 1, 1)
     );
 }
+
+/// The real daemon answers every request; with one left unanswered, the
+/// requester times out and the others, which may have been relying on it
+/// to read their replies, carry on.
+#[test]
+fn mock_unanswered_request_times_out_without_stranding_the_others() {
+    let config = Config {
+        request_timeout: Some(Duration::from_millis(200)),
+        ..Config::default()
+    };
+    let mock = SocketMock::start(config, |req| {
+        if req.arg0() == "/hang" {
+            Act::Nothing
+        } else {
+            Act::Send(benign(req))
+        }
+    });
+    let hung = {
+        let client = mock.client.clone();
+        std::thread::spawn(move || client.read("/hang"))
+    };
+    let workers: Vec<_> = (0..3)
+        .map(|i| {
+            let client = mock.client.clone();
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    assert_eq!(
+                        client.read(&format!("/w{i}")).unwrap(),
+                        format!("value-of:/w{i}").into_bytes()
+                    );
+                }
+            })
+        })
+        .collect();
+    assert!(matches!(hung.join().unwrap(), Err(XsError::Timeout(_))));
+    workers.into_iter().for_each(|w| w.join().unwrap());
+    assert_eq!(mock.client.read("/after").unwrap(), b"value-of:/after");
+}

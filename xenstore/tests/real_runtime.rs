@@ -353,3 +353,38 @@ fn daemon_errors_surface_typed() {
         Err(XsError::PayloadTooLarge { .. })
     ));
 }
+
+#[test]
+fn requesters_hand_reading_over_to_the_receive_thread_when_a_watch_appears() {
+    let tb = start_testbed();
+    let xs = socket_client(&tb, Config::default());
+    xs.write("/h/v", "1").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (xs, stop) = (xs.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    assert_eq!(xs.read("/h/v").unwrap(), b"1");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    // The first watch starts the receive thread while requesters are reading.
+    let (tx, rx) = channel();
+    let w = xs
+        .watch("/h", move |e| tx.send(e.clone()).unwrap())
+        .unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().path(), Some("/h"));
+    std::thread::sleep(Duration::from_millis(50));
+    stop.store(true, Ordering::SeqCst);
+    let total: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(total > 0);
+    xs.write("/h/v", "1").unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().path(), Some("/h/v"));
+    w.unwatch().unwrap();
+}
