@@ -12,12 +12,14 @@ use crate::error::TransportError;
 
 /// A connection to the daemon.
 ///
-/// The runtime calls `send` with its send lock held (never two `send`s at
-/// once) and `recv` from one thread at a time (the holder of its reader
-/// token); `send` and `recv` do run concurrently with each other.
+/// The runtime calls `send` from one thread at a time (the requester that
+/// holds the sender role; it may pass several whole messages at once) and
+/// `recv` from one thread at a time (the holder of its reader token); `send`
+/// and `recv` do run concurrently with each other.
 pub trait Transport: Send + Sync {
-    /// Sends one whole message (header and payload), blocking until every
-    /// byte is handed to the peer. On error the connection is unusable.
+    /// Sends whole messages (headers and payloads, one or more back to back),
+    /// blocking until every byte is handed to the peer. On error the
+    /// connection is unusable.
     fn send(&self, message: &[u8]) -> Result<(), TransportError>;
 
     /// Receives at least one byte into `buf` (as many as are available, up

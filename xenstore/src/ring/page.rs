@@ -116,7 +116,7 @@ impl core::fmt::Debug for RingPage {
 // SAFETY: the page is memory shared with another party by design; every
 // access is volatile and `RingPage` itself holds no thread-affine state.
 // Which thread may produce or consume is decided by the ring transport's
-// callers (the runtime's send lock and reader token).
+// callers (the runtime has one sender at a time and one reader-token holder).
 unsafe impl Send for RingPage {}
 // SAFETY: as above; concurrent volatile access is what the page is for.
 unsafe impl Sync for RingPage {}

@@ -2,9 +2,10 @@
 //! that waits for it, runs watch callbacks, and implements suspend/resume.
 //!
 //! Shape (FreeBSD's `xenstore.c`, with several requests in flight):
-//! - A requester frames its request under the connection lock, sends it
-//!   with one `Transport::send` under the send lock, then sleeps on its own
-//!   reply slot. Only the requester whose reply arrived is woken.
+//! - A requester frames its request into the outbox under the connection
+//!   lock, sends it (see "Sending" below), then sleeps on its own reply
+//!   slot. Only the requester whose reply arrived is woken, and only if it
+//!   is asleep.
 //! - Reading is done by whoever holds the *reader token*: the receive
 //!   thread, which then holds it for good (the kernel shape: an interrupt
 //!   wakes it and it demultiplexes), or, while no receive thread runs and
