@@ -207,3 +207,18 @@ impl Client<crate::StdPlatform> {
         Client::new(crate::StdPlatform, transport, config)
     }
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_can_be_shared_and_moved_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        fn moved<T: Send>() {}
+        shared::<Client<crate::StdPlatform>>();
+        shared::<Transaction<crate::StdPlatform>>();
+        moved::<Watch<crate::StdPlatform>>();
+        moved::<XsError>();
+    }
+}
