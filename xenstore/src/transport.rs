@@ -29,6 +29,12 @@ pub trait Transport: Send + Sync {
     /// the connection is unusable.
     fn recv(&self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize, TransportError>;
 
+    /// How many bytes one `recv` can usefully return (the reader's buffer
+    /// size). Default 64 KiB: many replies per system call on a socket.
+    fn recv_buffer_size(&self) -> usize {
+        64 * 1024
+    }
+
     /// Makes blocked and later `send`/`recv` calls fail with
     /// [`TransportError::Closed`]. Idempotent.
     fn shutdown(&self);

@@ -195,6 +195,11 @@ impl<E: RingEvents> Transport for RingTransport<E> {
         Ok(total)
     }
 
+    /// A ring never holds more than its size.
+    fn recv_buffer_size(&self) -> usize {
+        RING_SIZE as usize
+    }
+
     fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
         self.events.wake_all();

@@ -226,9 +226,6 @@ pub(crate) struct Shared<P: Platform> {
     slots: P::Lock<Vec<Arc<Slot<P>>>>,
 }
 
-/// Receive buffer size: several replies per read.
-const RECV_BUF: usize = 64 * 1024;
-
 impl<P: Platform> Shared<P> {
     /// A runtime over `transport`. Starts the receive thread if the mode
     /// or the transport asks for one.
@@ -239,6 +236,7 @@ impl<P: Platform> Shared<P> {
     ) -> Result<Arc<Self>, crate::XsError> {
         let dedicated =
             config.receive_mode == ReceiveMode::Dedicated || !transport.allows_caller_reads();
+        let reader = ReaderCtx::fresh(transport.recv_buffer_size());
         let shared = Arc::new(Shared {
             platform,
             watches: watch::Watches::new(config.watch_queue_limit),
@@ -259,7 +257,7 @@ impl<P: Platform> Shared<P> {
             receiver_wants_token: AtomicBool::new(false),
             gate_closed: AtomicBool::new(false),
             active: AtomicUsize::new(0),
-            reader: Lock::new(Some(ReaderCtx::fresh())),
+            reader: Lock::new(Some(reader)),
             suspend_lock: SuspendLock::new(),
             slots: Lock::new(Vec::new()),
         });

@@ -81,7 +81,7 @@ impl<P: Platform> Shared<P> {
         got.then(|| {
             self.reader
                 .with(Option::take)
-                .unwrap_or_else(ReaderCtx::fresh)
+                .unwrap_or_else(|| ReaderCtx::fresh(self.transport.recv_buffer_size()))
         })
     }
 
@@ -219,7 +219,7 @@ impl<P: Platform> Shared<P> {
         let mut ctx = self
             .reader
             .with(Option::take)
-            .unwrap_or_else(ReaderCtx::fresh);
+            .unwrap_or_else(|| ReaderCtx::fresh(self.transport.recv_buffer_size()));
         loop {
             match self.read_once(&mut ctx, Deadline::never()) {
                 Ok(()) | Err(TransportError::TimedOut) => {}
@@ -233,9 +233,10 @@ impl<P: Platform> Shared<P> {
 }
 
 impl<P: Platform> ReaderCtx<P> {
-    pub(super) fn fresh() -> Self {
+    /// A context reading up to `size` bytes at a time.
+    pub(super) fn fresh(size: usize) -> Self {
         ReaderCtx {
-            buf: alloc::vec![0; super::RECV_BUF],
+            buf: alloc::vec![0; size.max(1)],
             wakes: alloc::vec::Vec::new(),
             events: alloc::vec::Vec::new(),
             deferred: alloc::vec::Vec::new(),
