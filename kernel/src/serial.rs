@@ -199,6 +199,11 @@ pub fn enable_input() {
     }
 }
 
+/// Whether input is enabled (the receive interrupt is routed).
+pub fn input_enabled() -> bool {
+    RX_ENABLED.load(Ordering::SeqCst)
+}
+
 /// Bytes dropped because the receive buffer or the UART FIFO overflowed.
 pub fn rx_dropped() -> u64 {
     RX_DROPPED.load(Ordering::Relaxed)

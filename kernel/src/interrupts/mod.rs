@@ -14,12 +14,13 @@
 
 pub mod apic;
 pub mod ioapic;
+pub mod msi;
 mod pic;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::acpi::{Polarity, Trigger};
 use crate::arch::trap::TrapFrame;
@@ -41,6 +42,39 @@ static NEXT_HANDLER_ID: AtomicU64 = AtomicU64::new(1);
 /// Nesting depth of interrupt handlers on this CPU (one CPU today).
 static DEPTH: AtomicUsize = AtomicUsize::new(0);
 static UNHANDLED: AtomicU64 = AtomicU64::new(0);
+/// Per vector, an [`EoiMode`] (as u8). Written only while the vector has
+/// no handlers being dispatched that depend on it (set before registering).
+static EOI_MODES: [AtomicU8; 256] = [const { AtomicU8::new(EoiMode::AfterHandlers as u8) }; 256];
+
+/// When the dispatcher signals end-of-interrupt to the local APIC for a
+/// vector. Everything the LAPIC delivers needs exactly one EOI; what bypasses
+/// it (Xen's `HVM_PARAM_CALLBACK_IRQ` vector) must get none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EoiMode {
+    /// After the handlers ran (the default: the vector cannot fire again
+    /// on this CPU before they finish).
+    AfterHandlers = 0,
+    /// Before the handlers run, for sources that re-raise the vector on an
+    /// event arriving while the handler scans (Xen's per-vCPU upcall
+    /// vector: its handler clears "pending" flags, and an event raised
+    /// during the scan must set the IRR again rather than find the vector
+    /// still in service).
+    BeforeHandlers = 1,
+    /// Never: the interrupt did not come through the local APIC (Xen's
+    /// callback-via-vector injection has no IRR/ISR bit to clear).
+    None = 2,
+}
+
+/// Sets how `vector` (from [`allocate_vector`]) is acknowledged. Call it
+/// before registering the vector's handler; [`free_vector`] resets it.
+pub fn set_eoi_mode(vector: u8, mode: EoiMode) -> Result<(), IrqError> {
+    if !is_allocated(vector) {
+        return Err(IrqError::BadVector(vector));
+    }
+    EOI_MODES[usize::from(vector)].store(mode as u8, Ordering::Relaxed);
+    Ok(())
+}
 
 /// Errors from interrupt registration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +144,7 @@ pub fn allocate_vector() -> Result<u8, IrqError> {
 /// Returns a vector from [`allocate_vector`]; its handlers are dropped.
 pub fn free_vector(vector: u8) {
     HANDLERS[usize::from(vector)].lock().clear();
+    EOI_MODES[usize::from(vector)].store(EoiMode::AfterHandlers as u8, Ordering::Relaxed);
     let mut bits = ALLOCATED.lock();
     bits[usize::from(vector / 64)] &= !(1 << (vector % 64));
 }
@@ -127,12 +162,15 @@ pub fn register_vector(
     vector: u8,
     handler: impl Fn() + Send + Sync + 'static,
 ) -> Result<Registration, IrqError> {
-    let allocated = (FIRST_DYNAMIC_VECTOR..=LAST_DYNAMIC_VECTOR).contains(&vector)
-        && ALLOCATED.lock()[usize::from(vector / 64)] & (1 << (vector % 64)) != 0;
-    if !allocated {
+    if !is_allocated(vector) {
         return Err(IrqError::BadVector(vector));
     }
     Ok(add_handler(vector, Box::new(handler)))
+}
+
+fn is_allocated(vector: u8) -> bool {
+    (FIRST_DYNAMIC_VECTOR..=LAST_DYNAMIC_VECTOR).contains(&vector)
+        && ALLOCATED.lock()[usize::from(vector / 64)] & (1 << (vector % 64)) != 0
 }
 
 /// Removes a handler. Does not free the vector nor mask an IOAPIC line.
@@ -197,6 +235,14 @@ pub(crate) fn dispatch(frame: &mut TrapFrame) {
         return; // spurious: no EOI
     }
     DEPTH.fetch_add(1, Ordering::Relaxed);
+    let eoi = match EOI_MODES[usize::from(vector)].load(Ordering::Relaxed) {
+        1 => EoiMode::BeforeHandlers,
+        2 => EoiMode::None,
+        _ => EoiMode::AfterHandlers,
+    };
+    if eoi == EoiMode::BeforeHandlers {
+        apic::eoi();
+    }
     if vector == apic::TIMER_VECTOR {
         apic::on_timer();
     } else {
@@ -211,7 +257,9 @@ pub(crate) fn dispatch(frame: &mut TrapFrame) {
             handler();
         }
     }
-    apic::eoi();
+    if eoi == EoiMode::AfterHandlers {
+        apic::eoi();
+    }
     DEPTH.fetch_sub(1, Ordering::Relaxed);
     crate::thread::preempt_if_needed();
 }

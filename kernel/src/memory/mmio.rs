@@ -1,5 +1,7 @@
-//! MMIO mappings: device registers and memory mapped uncached in the MMIO
-//! window, with volatile, bounds-checked accessors.
+//! MMIO mappings: device registers and memory mapped in the MMIO window,
+//! with volatile, bounds-checked accessors. Registers are mapped uncached
+//! ([`map_mmio`]); memory shared with another agent (a xenstore ring page,
+//! RAM behind a BAR) write-back ([`map_shared_memory`]).
 
 use core::sync::atomic::AtomicU64;
 
@@ -12,8 +14,9 @@ use super::paging::{MapError, PageTableFlags, map_page, reserve, unmap_page};
 /// Next free address of the MMIO window (never reused).
 static MMIO_NEXT: AtomicU64 = AtomicU64::new(MMIO_BASE);
 
-/// A device's registers or memory mapped uncached (see [`map_mmio`]).
-/// Accessors are volatile and bounds-checked.
+/// A device's registers ([`map_mmio`], uncached) or shared memory
+/// ([`map_shared_memory`], write-back). Accessors are volatile and
+/// bounds-checked.
 #[derive(Debug)]
 pub struct MmioRegion {
     virt: u64,
@@ -28,7 +31,7 @@ macro_rules! mmio_accessors {
         pub fn $read(&self, offset: usize) -> $t {
             let ptr = self.checked::<$t>(offset);
             // SAFETY: `checked` proved the access is aligned and inside the
-            // mapped, uncached region.
+            // mapped region.
             unsafe { core::ptr::read_volatile(ptr) }
         }
 
@@ -82,19 +85,49 @@ impl MmioRegion {
     }
 }
 
+/// How a physical range is mapped by [`map_physical`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caching {
+    /// Uncached (PCD|PWT): device registers, where every access must reach
+    /// the device in program order.
+    Uncached,
+    /// Write-back (PAT entry 0): ordinary RAM shared with another agent
+    /// that is cache-coherent with us (another domain, a host process
+    /// behind an ivshmem BAR). Ordering is then the user's job (barriers).
+    WriteBack,
+}
+
 /// Maps `len` bytes of device memory at physical `phys` (any address, also
 /// above 4 GiB) uncached (PCD|PWT), writable, non-executable, in the MMIO
 /// window. The mapping stays until [`unmap_mmio`].
 pub fn map_mmio(phys: u64, len: usize) -> Result<MmioRegion, MapError> {
+    map_physical(phys, len, Caching::Uncached)
+}
+
+/// Maps `len` bytes of RAM at physical `phys` that another agent shares
+/// with us (e.g. the xenstore ring page: a Xen guest frame, or host RAM
+/// behind the ivshmem BAR2) write-back, writable, non-executable, in the
+/// MMIO window. Write-back, not uncached, because both sides see the same
+/// coherent RAM: the memory types of the two mappings must agree (the host
+/// maps it write-back), and the ring protocol's barriers, not the cache
+/// mode, order the accesses. (Firmware MTRRs may still make a PCI hole
+/// uncached on real hardware; that is slower, never wrong.)
+pub fn map_shared_memory(phys: u64, len: usize) -> Result<MmioRegion, MapError> {
+    map_physical(phys, len, Caching::WriteBack)
+}
+
+/// Maps `len` bytes at physical `phys` with `caching`, writable,
+/// non-executable, in the MMIO window, until [`unmap_mmio`].
+pub fn map_physical(phys: u64, len: usize, caching: Caching) -> Result<MmioRegion, MapError> {
     let base = phys & !(PAGE_SIZE - 1);
     let span = (phys - base + len as u64)
         .next_multiple_of(PAGE_SIZE)
         .max(PAGE_SIZE);
     let virt = reserve(&MMIO_NEXT, MMIO_BASE, MMIO_SIZE, span)?;
-    let flags = PageTableFlags::WRITABLE
-        | PageTableFlags::NO_CACHE
-        | PageTableFlags::WRITE_THROUGH
-        | PageTableFlags::NO_EXECUTE;
+    let mut flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+    if caching == Caching::Uncached {
+        flags |= PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH;
+    }
     for off in (0..span).step_by(PAGE_SIZE as usize) {
         if let Err(e) = map_page(VirtAddr::new(virt + off), PhysAddr::new(base + off), flags) {
             for done in (0..off).step_by(PAGE_SIZE as usize) {

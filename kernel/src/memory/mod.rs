@@ -8,7 +8,7 @@
 //! | `0 ..` | identity map of RAM (virt == phys): the kernel image at 1 MiB with per-section permissions, all other RAM read/write and non-executable; page 0 and the boot stack's guard page unmapped |
 //! | [`layout::HEAP_BASE`] | the kernel heap, grown on demand |
 //! | [`layout::STACKS_BASE`] | thread stacks, one slot each, an unmapped guard page at the bottom of every slot |
-//! | [`layout::MMIO_BASE`] | MMIO mappings ([`map_mmio`]), uncached |
+//! | [`layout::MMIO_BASE`] | MMIO mappings: device registers uncached ([`map_mmio`]), shared RAM write-back ([`map_shared_memory`]) |
 //! | [`layout::KMAP_BASE`] | free for [`map_page`] users ([`alloc_kernel_pages`]) |
 //!
 //! Because RAM is identity mapped, [`phys_to_virt`] is the identity on RAM
@@ -22,7 +22,7 @@ pub mod paging;
 pub mod stacks;
 
 pub use frame::{alloc_frame, free_frame, free_frames, total_frames};
-pub use mmio::{MmioRegion, map_mmio, unmap_mmio};
+pub use mmio::{Caching, MmioRegion, map_mmio, map_physical, map_shared_memory, unmap_mmio};
 pub use paging::{
     MapError, PageTableFlags, PhysAddr, VirtAddr, alloc_kernel_pages, map_page, phys_to_virt,
     unmap_page, virt_to_phys, virt_to_phys_nonblocking,

@@ -1,7 +1,10 @@
 //! PCI configuration space through the legacy 0xcf8/0xcfc ports (present on
-//! QEMU's i440fx and q35 and on Xen HVM; not on Xen PVH), enumeration, and
-//! BAR decoding for drivers (the ivshmem test device, later xenbus' QEMU
-//! transport).
+//! QEMU's i440fx and q35 and on Xen HVM; not on Xen PVH), enumeration, BAR
+//! decoding, the capability list ([`capability`]) and MSI-X ([`msix`]) for
+//! drivers (the ivshmem-doorbell test platform of the xenstore ring).
+
+pub mod capability;
+pub mod msix;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -140,6 +143,12 @@ impl PciDevice {
         let cmd = self.address.read16(COMMAND);
         let cmd = (cmd | COMMAND_MEMORY | COMMAND_BUS_MASTER) & !COMMAND_INTX_DISABLE;
         self.address.write16(COMMAND, cmd);
+    }
+
+    /// The function's capability list (see [`capability::capabilities`]).
+    pub fn capabilities(&self) -> capability::Capabilities<impl Fn(u8) -> u32> {
+        let address = self.address;
+        capability::capabilities(move |offset| address.read32(offset))
     }
 
     /// Decodes BAR `index` (0-5); `None` if unimplemented or the upper half
