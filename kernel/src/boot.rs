@@ -320,6 +320,7 @@ extern "C" fn kernel_boot_entry(loader_magic: u32, info_phys: u32) -> ! {
     crate::memory::init(info);
     crate::time::init();
     crate::interrupts::init();
+    crate::hypervisor::init();
     crate::thread::init();
     crate::time::start_ticks();
     crate::serial::enable_input();

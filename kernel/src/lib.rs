@@ -2,7 +2,9 @@
 //! the services a XenStore client and XenBus drivers need: a serial console
 //! behind `log`, interrupts (local APIC + IOAPIC), a microsecond clock,
 //! preemptive kernel threads, sleepable locks and wait queues, and paging
-//! helpers for MMIO and shared pages.
+//! helpers for MMIO and shared pages; on Xen the hypervisor bring-up
+//! ([`hypervisor`]), and the XenStore service ([`xenstore`]) over Xen's ring
+//! or, under plain QEMU, the ivshmem-doorbell test platform.
 //!
 //! A kernel binary names its main function with [`entry_point!`]; the boot
 //! code initialises everything in [`boot`] order and then calls it on the
@@ -11,6 +13,9 @@
 //! Lock order (outer first), for every lock in the kernel:
 //! `WaitQueue` queue locks -> scheduler run state -> thread-stack slots ->
 //! kernel heap -> page tables -> frame allocator -> serial port (a leaf).
+//! The xenstore runtime's short locks ([`xenstore::platform`]) are spin
+//! locks taken inside wait-queue conditions, so they come after the wait
+//! queue locks and before the scheduler's.
 //! Interrupt handler tables are held only while their handlers run and may
 //! take wait-queue locks (to wake threads), never the other way round.
 
@@ -22,6 +27,8 @@ pub mod acpi;
 pub mod arch;
 pub mod boot;
 pub mod exit;
+pub mod hostlink;
+pub mod hypervisor;
 pub mod interrupts;
 pub mod logger;
 pub mod memory;
@@ -31,6 +38,7 @@ pub mod serial;
 pub mod sync;
 pub mod thread;
 pub mod time;
+pub mod xenstore;
 
 pub use boot::BootInfo;
 pub use exit::{ExitCode, exit};
