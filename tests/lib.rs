@@ -30,6 +30,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 pub use kernel;
 
+pub mod support;
+
 /// One test function of an image.
 pub struct Test {
     /// The function's name, as printed.

@@ -9,6 +9,10 @@
 //!   from its `.ktest_config` section) and prints libtest-style results.
 //! - `check FILE`: checks a kernel image's PVH note.
 
+// The host agent shares the kernel's `hostlink` codec source, which uses `alloc`.
+extern crate alloc;
+
+mod agent;
 mod artifacts;
 mod cargo;
 mod config;
@@ -199,10 +203,13 @@ fn run_image(name: &str, path: &Path, accel: Accel, filter: Option<&str>) -> Ima
         }
     }
     let vars: Vec<_> = fixtures.iter().flat_map(|(_, f)| f.vars()).collect();
-    let extra = match fixtures::substitute(&config.qemu_args, &vars) {
-        Ok(a) => a,
+    let mut extra: Vec<String> = fixtures.iter().flat_map(|(_, f)| f.qemu_args()).collect();
+    match fixtures::substitute(&config.qemu_args, &vars) {
+        Ok(a) => extra.extend(a),
         Err(e) => return ImageReport::not_started(name, e),
     };
+    // At most one fixture brings an agent (it owns the guest's serial input).
+    let agent = fixtures.iter().find_map(|(_, f)| f.agent());
     let mut cmdline = config.cmdline.clone();
     if let Some(f) = filter {
         cmdline.push(format!("ktest.filter={f}"));
@@ -215,11 +222,12 @@ fn run_image(name: &str, path: &Path, accel: Accel, filter: Option<&str>) -> Ima
         false,
     );
     cmd.args(&extra);
-    let run = match process::run_with_timeout(
-        cmd,
-        config.stdin.as_deref().map(str::as_bytes),
-        config.timeout,
-    ) {
+    let options = process::RunOptions {
+        input: config.stdin.as_ref().map(|s| s.as_bytes().to_vec()),
+        agent,
+        echo: false,
+    };
+    let run = match process::run(cmd, options, config.timeout) {
         Ok(run) => run,
         Err(e) => {
             return ImageReport::not_started(name, format!("cannot start {}: {e}", qemu::binary()));

@@ -1,10 +1,25 @@
-//! Runs a child (QEMU) with a time limit, capturing its output and feeding
-//! it input once it has started talking.
+//! Runs a child (QEMU) with a time limit, capturing its output, feeding it
+//! input once it has started talking, and letting a host agent answer the
+//! guest's requests while it runs.
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::agent::{Agent, LineSplitter, Session, SharedStdin};
+
+/// How a child is run besides its command.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Written to stdin once stdout has produced a first line.
+    pub input: Option<Vec<u8>>,
+    /// Answers `@host` requests in the output.
+    pub agent: Option<Arc<dyn Agent>>,
+    /// Also copy the output to our stdout as it arrives.
+    pub echo: bool,
+}
 
 /// What a run produced.
 #[derive(Debug)]
@@ -22,9 +37,12 @@ pub struct RunOutput {
 fn drain(
     mut from: impl Read + Send + 'static,
     into: Arc<Mutex<Vec<u8>>>,
+    lines: Option<Sender<String>>,
+    echo: bool,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
+        let mut splitter = LineSplitter::default();
         while let Ok(n) = from.read(&mut buf) {
             if n == 0 {
                 break;
@@ -32,18 +50,25 @@ fn drain(
             into.lock()
                 .expect("output buffer")
                 .extend_from_slice(&buf[..n]);
+            if echo {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
+            }
+            if let Some(lines) = &lines {
+                // A gone agent only means nobody answers any more.
+                splitter.feed(&buf[..n], |line| {
+                    let _ = lines.send(line);
+                });
+            }
         }
     })
 }
 
-/// Runs `cmd` until it exits or `timeout` passes (then it is killed).
-/// `input`, if any, is written to its stdin once its stdout has produced a
-/// first line (the kernel's serial port is up by then).
-pub fn run_with_timeout(
-    mut cmd: Command,
-    input: Option<&[u8]>,
-    timeout: Duration,
-) -> std::io::Result<RunOutput> {
+/// Runs `cmd` until it exits or `timeout` passes (then it is killed), with
+/// `options`: input written once its stdout has produced a first line (the
+/// kernel's serial port is up by then), an agent answering the guest's
+/// requests on stdin, live echo of the output.
+pub fn run(mut cmd: Command, options: RunOptions, timeout: Duration) -> std::io::Result<RunOutput> {
     let start = Instant::now();
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -51,12 +76,25 @@ pub fn run_with_timeout(
     let mut child = cmd.spawn()?;
     let stdout = Arc::new(Mutex::new(Vec::new()));
     let stderr = Arc::new(Mutex::new(Vec::new()));
+    let stdin: SharedStdin = Arc::new(Mutex::new(child.stdin.take()));
+    let session = options
+        .agent
+        .map(|agent| Session::start(agent, stdin.clone()));
     let readers = [
-        drain(child.stdout.take().expect("piped"), stdout.clone()),
-        drain(child.stderr.take().expect("piped"), stderr.clone()),
+        drain(
+            child.stdout.take().expect("piped"),
+            stdout.clone(),
+            session.as_ref().map(Session::line_sender),
+            options.echo,
+        ),
+        drain(
+            child.stderr.take().expect("piped"),
+            stderr.clone(),
+            None,
+            false,
+        ),
     ];
-    let mut stdin = child.stdin.take();
-    let mut pending_input = input.map(<[u8]>::to_vec);
+    let mut pending_input = options.input;
     let mut timed_out = false;
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -71,19 +109,23 @@ pub fn run_with_timeout(
         }
         if pending_input.is_some()
             && stdout.lock().expect("output buffer").contains(&b'\n')
-            && let (Some(bytes), Some(pipe)) = (pending_input.take(), stdin.as_mut())
+            && let Some(bytes) = pending_input.take()
+            && let Some(pipe) = stdin.lock().expect("stdin").as_mut()
         {
             let _ = pipe.write_all(&bytes);
             let _ = pipe.flush();
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    drop(stdin);
+    stdin.lock().expect("stdin").take();
     // The pipes close when the child is gone; a grandchild that inherited
     // them could keep them open, so wait a little, then stop waiting.
     let drain_deadline = Instant::now() + Duration::from_secs(2);
     while readers.iter().any(|r| !r.is_finished()) && Instant::now() < drain_deadline {
         std::thread::sleep(Duration::from_millis(10));
+    }
+    if let Some(session) = session {
+        session.finish();
     }
     let mut output = String::from_utf8_lossy(&stdout.lock().expect("output buffer")).into_owned();
     let err = stderr.lock().expect("output buffer");
@@ -102,6 +144,18 @@ pub fn run_with_timeout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run_with_timeout(
+        cmd: Command,
+        input: Option<&[u8]>,
+        timeout: Duration,
+    ) -> std::io::Result<RunOutput> {
+        let options = RunOptions {
+            input: input.map(<[u8]>::to_vec),
+            ..RunOptions::default()
+        };
+        run(cmd, options, timeout)
+    }
 
     fn sh(script: &str) -> Command {
         let mut c = Command::new("sh");

@@ -1,0 +1,427 @@
+//! The xenstore fixture's verbs: the host side of a guest's xenstore test,
+//! acting on the real daemon (through its real CLI tools or a dom0 socket)
+//! and on the domain's ring page.
+//!
+//! | verb | arguments | does | answers |
+//! |---|---|---|---|
+//! | `nop` | | nothing (measures the serial round trip) | |
+//! | `xenstore-write` | path value | the real `xenstore-write` | |
+//! | `xenstore-read` | path | the real `xenstore-read` | value |
+//! | `xenstore-rm` | path | the real `xenstore-rm` | |
+//! | `xenstore-chmod` | path perm... | the real `xenstore-chmod` | |
+//! | `flood` | dir count | makes `dir` dom0's (readable by the guest), then writes `dir/<i>` = `i` for i in 0..count over a dom0 socket, one after the other | microseconds taken |
+//! | `restart-daemon` | | `Testbed::restart_daemon` (a "migration": fresh daemon, same ring) | new pid |
+//! | `peek` | field | reads a u32 of the ring page | value |
+//! | `poke` | field value | writes a u32 of the ring page | old value |
+//! | `inject` | bytes | appends raw bytes to the response ring as the daemon would (waiting for room as the guest reads), then raises the guest's event | |
+//! | `notify-guest` | | raises the guest's event | |
+//! | `daemon-pause` / `daemon-resume` | | SIGSTOP / SIGCONT the daemon, so the host can answer a request in its place | |
+//! | `answer-next` | payload \[declared-len\] | (daemon paused) waits for the guest's next request in the ring, consumes it and answers it with `payload` under the request's type and id, declaring `declared-len` bytes (default: the payload's length; longer declarations are padded with zeros) | the request's type |
+//! | `latency` | node ack count | `count` times: write `node` = i (dom0 socket) and wait until the guest's watch callback has written `ack` = i, timed on the host clock | p50 and p99 in µs |
+//!
+//! Ring fields are named (`req_cons`, `req_prod`, `rsp_cons`, `rsp_prod`,
+//! `server_features`, `connection`, `error`) or given as byte offsets.
+//! `inject` and `poke` race with the daemon if it is writing the same
+//! ring: the guest keeps its ring quiet while it asks for them.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use testbed::page::offset;
+use testbed::wire::{nul_join, ty};
+use testbed::{SharedPage, Testbed};
+
+use super::Agent;
+
+/// Most transcript lines kept.
+const TRANSCRIPT_LINES: usize = 200;
+/// How long `inject` waits for the guest to make room in its ring.
+const INJECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long `latency` waits for one acknowledgement.
+const ACK_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long `answer-next` waits for the guest's request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// A xenstore message header: type, req_id, tx_id, len (u32 each, LE).
+const HEADER_LEN: usize = 16;
+
+/// Serves one domain's guest.
+pub struct XenstoreAgent {
+    testbed: Arc<Testbed>,
+    domid: u32,
+    /// A second view of the domain's ring page.
+    page: SharedPage,
+    transcript: Mutex<Vec<String>>,
+}
+
+impl XenstoreAgent {
+    /// An agent for domain `domid` of `testbed`.
+    pub fn new(testbed: Arc<Testbed>, domid: u32) -> Result<XenstoreAgent, String> {
+        let page = SharedPage::open(&testbed.page_path(domid)).map_err(|e| e.to_string())?;
+        Ok(XenstoreAgent {
+            testbed,
+            domid,
+            page,
+            transcript: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn note(&self, line: String) {
+        let mut t = self.transcript.lock().unwrap_or_else(|p| p.into_inner());
+        if t.len() == TRANSCRIPT_LINES {
+            t.remove(0);
+        }
+        t.push(line);
+    }
+
+    fn cli(&self, tool: &str, args: &[&str]) -> Result<String, String> {
+        self.testbed
+            .cli(tool, args)
+            .and_then(|out| out.into_stdout())
+            .map(|s| s.trim_end_matches('\n').to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    fn flood(&self, dir: &str, count: u64) -> Result<u64, String> {
+        let e = |e: testbed::Error| e.to_string();
+        let mut xs = self.testbed.connect().map_err(e)?;
+        // dom0 owns the directory (so its 10,000 children count against no
+        // guest quota) and lets the guest read it (watch events need read
+        // access).
+        xs.request(ty::WRITE, &nul_join(&[dir])).map_err(e)?;
+        let reader = format!("r{}", self.domid);
+        xs.request(ty::SET_PERMS, &nul_join(&[dir, "n0", &reader]))
+            .map_err(e)?;
+        let start = Instant::now();
+        for i in 0..count {
+            let path = format!("{dir}/{i}");
+            let value = i.to_string();
+            let mut payload = nul_join(&[&path]);
+            payload.extend_from_slice(value.as_bytes());
+            xs.request(ty::WRITE, &payload).map_err(e)?;
+        }
+        Ok(start.elapsed().as_micros() as u64)
+    }
+
+    fn inject(&self, bytes: &[u8]) -> Result<(), String> {
+        let ring = offset::RING_SIZE as u32;
+        let deadline = Instant::now() + INJECT_TIMEOUT;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let cons = self.read(offset::RSP_CONS)?;
+            let prod = self.read(offset::RSP_PROD)?;
+            let used = prod.wrapping_sub(cons);
+            if used > ring {
+                return Err(format!(
+                    "response ring indexes already corrupt ({cons}, {prod})"
+                ));
+            }
+            let at = prod % ring;
+            let n = (ring - used).min(ring - at).min(rest.len() as u32) as usize;
+            if n == 0 {
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "the guest did not make room in its response ring ({} bytes left)",
+                        rest.len()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            self.page
+                .write_bytes(offset::RSP + at as usize, &rest[..n])
+                .map_err(|e| e.to_string())?;
+            // The bytes before the index that publishes them (x86: stores
+            // are ordered; the fence keeps the compiler from reordering).
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+            self.page
+                .write_u32(offset::RSP_PROD, prod.wrapping_add(n as u32))
+                .map_err(|e| e.to_string())?;
+            self.testbed
+                .notify_guest(self.domid)
+                .map_err(|e| e.to_string())?;
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
+    /// Sends `signal` to the daemon.
+    fn signal_daemon(&self, signal: i32) -> Result<(), String> {
+        let pid = self.testbed.daemon_pid().ok_or("no daemon is running")?;
+        let pid = libc::pid_t::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
+        // SAFETY: kill(2) with the pid of the daemon this testbed started
+        // (its own child, still running); no memory is involved.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            return Err(format!(
+                "kill({pid}, {signal}): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Copies `len` bytes of the request ring starting at index `at`.
+    fn read_request_ring(&self, at: u32, len: usize) -> Result<Vec<u8>, String> {
+        let ring = offset::RING_SIZE;
+        let mut out = vec![0u8; len];
+        for (i, byte) in out.iter_mut().enumerate() {
+            let pos = (at as usize + i) % ring;
+            let mut one = [0u8];
+            self.page
+                .read_bytes(offset::REQ + pos, &mut one)
+                .map_err(|e| e.to_string())?;
+            *byte = one[0];
+        }
+        Ok(out)
+    }
+
+    /// Plays the daemon for one request (see the table above).
+    fn answer_next(&self, payload: &[u8], declared: Option<u32>) -> Result<u32, String> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let (cons, header) = loop {
+            let cons = self.read(offset::REQ_CONS)?;
+            let prod = self.read(offset::REQ_PROD)?;
+            if prod.wrapping_sub(cons) as usize >= HEADER_LEN {
+                break (cons, self.read_request_ring(cons, HEADER_LEN)?);
+            }
+            if Instant::now() > deadline {
+                return Err("no request from the guest (is the daemon paused?)".into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let word = |i: usize| u32::from_le_bytes(header[i * 4..i * 4 + 4].try_into().unwrap());
+        let (ty, req_id, tx_id, len) = (word(0), word(1), word(2), word(3));
+        // Wait for the whole request, then consume it as the daemon would.
+        let total = (HEADER_LEN as u32).saturating_add(len);
+        while self.read(offset::REQ_PROD)?.wrapping_sub(cons) < total {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the guest's request of {len} bytes never completed"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.page
+            .write_u32(offset::REQ_CONS, cons.wrapping_add(total))
+            .map_err(|e| e.to_string())?;
+        let declared = declared.unwrap_or(payload.len() as u32);
+        let mut reply = Vec::with_capacity(HEADER_LEN + payload.len());
+        for w in [ty, req_id, tx_id, declared] {
+            reply.extend_from_slice(&w.to_le_bytes());
+        }
+        reply.extend_from_slice(payload);
+        reply.resize(HEADER_LEN + (declared as usize).max(payload.len()), 0);
+        self.inject(&reply)?;
+        Ok(ty)
+    }
+
+    fn read(&self, at: usize) -> Result<u32, String> {
+        self.page.read_u32(at).map_err(|e| e.to_string())
+    }
+
+    fn latency(&self, node: &str, ack: &str, count: u64) -> Result<(u64, u64), String> {
+        use xenstore::Store;
+        let xs =
+            xenstore::Client::connect(self.testbed.socket_path()).map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::channel();
+        let watch = xs
+            .watch(ack, move |_| {
+                let _ = tx.send(Instant::now());
+            })
+            .map_err(|e| e.to_string())?;
+        let mut samples = Vec::with_capacity(count as usize);
+        for i in 0..count {
+            let want = i.to_string();
+            let start = Instant::now();
+            xs.write(node, &want).map_err(|e| e.to_string())?;
+            let seen = loop {
+                let at = rx
+                    .recv_timeout(ACK_TIMEOUT)
+                    .map_err(|_| format!("no acknowledgement {i} within {ACK_TIMEOUT:?}"))?;
+                // Events before this round (the initial one, stale acks) do not count.
+                if at >= start
+                    && xs.read_optional(ack).map_err(|e| e.to_string())?.as_deref()
+                        == Some(want.as_bytes())
+                {
+                    break at;
+                }
+            };
+            samples.push(seen.duration_since(start).as_micros() as u64);
+        }
+        drop(watch);
+        samples.sort_unstable();
+        let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        Ok((pick(0.5), pick(0.99)))
+    }
+}
+
+/// A ring field's byte offset, by name or number.
+pub fn field_offset(name: &str) -> Result<usize, String> {
+    let at = match name {
+        "req_cons" => offset::REQ_CONS,
+        "req_prod" => offset::REQ_PROD,
+        "rsp_cons" => offset::RSP_CONS,
+        "rsp_prod" => offset::RSP_PROD,
+        "server_features" => offset::SERVER_FEATURES,
+        "connection" => offset::CONNECTION,
+        "error" => offset::ERROR,
+        other => parse_number(other)? as usize,
+    };
+    if at % 4 != 0 || at + 4 > testbed::page::PAGE_SIZE {
+        return Err(format!(
+            "ring offset {at} is not an aligned u32 in the page"
+        ));
+    }
+    Ok(at)
+}
+
+fn parse_number(text: &str) -> Result<u64, String> {
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| format!("{text:?} is not a number"))
+}
+
+fn text(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).into_owned()
+}
+
+fn args<const N: usize>(verb: &str, args: &[Vec<u8>]) -> Result<[String; N], String> {
+    let texts: Vec<String> = args.iter().map(|a| text(a)).collect();
+    texts
+        .try_into()
+        .map_err(|got: Vec<String>| format!("{verb} takes {N} arguments, got {}", got.len()))
+}
+
+impl Agent for XenstoreAgent {
+    fn perform(&self, verb: &str, raw: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> {
+        let started = Instant::now();
+        let result = match verb {
+            "nop" => Ok(vec![]),
+            "xenstore-write" => {
+                let [path, value] = args(verb, raw)?;
+                self.cli("write", &[&path, &value]).map(|_| vec![])
+            }
+            "xenstore-read" => {
+                let [path] = args(verb, raw)?;
+                self.cli("read", &[&path]).map(|v| vec![v.into_bytes()])
+            }
+            "xenstore-rm" => {
+                let [path] = args(verb, raw)?;
+                self.cli("rm", &[&path]).map(|_| vec![])
+            }
+            "xenstore-chmod" => {
+                let words: Vec<String> = raw.iter().map(|a| text(a)).collect();
+                let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+                self.cli("chmod", &refs).map(|_| vec![])
+            }
+            "flood" => {
+                let [dir, count] = args(verb, raw)?;
+                let count = parse_number(&count)?;
+                self.flood(&dir, count)
+                    .map(|us| vec![us.to_string().into_bytes()])
+            }
+            "restart-daemon" => self
+                .testbed
+                .restart_daemon()
+                .map_err(|e| e.to_string())
+                .map(|()| {
+                    let pid = self.testbed.daemon_pid().unwrap_or(0);
+                    vec![pid.to_string().into_bytes()]
+                }),
+            "peek" => {
+                let [field] = args(verb, raw)?;
+                self.read(field_offset(&field)?)
+                    .map(|v| vec![v.to_string().into_bytes()])
+            }
+            "poke" => {
+                let [field, value] = args(verb, raw)?;
+                let at = field_offset(&field)?;
+                let value = u32::try_from(parse_number(&value)?)
+                    .map_err(|_| format!("{value} does not fit a u32"))?;
+                let old = self.read(at)?;
+                self.page
+                    .write_u32(at, value)
+                    .map_err(|e| e.to_string())
+                    .map(|()| vec![old.to_string().into_bytes()])
+            }
+            "inject" => match raw {
+                [bytes] => self.inject(bytes).map(|()| vec![]),
+                _ => Err("inject takes 1 argument".into()),
+            },
+            "daemon-pause" => self.signal_daemon(libc::SIGSTOP).map(|()| vec![]),
+            "daemon-resume" => self.signal_daemon(libc::SIGCONT).map(|()| vec![]),
+            "answer-next" => {
+                let (payload, declared) = match raw {
+                    [p] => (p, None),
+                    [p, len] => {
+                        let len = u32::try_from(parse_number(&text(len))?)
+                            .map_err(|_| "declared length does not fit a u32".to_string())?;
+                        (p, Some(len))
+                    }
+                    _ => return Err("answer-next takes 1 or 2 arguments".into()),
+                };
+                self.answer_next(payload, declared)
+                    .map(|ty| vec![ty.to_string().into_bytes()])
+            }
+            "notify-guest" => self
+                .testbed
+                .notify_guest(self.domid)
+                .map(|()| vec![])
+                .map_err(|e| e.to_string()),
+            "latency" => {
+                let [node, ack, count] = args(verb, raw)?;
+                let count = parse_number(&count)?.max(1);
+                self.latency(&node, &ack, count).map(|(p50, p99)| {
+                    vec![p50.to_string().into_bytes(), p99.to_string().into_bytes()]
+                })
+            }
+            other => Err(format!("unknown verb {other:?}")),
+        };
+        let shown: Vec<String> = raw.iter().take(3).map(|a| text(a)).collect();
+        self.note(format!(
+            "{verb} {} -> {} ({:?})",
+            shown.join(" "),
+            match &result {
+                Ok(_) => "ok".to_string(),
+                Err(e) => format!("error: {e}"),
+            },
+            started.elapsed()
+        ));
+        result
+    }
+
+    fn transcript(&self) -> String {
+        self.transcript
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_fields_by_name_or_offset() {
+        assert_eq!(field_offset("rsp_prod"), Ok(2060));
+        assert_eq!(field_offset("req_cons"), Ok(2048));
+        assert_eq!(field_offset("0x800"), Ok(2048));
+        assert_eq!(field_offset("4000"), Ok(4000));
+        assert!(field_offset("2049").is_err(), "unaligned");
+        assert!(field_offset("4096").is_err(), "outside the page");
+        assert!(field_offset("rsp").is_err());
+    }
+
+    #[test]
+    fn argument_counts_are_checked() {
+        let two = [b"a".to_vec(), b"b".to_vec()];
+        assert_eq!(args::<2>("x", &two), Ok(["a".to_string(), "b".to_string()]));
+        assert_eq!(
+            args::<1>("x", &two),
+            Err("x takes 1 arguments, got 2".to_string())
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! Helpers for the xenstore images: the kernel's service, the host agent,
+//! and a recorder for watch events that tests wait on.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use ::xenstore::WatchEvent;
+use kernel::sync::{SpinLock, WaitQueue};
+use kernel::xenstore::XsClient;
+
+/// Starts the xenstore service if needed and returns its client. Panics
+/// with the reason if it cannot start (the test fails).
+pub fn client() -> XsClient {
+    if let Err(e) = kernel::xenstore::init() {
+        panic!("xenstore service did not start: {e}");
+    }
+    kernel::xenstore::client().expect("service attached")
+}
+
+/// Asks the host agent to do `verb` with `args`; returns its values as
+/// text. Panics if the host refuses or does not answer.
+pub fn host(verb: &str, args: &[&str]) -> Vec<String> {
+    let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    match kernel::hostlink::request(verb, &raw) {
+        Ok(values) => values
+            .into_iter()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .collect(),
+        Err(e) => panic!("host agent: {verb} {args:?}: {e}"),
+    }
+}
+
+/// Like [`host`] with raw byte arguments.
+pub fn host_bytes(verb: &str, args: &[&[u8]]) -> Vec<String> {
+    match kernel::hostlink::request(verb, args) {
+        Ok(values) => values
+            .into_iter()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .collect(),
+        Err(e) => panic!("host agent: {verb}: {e}"),
+    }
+}
+
+/// Our home, e.g. `/local/domain/1`.
+pub fn home() -> String {
+    kernel::xenstore::info().expect("service attached").home
+}
+
+/// `home()/relative`.
+pub fn abs(relative: &str) -> String {
+    alloc::format!("{}/{relative}", home())
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Collects a watch's events; tests wait until enough have arrived.
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<RecorderInner>,
+}
+
+struct RecorderInner {
+    events: SpinLock<Vec<WatchEvent>>,
+    arrived: WaitQueue,
+}
+
+impl Recorder {
+    /// A fresh recorder.
+    pub fn new() -> Self {
+        Recorder {
+            inner: Arc::new(RecorderInner {
+                events: SpinLock::new(Vec::new()),
+                arrived: WaitQueue::new(),
+            }),
+        }
+    }
+
+    /// The callback to pass to `watch` (records, wakes waiters).
+    pub fn callback(&self) -> impl FnMut(&WatchEvent) + Send + 'static {
+        let inner = self.inner.clone();
+        move |event| {
+            inner.events.lock().push(event.clone());
+            inner.arrived.wake_all();
+        }
+    }
+
+    /// A copy of the events so far.
+    pub fn events(&self) -> Vec<WatchEvent> {
+        self.inner.events.lock().clone()
+    }
+
+    /// How many events arrived.
+    pub fn len(&self) -> usize {
+        self.inner.events.lock().len()
+    }
+
+    /// Whether none arrived.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until `done(events)` holds or `timeout` passes; returns
+    /// whether it held.
+    pub fn wait_for(&self, timeout: Duration, mut done: impl FnMut(&[WatchEvent]) -> bool) -> bool {
+        self.inner
+            .arrived
+            .wait_until(|| done(&self.inner.events.lock()), Some(timeout))
+    }
+
+    /// Waits until an event for exactly `path` arrived; panics after
+    /// `timeout` with what did arrive.
+    pub fn expect_path(&self, path: &str, timeout: Duration) {
+        let seen = self.wait_for(timeout, |events| {
+            events.iter().any(|e| e.path() == Some(path))
+        });
+        assert!(
+            seen,
+            "no watch event for {path:?} within {timeout:?}; got {:?}",
+            self.events()
+        );
+    }
+
+    /// Forgets the events so far.
+    pub fn clear(&self) {
+        self.inner.events.lock().clear();
+    }
+}
