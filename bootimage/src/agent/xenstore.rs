@@ -9,7 +9,7 @@
 //! | `xenstore-read` | path | the real `xenstore-read` | value |
 //! | `xenstore-rm` | path | the real `xenstore-rm` | |
 //! | `xenstore-chmod` | path perm... | the real `xenstore-chmod` | |
-//! | `flood` | dir count | makes `dir` dom0's (readable by the guest), then writes `dir/<i>` = `i` for i in 0..count over a dom0 socket, one after the other | microseconds taken |
+//! | `flood` | dir count | writes `dir/<i>` = `i` for i in 0..count over a dom0 socket, one after the other (make `dir` dom0's first, or the children count against the guest's node quota) | microseconds taken |
 //! | `restart-daemon` | | `Testbed::restart_daemon` (a "migration": fresh daemon, same ring) | new pid |
 //! | `peek` | field | reads a u32 of the ring page | value |
 //! | `poke` | field value | writes a u32 of the ring page | old value |
@@ -85,13 +85,6 @@ impl XenstoreAgent {
     fn flood(&self, dir: &str, count: u64) -> Result<u64, String> {
         let e = |e: testbed::Error| e.to_string();
         let mut xs = self.testbed.connect().map_err(e)?;
-        // dom0 owns the directory (so its 10,000 children count against no
-        // guest quota) and lets the guest read it (watch events need read
-        // access).
-        xs.request(ty::WRITE, &nul_join(&[dir])).map_err(e)?;
-        let reader = format!("r{}", self.domid);
-        xs.request(ty::SET_PERMS, &nul_join(&[dir, "n0", &reader]))
-            .map_err(e)?;
         let start = Instant::now();
         for i in 0..count {
             let path = format!("{dir}/{i}");
