@@ -35,6 +35,8 @@ mod sys;
 mod testbed;
 mod toolstack;
 pub mod wire;
+#[cfg(feature = "xenstore")]
+pub mod xs;
 
 pub use domain::Domain;
 pub use error::{Error, Result};
