@@ -117,7 +117,7 @@ pub(crate) fn init() {
     let info = match cpuid::detect(&NativeCpuid) {
         Ok(info) => info,
         Err(why) => {
-            log::info!("xen: not running on Xen ({why:?})");
+            log::info!("xen: not running on Xen ({})", describe(why));
             return;
         }
     };
@@ -140,6 +140,23 @@ pub(crate) fn init() {
             GUEST.call_once(|| guest);
         }
         Err(e) => log::error!("xen: bring-up failed, continuing without Xen services: {e}"),
+    }
+}
+
+fn describe(why: cpuid::DetectError) -> alloc::string::String {
+    use cpuid::DetectError::*;
+    match why {
+        NoHypervisor => "no hypervisor bit in CPUID".into(),
+        NotXen { signature } => alloc::format!(
+            "hypervisor signature {:?}",
+            core::str::from_utf8(&signature).unwrap_or("(not text)")
+        ),
+        TooFewLeaves { base, max_leaf } => {
+            alloc::format!(
+                "Xen leaves at {base:#x} end at {max_leaf:#x}, before the hypercall leaf"
+            )
+        }
+        NoHypercallPage { base } => alloc::format!("Xen at {base:#x} offers no hypercall page"),
     }
 }
 
