@@ -1,37 +1,52 @@
 #!/usr/bin/env bash
-# Builds the kernel (through bootimage) and boots it in QEMU with the serial
-# console on this terminal; returns to the shell when the kernel exits
-# (or on Ctrl-A x). Installs QEMU first if it is missing.
+# Boots the kernel in QEMU as a guest with a XenStore: the real Xen xenstored
+# runs on this host (fake Xen libraries, see testbed/), domain 1 is set up as
+# a toolstack would, and its xenstore ring is handed to QEMU as an
+# ivshmem-doorbell PCI device. The guest's boot log shows which platform it
+# found, its domain path, a listing of its xenstore home and its watch on
+# control/shutdown. Installs what is missing first, saying why.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 usage() {
     cat <<'USAGE'
-usage: ./run-qemu.sh [options] [-- extra QEMU arguments]
+usage: ./run-qemu.sh [--demo | --xen] [options] [-- extra QEMU arguments]
 
-Boots target/boot/kernel.elf (built first) under QEMU: KVM when /dev/kvm is
-usable and this host is not itself a VM (nested KVM measured slower than TCG
-for this kernel), TCG otherwise. Serial console on this terminal; Ctrl-A x
-quits QEMU.
+(default)   start the real xenstored, introduce domain 1, boot the kernel with
+            its ring; serial console on this terminal (Ctrl-A x quits QEMU).
+            The guest powers off when the host writes control/shutdown:
+              XENSTORED_PATH=<socket printed at start> \
+                xenstore-write /local/domain/1/control/shutdown poweroff
+--demo      scripted session: boot, then the host writes control/shutdown =
+            poweroff with the real xenstore-write once the guest watches it;
+            exit status 0 when the guest acknowledges and powers off cleanly.
+--xen       boot under QEMU's Xen emulation
+            (-accel kvm,xen-version=0x40011,kernel-irqchip=split), which needs
+            QEMU >= 8.0 and a host KVM with Xen support: the host is probed and
+            the command says which check fails if it cannot. On real Xen, use
+            the xl configs in target/boot/ (kernel-pvh.cfg, kernel-hvm.cfg).
 
 options:
   --release          optimised kernel build
-  --accel kvm|tcg    force the accelerator
-  --iso              boot the GRUB ISO (multiboot2) instead of the PVH note
+  --accel kvm|tcg    force the accelerator (default: KVM unless this host is a
+                     VM, where nested KVM measured slower than TCG)
   --append CMDLINE   kernel command line, e.g. --append loglevel=debug
   --memory SIZE      guest RAM (default 128M)
-  --fixture NAME     start a host fixture before QEMU (its values can be used
-                     in extra QEMU arguments as {NAME.key})
   -h, --help         this help
 
-Exit status: 0 when the kernel exits with success, 1 on kernel failure.
+Exit status: 0 when the kernel exits with success, 1 on failure, 3 when
+--xen is not possible on this host.
 USAGE
 }
 
+mode=run
+args=()
 for arg in "$@"; do
     case "$arg" in
         -h|--help) usage; exit 0 ;;
-        --) break ;;
+        --demo) mode=demo ;;
+        --xen) mode=xen ;;
+        *) args+=("$arg") ;;
     esac
 done
 
@@ -39,15 +54,31 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if ! command -v "${QEMU:-qemu-system-x86_64}" >/dev/null 2>&1; then
-    echo "run-qemu.sh: qemu-system-x86_64 not found; installing qemu-system-x86 (apt-get)" >&2
-    as_root apt-get update -qq
-    as_root apt-get install -y -qq qemu-system-x86
+# package:probe:why
+needed=("qemu-system-x86:${QEMU:-qemu-system-x86_64}:QEMU boots the kernel")
+if [ "$mode" != xen ]; then
+    needed+=(
+        "xenstore-utils:xenstore-write:the real xenstore-* tools the host side uses"
+        "gcc:gcc:builds the fake Xen libraries the real xenstored runs on"
+    )
 fi
+missing=()
+for entry in "${needed[@]}"; do
+    IFS=: read -r pkg probe why <<<"$entry"
+    if ! command -v "$probe" >/dev/null 2>&1; then
+        echo "run-qemu.sh: $probe not found; installing $pkg ($why)" >&2
+        missing+=("$pkg")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+# The xenstored binary itself (Debian's xen-utils-4.17) is fetched into .cache/
+# on first use by the testbed crate, which says so.
 
-# Services the guest talks to are started here, before QEMU, as bootimage
-# fixtures (e.g. issue 4: the xenstore daemon and its ivshmem server):
-#   FIXTURE_ARGS=(--fixture xenstored) plus the QEMU arguments using them.
-FIXTURE_ARGS=()
-
-exec cargo run -q -p bootimage -- run "${FIXTURE_ARGS[@]}" "$@"
+case "$mode" in
+    run) exec cargo run -q -p bootimage -- run --fixture xenstore "${args[@]}" ;;
+    demo) exec cargo run -q -p bootimage -- demo "${args[@]}" ;;
+    xen) exec cargo run -q -p bootimage -- run --xen "${args[@]}" ;;
+esac

@@ -128,6 +128,8 @@ macro_rules! main {
 ///   checked after it (see the runner's `fixtures` module).
 /// - `stdin = "text\n"` — fed to the serial port once the kernel is up.
 /// - `cmdline = "loglevel=debug"` — appended to the kernel command line.
+/// - `role = "bench"` — a benchmark image: skipped by `bootimage test`, run
+///   by `bootimage bench`, which collects its `bench: key=value` lines.
 /// - `expect = "panic" | "timeout"` — a runner self-test: the image passes
 ///   only if it fails that way.
 #[macro_export]

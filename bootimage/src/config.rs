@@ -14,6 +14,16 @@ pub enum Expect {
     Timeout,
 }
 
+/// What an image is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A test image, run by `bootimage test` (the default).
+    Test,
+    /// A benchmark image, run only by `bootimage bench`: it prints
+    /// `bench: key=value` lines and is not part of the test suite.
+    Bench,
+}
+
 /// Everything the runner needs to know to boot one image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageConfig {
@@ -31,6 +41,8 @@ pub struct ImageConfig {
     pub cmdline: Vec<String>,
     /// Expected ending.
     pub expect: Expect,
+    /// Test or benchmark.
+    pub role: Role,
 }
 
 /// Default per-image time limit.
@@ -46,6 +58,7 @@ impl Default for ImageConfig {
             stdin: None,
             cmdline: Vec::new(),
             expect: Expect::Success,
+            role: Role::Test,
         }
     }
 }
@@ -86,6 +99,13 @@ impl ImageConfig {
                         }
                     }
                 }
+                "role" => {
+                    config.role = match value {
+                        "test" => Role::Test,
+                        "bench" => Role::Bench,
+                        other => return Err(format!("role = {other:?}: want test|bench")),
+                    }
+                }
                 other => return Err(format!("unknown config key {other:?}")),
             }
         }
@@ -108,6 +128,9 @@ mod tests {
         assert_eq!(c.stdin.as_deref(), Some("a\nb"));
         assert_eq!(c.cmdline, ["loglevel=debug"]);
         assert_eq!(c.expect, Expect::Panic);
+        assert_eq!(c.role, Role::Test, "default role");
+        let bench = ImageConfig::parse(b"role\x00bench\x00").unwrap();
+        assert_eq!(bench.role, Role::Bench);
     }
 
     #[test]
@@ -121,5 +144,6 @@ mod tests {
         assert!(ImageConfig::parse(b"timeout_secs\x00soon\x00").is_err());
         assert!(ImageConfig::parse(b"expect\x00maybe\x00").is_err());
         assert!(ImageConfig::parse(b"memory").is_err());
+        assert!(ImageConfig::parse(b"role\x00benchmark\x00").is_err());
     }
 }

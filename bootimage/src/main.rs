@@ -8,27 +8,32 @@
 //!   (in parallel, each with its time limit, fixtures and QEMU arguments
 //!   from its `.ktest_config` section) and prints libtest-style results.
 //! - `check FILE`: checks a kernel image's PVH note.
+//! - `demo`: the scripted xenstore session of `./run-qemu.sh --demo`.
+//! - `bench`: the benchmark images (`role = "bench"`), results as key=value.
 
 // The host agent shares the kernel's `hostlink` codec source, which uses `alloc`.
 extern crate alloc;
 
 mod agent;
 mod artifacts;
+mod bench;
 mod cargo;
 mod config;
+mod demo;
 mod elf;
 mod fixtures;
 mod process;
 mod pvh;
 mod qemu;
 mod report;
+mod xen_probe;
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use config::{Expect, ImageConfig};
+use config::{Expect, ImageConfig, Role};
 use qemu::Accel;
 use report::{ImageReport, TestResult};
 
@@ -42,6 +47,8 @@ commands:
       --accel kvm|tcg               default: kvm if /dev/kvm opens and the host is not a VM, else tcg
                                     ($KTEST_ACCEL overrides)
       --iso                         boot the GRUB ISO (multiboot2) instead of -kernel (PVH)
+      --xen                         boot under QEMU's Xen emulation (QEMU >= 8.0, KVM with Xen
+                                    support); probes the host and says why not if it cannot
       --append CMDLINE              kernel command line (e.g. loglevel=debug)
       --memory SIZE                 guest RAM (default 128M)
       --fixture NAME                start a host fixture first; QEMU-ARGS may use {NAME.key}
@@ -51,9 +58,14 @@ commands:
       --filter TEXT                 run only tests whose name contains TEXT
       --verbose                     show serial output of passing images too
   check FILE                        check FILE's Xen PVH note
+  demo [--release] [--accel A]      scripted session: real xenstored, boot, the host writes
+                                    control/shutdown=poweroff with xenstore-write; exit 0 when
+                                    the guest acknowledges and powers off
+  bench [--debug] [--accel A]       boot the benchmark images (release build) against the real
+                                    daemon; print their key=value results and accel=
 ";
 
-fn take_value(args: &mut Vec<String>, flag: &str) -> Result<Option<String>, String> {
+pub(crate) fn take_value(args: &mut Vec<String>, flag: &str) -> Result<Option<String>, String> {
     match args.iter().position(|a| a == flag) {
         Some(i) if i + 1 < args.len() => {
             let v = args.remove(i + 1);
@@ -65,7 +77,7 @@ fn take_value(args: &mut Vec<String>, flag: &str) -> Result<Option<String>, Stri
     }
 }
 
-fn take_flag(args: &mut Vec<String>, flag: &str) -> bool {
+pub(crate) fn take_flag(args: &mut Vec<String>, flag: &str) -> bool {
     match args.iter().position(|a| a == flag) {
         Some(i) => {
             args.remove(i);
@@ -75,7 +87,7 @@ fn take_flag(args: &mut Vec<String>, flag: &str) -> bool {
     }
 }
 
-fn parse_accel(args: &mut Vec<String>) -> Result<Accel, String> {
+pub(crate) fn parse_accel(args: &mut Vec<String>) -> Result<Accel, String> {
     let requested = take_value(args, "--accel")?
         .map(|a| a.parse())
         .transpose()?;
@@ -84,7 +96,7 @@ fn parse_accel(args: &mut Vec<String>) -> Result<Accel, String> {
     Ok(accel)
 }
 
-fn build_boot_dir(release: bool) -> Result<artifacts::BootArtifacts, String> {
+pub(crate) fn build_boot_dir(release: bool) -> Result<artifacts::BootArtifacts, String> {
     let kernel = cargo::build_kernel(release)?;
     let dir = cargo::target_dir().join("boot");
     let out = artifacts::write(&dir, &kernel)?;
@@ -112,7 +124,7 @@ fn cmd_build(mut args: Vec<String>) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn reject_rest(args: &[String]) -> Result<(), String> {
+pub(crate) fn reject_rest(args: &[String]) -> Result<(), String> {
     match args.first() {
         Some(a) => Err(format!("unexpected argument {a:?}\n\n{USAGE}")),
         None => Ok(()),
@@ -126,7 +138,26 @@ fn cmd_run(mut args: Vec<String>) -> Result<ExitCode, String> {
     };
     let release = take_flag(&mut args, "--release");
     let iso = take_flag(&mut args, "--iso");
-    let accel = parse_accel(&mut args)?;
+    let xen = take_flag(&mut args, "--xen");
+    let accel = if xen {
+        let probe = xen_probe::probe();
+        if !probe.supported() {
+            eprintln!(
+                "bootimage: cannot boot under QEMU's Xen emulation (-accel {}) on this host:\n{}",
+                xen_probe::XEN_ACCEL,
+                probe.render()
+            );
+            eprintln!(
+                "bootimage: the same kernel boots on real Xen with target/boot/kernel-pvh.cfg or \
+                 kernel-hvm.cfg (xl create), and under plain QEMU with ./run-qemu.sh"
+            );
+            return Ok(ExitCode::from(3));
+        }
+        eprintln!("bootimage: Xen emulation available:\n{}", probe.render());
+        Accel::KvmXen
+    } else {
+        parse_accel(&mut args)?
+    };
     let append = take_value(&mut args, "--append")?.unwrap_or_default();
     let memory = take_value(&mut args, "--memory")?.unwrap_or_else(|| "128M".into());
     let mut fixture_names = Vec::new();
@@ -142,7 +173,15 @@ fn cmd_run(mut args: Vec<String>) -> Result<ExitCode, String> {
         fixtures.push(fixtures::start(name, &workdir)?);
     }
     let vars: Vec<_> = fixtures.iter().flat_map(|f| f.vars()).collect();
-    let extra = fixtures::substitute(&qemu_extra, &vars)?;
+    let mut extra: Vec<String> = fixtures.iter().flat_map(|f| f.qemu_args()).collect();
+    extra.extend(fixtures::substitute(&qemu_extra, &vars)?);
+    if let Some((_, socket)) = vars.iter().find(|(k, _)| k == "xenstore.socket") {
+        eprintln!(
+            "bootimage: the guest's xenstore is a real xenstored; from another terminal:\n  \
+             XENSTORED_PATH={socket} xenstore-ls /local/domain/1\n  \
+             XENSTORED_PATH={socket} xenstore-write /local/domain/1/control/shutdown poweroff"
+        );
+    }
     let target = match (&boot.iso, iso) {
         (Some(path), true) => qemu::Boot::Iso(path),
         (None, true) => return Err("no ISO was built (grub-mkrescue missing)".into()),
@@ -176,7 +215,8 @@ fn cmd_run(mut args: Vec<String>) -> Result<ExitCode, String> {
     })
 }
 
-fn image_config(path: &Path) -> Result<ImageConfig, String> {
+/// The runner settings an image carries (its `.ktest_config` section).
+pub(crate) fn image_config(path: &Path) -> Result<ImageConfig, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let elf = elf::Elf::parse(&bytes).map_err(|e| e.to_string())?;
     pvh::check(&bytes)?;
@@ -186,7 +226,13 @@ fn image_config(path: &Path) -> Result<ImageConfig, String> {
     }
 }
 
-fn run_image(name: &str, path: &Path, accel: Accel, filter: Option<&str>) -> ImageReport {
+/// Boots one image with its fixtures and judges the run.
+pub(crate) fn run_image(
+    name: &str,
+    path: &Path,
+    accel: Accel,
+    filter: Option<&str>,
+) -> ImageReport {
     let config = match image_config(path) {
         Ok(c) => c,
         Err(e) => return ImageReport::not_started(name, format!("bad image: {e}")),
@@ -284,6 +330,9 @@ fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
     if !args.is_empty() {
         images.retain(|i| args.contains(&i.name));
     }
+    // Benchmark images belong to `bootimage bench`. One whose config cannot
+    // be read stays: run_image reports why.
+    images.retain(|i| image_config(&i.executable).map_or(true, |c| c.role == Role::Test));
     println!(
         "kernel test images: {} to boot with {accel}, {jobs} at a time",
         images.len()
@@ -360,6 +409,8 @@ fn main() -> ExitCode {
         "run" => cmd_run(args),
         "test" => cmd_test(args),
         "check" => cmd_check(args),
+        "bench" => bench::cmd_bench(args),
+        "demo" => demo::cmd_demo(args),
         other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
     };
     result.unwrap_or_else(|e| {

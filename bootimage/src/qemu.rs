@@ -23,6 +23,9 @@ pub enum Accel {
     Kvm,
     /// Software emulation (always available).
     Tcg,
+    /// KVM with QEMU's Xen HVM emulation (QEMU >= 8.0 and a KVM with Xen
+    /// support; see `xen_probe`). Never chosen automatically.
+    KvmXen,
 }
 
 impl fmt::Display for Accel {
@@ -30,6 +33,7 @@ impl fmt::Display for Accel {
         f.write_str(match self {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
+            Accel::KvmXen => "kvm-xen",
         })
     }
 }
@@ -121,6 +125,7 @@ pub fn command(
         // under both accelerators.
         Accel::Kvm => cmd.args(["-accel", "kvm"]),
         Accel::Tcg => cmd.args(["-accel", "tcg"]),
+        Accel::KvmXen => cmd.args(["-accel", crate::xen_probe::XEN_ACCEL]),
     };
     match boot {
         Boot::Kernel(path) => {

@@ -40,6 +40,11 @@ pub trait Agent: Send + Sync {
     fn transcript(&self) -> String {
         String::new()
     }
+
+    /// Sees every output line that is not a request (the guest's log), on
+    /// the agent's thread, in order. For agents that act on what the guest
+    /// says rather than on what it asks (the demo). Default: nothing.
+    fn observe(&self, _line: &str) {}
 }
 
 /// The reply line (without newline) to one line of guest output, if the
@@ -142,6 +147,7 @@ impl Session {
 fn serve(agent: &dyn Agent, lines: Receiver<String>, stdin: &SharedStdin) {
     for line in lines {
         let Some(mut reply) = answer(agent, &line) else {
+            agent.observe(&line);
             continue;
         };
         reply.push('\n');

@@ -1,0 +1,117 @@
+//! Benchmark image (role "bench": run by `bootimage bench`, not by the test
+//! suite). Prints `bench: key=value` lines:
+//!
+//! - `guest_read_1t`, `guest_read_4t`: READs per second of one node by 1 and
+//!   by 4 kernel threads sharing the service's client, over the ring to the
+//!   real xenstored (each thread waits for its reply before the next
+//!   request; with 4 threads up to 4 are in flight).
+//! - `guest_watch_latency_p50_us`, `_p99_us`: from a host write to the
+//!   guest's watch callback, estimated as half the round trip the host
+//!   times on its own clock: the host writes `bench/lat` = i over a dom0
+//!   socket; the guest's callback reads it and writes `bench/ack` = i; the
+//!   host's watch on `bench/ack` sees i. Both legs take the same path
+//!   (daemon, ring, event, receive thread, watch thread) in opposite
+//!   directions, so half the round trip is the one-way figure; the full
+//!   round trip is printed too (`guest_watch_rtt_*`).
+//! - `guest_serial_rtt_us`: a no-op request to the host agent over COM1 (the
+//!   control channel's own cost, for context).
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
+
+use ::xenstore::Store;
+use kernel::thread;
+use kernel::time::Instant;
+use ktests::support::{abs, client, host};
+
+ktests::config!(timeout_secs = 300, needs = "xenstore", role = "bench");
+ktests::main!(read_throughput, watch_latency, serial_round_trip);
+
+/// How long each throughput run lasts.
+const RUN: Duration = Duration::from_secs(3);
+/// Watch round trips timed by the host.
+const LATENCY_SAMPLES: u64 = 1000;
+
+fn report(key: &str, value: impl core::fmt::Display) {
+    kernel::println!("bench: {key}={value}");
+}
+
+/// Reads per second by `threads` threads for [`RUN`].
+fn reads_per_second(threads: usize) -> u64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|i| {
+            let (stop, total) = (stop.clone(), total.clone());
+            thread::spawn_joinable(&format!("reader-{i}"), move || {
+                let xs = client();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let name = xs.read("name").expect("read");
+                    assert_eq!(name, b"guest1");
+                    n += 1;
+                }
+                total.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    thread::sleep(RUN);
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join();
+    }
+    let elapsed = start.elapsed().as_micros().max(1) as u64;
+    total.load(Ordering::Relaxed) * 1_000_000 / elapsed
+}
+
+fn read_throughput() {
+    client(); // attach before timing
+    report("guest_read_1t", reads_per_second(1));
+    report("guest_read_4t", reads_per_second(4));
+}
+
+fn watch_latency() {
+    let xs = client();
+    let echo = xs.clone();
+    let watch = xs
+        .watch("bench/lat", move |event| {
+            if event.path() != Some("bench/lat") {
+                return;
+            }
+            // The initial event finds no value yet.
+            if let Ok(Some(value)) = echo.read_optional("bench/lat") {
+                echo.write("bench/ack", value).expect("acknowledge");
+            }
+        })
+        .unwrap();
+    let count = format!("{LATENCY_SAMPLES}");
+    let rtt = host("latency", &[&abs("bench/lat"), &abs("bench/ack"), &count]);
+    let p50: u64 = rtt[0].parse().unwrap();
+    let p99: u64 = rtt[1].parse().unwrap();
+    watch.unwatch().unwrap();
+    report("guest_watch_latency_p50_us", p50 / 2);
+    report("guest_watch_latency_p99_us", p99 / 2);
+    report("guest_watch_rtt_p50_us", p50);
+    report("guest_watch_rtt_p99_us", p99);
+}
+
+fn serial_round_trip() {
+    const ROUNDS: u64 = 50;
+    let start = Instant::now();
+    for _ in 0..ROUNDS {
+        host("nop", &[]);
+    }
+    report(
+        "guest_serial_rtt_us",
+        start.elapsed().as_micros() as u64 / ROUNDS,
+    );
+}
