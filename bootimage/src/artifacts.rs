@@ -20,8 +20,12 @@ pub struct BootArtifacts {
 pub fn xl_pvh_config(kernel: &Path) -> String {
     format!(
         r#"# Xen PVH guest: Xen enters kernel.elf at the address in its
-# XEN_ELFNOTE_PHYS32_ENTRY note. PVH has no emulated serial port: the guest
-# console is Xen's PV console (`xl console`).
+# XEN_ELFNOTE_PHYS32_ENTRY note. PVH has no emulated serial port: the kernel
+# logs to Xen's PV console (`xl console`) once it has found it.
+# xl gives the guest its xenstore ring (HVM_PARAM_STORE_PFN/STORE_EVTCHN) and
+# home (/local/domain/<domid>); the kernel attaches to it at boot, lists the
+# home and watches control/shutdown: `xl shutdown xs-kernel-pvh` writes
+# poweroff there, and the kernel acknowledges and powers off (SCHEDOP_shutdown).
 # Start with: xl create -c {name}
 name = "xs-kernel-pvh"
 type = "pvh"
@@ -43,7 +47,9 @@ on_crash = "destroy"
 pub fn xl_hvm_config(kernel: &Path) -> String {
     format!(
         r#"# Xen HVM guest, direct kernel boot: the device model (QEMU) loads
-# kernel.elf through its PVH note, as `qemu -kernel` does. COM1 is emulated.
+# kernel.elf through its PVH note, as `qemu -kernel` does. COM1 is emulated
+# (`xl console` shows it); the kernel also logs to the PV console if any.
+# The xenstore ring, home and `xl shutdown` work as for the PVH config.
 # Start with: xl create -c {name}
 name = "xs-kernel-hvm"
 type = "hvm"
@@ -147,5 +153,9 @@ mod tests {
         );
         let hvm = xl_hvm_config(k);
         assert!(hvm.contains("type = \"hvm\"") && hvm.contains("serial = \"pty\""));
+        // Powering off through SCHEDOP_shutdown must end the domain, not restart it.
+        for cfg in [&pvh, &hvm] {
+            assert!(cfg.contains("on_poweroff = \"destroy\""), "{cfg}");
+        }
     }
 }

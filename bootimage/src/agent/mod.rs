@@ -21,6 +21,7 @@
 #[allow(dead_code)]
 #[path = "../../../kernel/src/hostlink/codec.rs"]
 pub mod codec;
+pub mod ring;
 pub mod xenstore;
 
 use std::io::Write;

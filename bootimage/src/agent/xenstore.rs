@@ -19,38 +19,29 @@
 //! | `answer-next` | payload \[declared-len\] | (daemon paused) waits for the guest's next request in the ring, consumes it and answers it with `payload` under the request's type and id, declaring `declared-len` bytes (default: the payload's length; longer declarations are padded with zeros) | the request's type |
 //! | `latency` | node ack count | `count` times: write `node` = i (dom0 socket) and wait until the guest's watch callback has written `ack` = i, timed on the host clock | p50 and p99 in µs |
 //!
-//! Ring fields are named (`req_cons`, `req_prod`, `rsp_cons`, `rsp_prod`,
-//! `server_features`, `connection`, `error`) or given as byte offsets.
-//! `inject` and `poke` race with the daemon if it is writing the same
-//! ring: the guest keeps its ring quiet while it asks for them.
+//! Ring fields and the rules for writing the ring are in [`super::ring`].
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use testbed::page::offset;
 use testbed::wire::{nul_join, ty};
 use testbed::{SharedPage, Testbed};
 
 use super::Agent;
+use super::ring::{DaemonSide, field_offset};
 
 /// Most transcript lines kept.
 const TRANSCRIPT_LINES: usize = 200;
-/// How long `inject` waits for the guest to make room in its ring.
-const INJECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long `latency` waits for one acknowledgement.
 const ACK_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long `answer-next` waits for the guest's request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-/// A xenstore message header: type, req_id, tx_id, len (u32 each, LE).
-const HEADER_LEN: usize = 16;
 
 /// Serves one domain's guest.
 pub struct XenstoreAgent {
     testbed: Arc<Testbed>,
     domid: u32,
-    /// A second view of the domain's ring page.
-    page: SharedPage,
+    /// The daemon's side of the domain's ring page (a second view).
+    ring: DaemonSide,
     transcript: Mutex<Vec<String>>,
 }
 
@@ -61,7 +52,7 @@ impl XenstoreAgent {
         Ok(XenstoreAgent {
             testbed,
             domid,
-            page,
+            ring: DaemonSide::new(page),
             transcript: Mutex::new(Vec::new()),
         })
     }
@@ -96,48 +87,6 @@ impl XenstoreAgent {
         Ok(start.elapsed().as_micros() as u64)
     }
 
-    fn inject(&self, bytes: &[u8]) -> Result<(), String> {
-        let ring = offset::RING_SIZE as u32;
-        let deadline = Instant::now() + INJECT_TIMEOUT;
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let cons = self.read(offset::RSP_CONS)?;
-            let prod = self.read(offset::RSP_PROD)?;
-            let used = prod.wrapping_sub(cons);
-            if used > ring {
-                return Err(format!(
-                    "response ring indexes already corrupt ({cons}, {prod})"
-                ));
-            }
-            let at = prod % ring;
-            let n = (ring - used).min(ring - at).min(rest.len() as u32) as usize;
-            if n == 0 {
-                if Instant::now() > deadline {
-                    return Err(format!(
-                        "the guest did not make room in its response ring ({} bytes left)",
-                        rest.len()
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-            self.page
-                .write_bytes(offset::RSP + at as usize, &rest[..n])
-                .map_err(|e| e.to_string())?;
-            // The bytes before the index that publishes them (x86: stores
-            // are ordered; the fence keeps the compiler from reordering).
-            std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
-            self.page
-                .write_u32(offset::RSP_PROD, prod.wrapping_add(n as u32))
-                .map_err(|e| e.to_string())?;
-            self.testbed
-                .notify_guest(self.domid)
-                .map_err(|e| e.to_string())?;
-            rest = &rest[n..];
-        }
-        Ok(())
-    }
-
     /// Sends `signal` to the daemon.
     fn signal_daemon(&self, signal: i32) -> Result<(), String> {
         let pid = self.testbed.daemon_pid().ok_or("no daemon is running")?;
@@ -153,63 +102,10 @@ impl XenstoreAgent {
         Ok(())
     }
 
-    /// Copies `len` bytes of the request ring starting at index `at`.
-    fn read_request_ring(&self, at: u32, len: usize) -> Result<Vec<u8>, String> {
-        let ring = offset::RING_SIZE;
-        let mut out = vec![0u8; len];
-        for (i, byte) in out.iter_mut().enumerate() {
-            let pos = (at as usize + i) % ring;
-            let mut one = [0u8];
-            self.page
-                .read_bytes(offset::REQ + pos, &mut one)
-                .map_err(|e| e.to_string())?;
-            *byte = one[0];
-        }
-        Ok(out)
-    }
-
-    /// Plays the daemon for one request (see the table above).
-    fn answer_next(&self, payload: &[u8], declared: Option<u32>) -> Result<u32, String> {
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
-        let (cons, header) = loop {
-            let cons = self.read(offset::REQ_CONS)?;
-            let prod = self.read(offset::REQ_PROD)?;
-            if prod.wrapping_sub(cons) as usize >= HEADER_LEN {
-                break (cons, self.read_request_ring(cons, HEADER_LEN)?);
-            }
-            if Instant::now() > deadline {
-                return Err("no request from the guest (is the daemon paused?)".into());
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        let word = |i: usize| u32::from_le_bytes(header[i * 4..i * 4 + 4].try_into().unwrap());
-        let (ty, req_id, tx_id, len) = (word(0), word(1), word(2), word(3));
-        // Wait for the whole request, then consume it as the daemon would.
-        let total = (HEADER_LEN as u32).saturating_add(len);
-        while self.read(offset::REQ_PROD)?.wrapping_sub(cons) < total {
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "the guest's request of {len} bytes never completed"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        self.page
-            .write_u32(offset::REQ_CONS, cons.wrapping_add(total))
-            .map_err(|e| e.to_string())?;
-        let declared = declared.unwrap_or(payload.len() as u32);
-        let mut reply = Vec::with_capacity(HEADER_LEN + payload.len());
-        for w in [ty, req_id, tx_id, declared] {
-            reply.extend_from_slice(&w.to_le_bytes());
-        }
-        reply.extend_from_slice(payload);
-        reply.resize(HEADER_LEN + (declared as usize).max(payload.len()), 0);
-        self.inject(&reply)?;
-        Ok(ty)
-    }
-
-    fn read(&self, at: usize) -> Result<u32, String> {
-        self.page.read_u32(at).map_err(|e| e.to_string())
+    fn notify_guest(&self) -> Result<(), String> {
+        self.testbed
+            .notify_guest(self.domid)
+            .map_err(|e| e.to_string())
     }
 
     fn latency(&self, node: &str, ack: &str, count: u64) -> Result<(u64, u64), String> {
@@ -248,27 +144,7 @@ impl XenstoreAgent {
     }
 }
 
-/// A ring field's byte offset, by name or number.
-pub fn field_offset(name: &str) -> Result<usize, String> {
-    let at = match name {
-        "req_cons" => offset::REQ_CONS,
-        "req_prod" => offset::REQ_PROD,
-        "rsp_cons" => offset::RSP_CONS,
-        "rsp_prod" => offset::RSP_PROD,
-        "server_features" => offset::SERVER_FEATURES,
-        "connection" => offset::CONNECTION,
-        "error" => offset::ERROR,
-        other => parse_number(other)? as usize,
-    };
-    if at % 4 != 0 || at + 4 > testbed::page::PAGE_SIZE {
-        return Err(format!(
-            "ring offset {at} is not an aligned u32 in the page"
-        ));
-    }
-    Ok(at)
-}
-
-fn parse_number(text: &str) -> Result<u64, String> {
+pub(super) fn parse_number(text: &str) -> Result<u64, String> {
     let parsed = match text.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => text.parse(),
@@ -325,7 +201,8 @@ impl Agent for XenstoreAgent {
                 }),
             "peek" => {
                 let [field] = args(verb, raw)?;
-                self.read(field_offset(&field)?)
+                self.ring
+                    .read(field_offset(&field)?)
                     .map(|v| vec![v.to_string().into_bytes()])
             }
             "poke" => {
@@ -333,14 +210,15 @@ impl Agent for XenstoreAgent {
                 let at = field_offset(&field)?;
                 let value = u32::try_from(parse_number(&value)?)
                     .map_err(|_| format!("{value} does not fit a u32"))?;
-                let old = self.read(at)?;
-                self.page
-                    .write_u32(at, value)
-                    .map_err(|e| e.to_string())
-                    .map(|()| vec![old.to_string().into_bytes()])
+                self.ring
+                    .write(at, value)
+                    .map(|old| vec![old.to_string().into_bytes()])
             }
             "inject" => match raw {
-                [bytes] => self.inject(bytes).map(|()| vec![]),
+                [bytes] => self
+                    .ring
+                    .inject(bytes, &|| self.notify_guest())
+                    .map(|()| vec![]),
                 _ => Err("inject takes 1 argument".into()),
             },
             "daemon-pause" => self.signal_daemon(libc::SIGSTOP).map(|()| vec![]),
@@ -355,14 +233,11 @@ impl Agent for XenstoreAgent {
                     }
                     _ => return Err("answer-next takes 1 or 2 arguments".into()),
                 };
-                self.answer_next(payload, declared)
+                self.ring
+                    .answer_next(payload, declared, &|| self.notify_guest())
                     .map(|ty| vec![ty.to_string().into_bytes()])
             }
-            "notify-guest" => self
-                .testbed
-                .notify_guest(self.domid)
-                .map(|()| vec![])
-                .map_err(|e| e.to_string()),
+            "notify-guest" => self.notify_guest().map(|()| vec![]),
             "latency" => {
                 let [node, ack, count] = args(verb, raw)?;
                 let count = parse_number(&count)?.max(1);
@@ -396,17 +271,6 @@ impl Agent for XenstoreAgent {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ring_fields_by_name_or_offset() {
-        assert_eq!(field_offset("rsp_prod"), Ok(2060));
-        assert_eq!(field_offset("req_cons"), Ok(2048));
-        assert_eq!(field_offset("0x800"), Ok(2048));
-        assert_eq!(field_offset("4000"), Ok(4000));
-        assert!(field_offset("2049").is_err(), "unaligned");
-        assert!(field_offset("4096").is_err(), "outside the page");
-        assert!(field_offset("rsp").is_err());
-    }
 
     #[test]
     fn argument_counts_are_checked() {
