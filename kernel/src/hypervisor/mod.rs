@@ -221,6 +221,15 @@ fn bring_up(info: XenInfo) -> Result<XenGuest, BringUpError> {
         interrupts::free_vector(vector);
         return Err(e.into());
     }
+    if let UpcallRoute::PerVcpuVector(_) = upcall {
+        // libxl offers the PV control path (`xl shutdown` writing
+        // control/shutdown) to an HVM guest only if HVM_PARAM_CALLBACK_IRQ
+        // is non-zero; with per-vCPU vectors it is otherwise unused (Xen
+        // prefers the vector), so say "GSI 1" as Linux does.
+        if let Err(e) = hvm::set_callback_via(hv, CallbackVia::Gsi(1)) {
+            log::warn!("xen: cannot advertise PV drivers through CALLBACK_IRQ: {e}");
+        }
+    }
     // Discarding the registration (it has no Drop) keeps the handler for
     // the kernel's life.
     let _ = registration;
