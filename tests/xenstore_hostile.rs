@@ -185,6 +185,10 @@ fn corrupt_then_recover(
 ) {
     let xs = client();
     assert_usable();
+    // A watch of the doomed connection, left registered in the daemon.
+    let stale = Recorder::new();
+    xs.watch("data/stale", stale.callback()).unwrap().detach();
+    stale.expect_path("data/stale", WAIT);
     let good = peek(field);
     let old: u32 = host("poke", &[field, &alloc::format!("{}", bad(good))])[0]
         .parse()
@@ -208,6 +212,16 @@ fn corrupt_then_recover(
     host("poke", &[field, &alloc::format!("{good}")]);
     let fresh = kernel::xenstore::reconnect().expect("reconnect");
     assert_eq!(fresh.read_string("name").unwrap(), "guest1");
+    // Reconnecting reset this connection's watches in the daemon: the old
+    // connection's watch no longer fires (its event would arrive with a
+    // token the new client does not know).
+    host("xenstore-write", &[&abs("data/stale/x"), "1"]);
+    assert_eq!(fresh.read_string("data/stale/x").unwrap(), "1");
+    assert_eq!(
+        fresh.stats().core.unknown_watch_token,
+        0,
+        "a stale watch fired"
+    );
     assert!(
         client().failure().is_none(),
         "the service hands out the new client"

@@ -142,7 +142,8 @@ fn choose_channel() -> Result<&'static dyn StoreChannel, StoreError> {
     Ok(Box::leak(channel))
 }
 
-/// A client over `channel`, with our identity read back.
+/// A client over `channel`, with our identity read back and any stale
+/// watches of this connection dropped.
 fn attach(channel: &'static dyn StoreChannel) -> Result<Attached, StoreError> {
     let client = Client::over_ring(
         KernelPlatform,
@@ -157,6 +158,17 @@ fn attach(channel: &'static dyn StoreChannel) -> Result<Attached, StoreError> {
     // know who we are (FreeBSD and Linux do the same).
     let domid: DomId = client.read_parsed("domid")?;
     let home = client.get_domain_path(domid)?;
+    // Watches a previous kernel on this ring registered (kexec, or the
+    // connection we replace in `reconnect`) would fire with tokens we do
+    // not know: drop them, where the toolstack says the daemon can (as
+    // Linux does).
+    if client
+        .read_optional("control/platform-feature-xs_reset_watches")?
+        .as_deref()
+        == Some(b"1")
+    {
+        client.reset_watches()?;
+    }
     let info = StoreInfo {
         platform: channel.kind(),
         channel: channel.describe(),
