@@ -55,12 +55,12 @@ as_root() {
 }
 
 # package:probe:why
-needed=("qemu-system-x86:${QEMU:-qemu-system-x86_64}:QEMU boots the kernel")
+needed=(
+    "qemu-system-x86:${QEMU:-qemu-system-x86_64}:QEMU boots the kernel"
+    "gcc:gcc:builds the fake Xen libraries the real xenstored runs on (part of the host tool)"
+)
 if [ "$mode" != xen ]; then
-    needed+=(
-        "xenstore-utils:xenstore-write:the real xenstore-* tools the host side uses"
-        "gcc:gcc:builds the fake Xen libraries the real xenstored runs on"
-    )
+    needed+=("xenstore-utils:xenstore-write:the real xenstore-* tools the host side uses")
 fi
 missing=()
 for entry in "${needed[@]}"; do
