@@ -1,0 +1,231 @@
+//! `xsbench`: the host half of ./run-bench.sh. Starts ONE real xenstored
+//! (testbed, trace off) and measures, over that daemon's unix socket, our
+//! client, libxenstore (the C peer) and a raw pipelined client, in rounds
+//! that alternate them. Prints `name=ops_per_sec` medians, then the ratios;
+//! every sample follows as `#` lines, so the spread is visible.
+//!
+//! Two passes: first with the scheduler free to place everything (the
+//! issue's figures), then, on a machine with 2+ CPUs, the main figures again
+//! with the daemon on CPU 0 and every client on CPU 1 (`pinned_*`), the
+//! layout of a guest whose daemon runs in another domain on other CPUs.
+//!
+//! Usage: xsbench --libxs PATH [--rounds N] [--warmup-ms MS] [--measure-ms MS]
+//!                [--only FIGURE]... [--socket PATH] [--no-pinned]
+//!
+//! `--socket` measures an already running daemon (e.g. a real dom0's
+//! `/run/xenstored/socket`; no pinned pass) instead of starting one;
+//! `--only` picks figures (a ratio is printed when both of its figures are).
+
+mod daemon;
+mod figures;
+mod libxs;
+mod measure;
+mod ours;
+mod pipelined;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use xenstore::{Client, Store};
+
+use daemon::{Daemon, set_affinity};
+use figures::{FIGURES, Figure, RATIOS, READ_PATH, VALUE_LEN, WRITE_PATH};
+use libxs::Peer;
+use measure::{Window, median};
+
+/// The figures measured again with the daemon and the clients pinned.
+const PINNED_FIGURES: &[&str] = &[
+    "ours_read_1t",
+    "libxs_read_1t",
+    "ours_read_4t",
+    "libxs_read_4t_one_handle",
+    "daemon_read_pipelined",
+];
+
+struct Args {
+    libxs: PathBuf,
+    rounds: usize,
+    window: Window,
+    /// Measure only the figures with these names (all if empty).
+    only: Vec<String>,
+    /// Use the daemon on this socket instead of starting one.
+    socket: Option<PathBuf>,
+    pinned: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut libxs = None;
+    let mut only = Vec::new();
+    let mut socket = None;
+    let mut rounds = 5;
+    let mut pinned = true;
+    let mut window = Window {
+        warmup: Duration::from_millis(300),
+        measure: Duration::from_millis(1000),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        let number = |v: String| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
+        match flag.as_str() {
+            "--libxs" => libxs = Some(PathBuf::from(value()?)),
+            "--only" => only.push(value()?),
+            "--socket" => socket = Some(PathBuf::from(value()?)),
+            "--no-pinned" => pinned = false,
+            "--rounds" => rounds = number(value()?)?.max(1) as usize,
+            "--warmup-ms" => window.warmup = Duration::from_millis(number(value()?)?),
+            "--measure-ms" => window.measure = Duration::from_millis(number(value()?)?.max(1)),
+            _ => return Err(format!("unknown argument {flag}")),
+        }
+    }
+    Ok(Args {
+        libxs: libxs.ok_or("--libxs PATH (the compiled bench/libxs_bench.c) is required")?,
+        rounds,
+        window,
+        only,
+        socket,
+        pinned,
+    })
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// The medians and samples of one pass.
+struct PassResult<'a> {
+    prefix: &'static str,
+    figures: Vec<&'a Figure>,
+    samples: Vec<Vec<f64>>,
+}
+
+/// Measures `figures` in `rounds`, each round taking one sample of each, in
+/// order (ours and libxenstore alternate).
+fn measure_pass<'a>(
+    prefix: &'static str,
+    figures: Vec<&'a Figure>,
+    args: &Args,
+    daemon: &Daemon,
+    peer: &Peer,
+) -> Result<PassResult<'a>, String> {
+    let mut samples = vec![Vec::new(); figures.len()];
+    for round in 0..args.rounds {
+        eprintln!("[bench] {prefix}round {}/{}", round + 1, args.rounds);
+        for (f, s) in figures.iter().zip(&mut samples) {
+            let v = figures::sample(f.how, &daemon.socket, peer, args.window)
+                .map_err(|e| format!("{prefix}{}: {e}", f.name))?;
+            s.push(v);
+        }
+        daemon.check()?;
+    }
+    Ok(PassResult {
+        prefix,
+        figures,
+        samples,
+    })
+}
+
+impl PassResult<'_> {
+    fn print(&self) {
+        let medians: Vec<(&str, f64)> = self
+            .figures
+            .iter()
+            .zip(&self.samples)
+            .map(|(f, s)| (f.name, median(s)))
+            .collect();
+        for (name, m) in &medians {
+            println!("{}{name}={m:.0}", self.prefix);
+        }
+        let get = |name: &str| medians.iter().find(|(n, _)| *n == name).map(|(_, m)| *m);
+        for (ratio, ours, theirs) in RATIOS {
+            if let (Some(a), Some(b)) = (get(ours), get(theirs)) {
+                println!("{}{ratio}={:.2}", self.prefix, a / b);
+            }
+        }
+    }
+
+    fn print_samples(&self) {
+        for (f, s) in self.figures.iter().zip(&self.samples) {
+            let list: Vec<String> = s.iter().map(|v| format!("{v:.0}")).collect();
+            println!("# samples {}{}: {}", self.prefix, f.name, list.join(" "));
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let figures: Vec<&Figure> = FIGURES.iter().filter(|f| wanted(f.name)).collect();
+    if figures.is_empty() {
+        return Err(format!("no figure is named {:?}", args.only));
+    }
+    let daemon = Daemon::start(args.socket.clone())?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("cpus={cpus}");
+    println!("loadavg_before={}", loadavg());
+    println!(
+        "method=release build; each round takes one sample of every figure, in the order below \
+         (ours and libxenstore alternate); a sample: {} ms warm-up, then ops counted over {} ms; \
+         {} rounds; the median is printed",
+        args.window.warmup.as_millis(),
+        args.window.measure.as_millis(),
+        args.rounds
+    );
+    println!("value_bytes={VALUE_LEN} read_path={READ_PATH} write_path={WRITE_PATH}");
+    for f in &figures {
+        println!("# {}: {}", f.name, f.about);
+    }
+
+    let setup = Client::connect(&daemon.socket).map_err(|e| format!("connect: {e}"))?;
+    let value = vec![b'v'; VALUE_LEN];
+    for path in [READ_PATH, WRITE_PATH] {
+        setup
+            .write(path, &value)
+            .map_err(|e| format!("write {path}: {e}"))?;
+    }
+    drop(setup);
+    let peer = Peer {
+        program: args.libxs.clone(),
+        env: vec![("XENSTORED_PATH", daemon.socket.clone().into_os_string())],
+    };
+
+    let mut passes = vec![measure_pass("", figures, &args, &daemon, &peer)?];
+    passes[0].print();
+    let pinned: Vec<&Figure> = FIGURES
+        .iter()
+        .filter(|f| PINNED_FIGURES.contains(&f.name) && wanted(f.name))
+        .collect();
+    match daemon.pid() {
+        Some(pid) if args.pinned && cpus >= 2 && !pinned.is_empty() => {
+            println!(
+                "# pinned_*: the same figures with the daemon on CPU 0 and every client on CPU 1"
+            );
+            set_affinity(pid, "0")?;
+            set_affinity(std::process::id(), "1")?;
+            let pass = measure_pass("pinned_", pinned, &args, &daemon, &peer);
+            let all = format!("0-{}", cpus - 1);
+            set_affinity(std::process::id(), &all)?;
+            set_affinity(pid, &all)?;
+            passes.push(pass?);
+            passes[1].print();
+        }
+        _ => println!("# no pinned pass (--no-pinned, one CPU, or an external daemon)"),
+    }
+    for pass in &passes {
+        pass.print_samples();
+    }
+    println!("loadavg_after={}", loadavg());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match parse_args().and_then(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xsbench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
