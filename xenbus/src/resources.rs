@@ -1,0 +1,89 @@
+//! What a frontend needs from the platform to build a data path: a page
+//! granted to the other end and an unbound event channel for it
+//! (Linux's `xenbus_grant_ring` and `xenbus_alloc_evtchn`).
+//!
+//! On real Xen the kernel implements [`DeviceResources`] with the `xen`
+//! crate's grant table (`GrantTable::grant_access`) and event channels
+//! (`EVTCHNOP_alloc_unbound`). The QEMU test platform has neither, and uses
+//! [`UnsupportedResources`], whose every call is a clear
+//! [`ResourceError::Unsupported`].
+
+use xenstore::DomId;
+
+use crate::error::ResourceError;
+
+/// A grant reference, as a frontend publishes it in `ring-ref`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GrantRef(pub u32);
+
+/// An event-channel port, as a frontend publishes it in `event-channel`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EvtchnPort(pub u32);
+
+/// A zeroed 4 KiB page the platform allocated and granted to the other end.
+/// It stays allocated and granted until [`DeviceResources::end_ring_grant`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct GrantedPage {
+    /// The grant reference to publish.
+    pub gref: GrantRef,
+    /// The page's virtual address in our address space.
+    pub addr: usize,
+}
+
+/// Grant-table and event-channel services of the platform.
+///
+/// Implementations are called from the bus worker thread (drivers'
+/// callbacks) and must not block for long.
+pub trait DeviceResources: Send + Sync + 'static {
+    /// Allocates a zeroed page and grants `remote` read-write access to it.
+    /// Errors: [`ResourceError::Unsupported`] where there is no grant
+    /// table; [`ResourceError::Exhausted`] when out of references or pages.
+    fn grant_ring_page(&self, remote: DomId) -> Result<GrantedPage, ResourceError>;
+
+    /// Ends the grant (the other end must have unmapped it) and frees the
+    /// page. Errors: the grant is still in use (the page is then kept).
+    fn end_ring_grant(&self, page: GrantedPage) -> Result<(), ResourceError>;
+
+    /// Allocates an event channel that `remote` may bind to
+    /// (EVTCHNOP_alloc_unbound). Errors as for `grant_ring_page`.
+    fn alloc_unbound_evtchn(&self, remote: DomId) -> Result<EvtchnPort, ResourceError>;
+
+    /// Closes a port this returned.
+    fn close_evtchn(&self, port: EvtchnPort) -> Result<(), ResourceError>;
+}
+
+/// [`DeviceResources`] for a platform without grant tables or event
+/// channels: every call fails with [`ResourceError::Unsupported`] naming
+/// the platform.
+#[derive(Clone, Copy, Debug)]
+pub struct UnsupportedResources {
+    /// The platform's name for error messages, e.g. "QEMU test platform".
+    pub platform: &'static str,
+}
+
+impl UnsupportedResources {
+    fn no(&self, what: &'static str) -> ResourceError {
+        ResourceError::Unsupported {
+            what,
+            platform: self.platform,
+        }
+    }
+}
+
+impl DeviceResources for UnsupportedResources {
+    fn grant_ring_page(&self, _remote: DomId) -> Result<GrantedPage, ResourceError> {
+        Err(self.no("grant a ring page"))
+    }
+
+    fn end_ring_grant(&self, _page: GrantedPage) -> Result<(), ResourceError> {
+        Err(self.no("end a ring grant"))
+    }
+
+    fn alloc_unbound_evtchn(&self, _remote: DomId) -> Result<EvtchnPort, ResourceError> {
+        Err(self.no("allocate an unbound event channel"))
+    }
+
+    fn close_evtchn(&self, _port: EvtchnPort) -> Result<(), ResourceError> {
+        Err(self.no("close an event channel"))
+    }
+}
