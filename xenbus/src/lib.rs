@@ -7,6 +7,8 @@
 //!   (`switch_state`, `wait_for_otherend`, `dev_error`/`dev_fatal`,
 //!   `grant_ring`, `alloc_evtchn`).
 //! - [`XenbusState`]: the state numbers of `public/io/xenbus.h`.
+//! - [`frontend::SampleFrontend`]: a frontend driver without a data path
+//!   that performs the frontend/backend handshake.
 //!
 //! Everything is generic over [`xenstore::Platform`], so the same code runs
 //! on the host (tests against the real xenstored) and in the kernel.
@@ -19,6 +21,7 @@ mod bus;
 mod device;
 mod driver;
 pub mod error;
+pub mod frontend;
 mod otherend;
 pub mod resources;
 mod state;
