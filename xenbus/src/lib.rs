@@ -9,6 +9,9 @@
 //! - [`XenbusState`]: the state numbers of `public/io/xenbus.h`.
 //! - [`frontend::SampleFrontend`]: a frontend driver without a data path
 //!   that performs the frontend/backend handshake.
+//! - [`services`]: the guest services on one shared state machine:
+//!   `control/shutdown`, the `data/` pool, the `vm-data/` pool; and
+//!   [`Guest`], which starts the bus and all of them.
 //!
 //! Everything is generic over [`xenstore::Platform`], so the same code runs
 //! on the host (tests against the real xenstored) and in the kernel.
@@ -22,8 +25,10 @@ mod device;
 mod driver;
 pub mod error;
 pub mod frontend;
+mod guest;
 mod otherend;
 pub mod resources;
+pub mod services;
 mod state;
 mod sync;
 
@@ -31,6 +36,7 @@ pub use bus::{Bus, BusConfig, DeviceInfo, PlatformSuspend, SuspendOutcome};
 pub use device::Device;
 pub use driver::Driver;
 pub use error::{BusError, PowerError, ResourceError, ServiceError};
+pub use guest::{Guest, GuestConfig, GuestOs, StartError};
 pub use otherend::{Otherend, OtherendState};
 pub use resources::{DeviceResources, EvtchnPort, GrantRef, GrantedPage, UnsupportedResources};
 pub use state::{InvalidState, StateSet, XenbusState};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use support::eventually;
 use support::real::{ring_client, socket_client, start_testbed};
-use xenstore::{Client, Config, Request, StdPlatform, Store, WatchEvent, XsError};
+use xenstore::{Client, Config, StdPlatform, Store, WatchEvent};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -62,6 +62,10 @@ fn eight_threads_mixed_requests_on_one_guest_ring() {
     mixed_requests(&xs, "data", 8, 1000);
 }
 
+/// Every write names a distinct node: the 4.17 daemon drops an event for an
+/// unprivileged domain that is identical (same path and token) to one still
+/// queued for it ("dropping duplicate watch" in its trace), which a guest
+/// reading slowly on a loaded machine would see as loss that is not ours.
 #[test]
 fn ten_thousand_watched_writes_arrive_in_order_on_both_transports() {
     let tb = start_testbed();
@@ -84,7 +88,7 @@ fn ten_thousand_watched_writes_arrive_in_order_on_both_transports() {
         seen.push((w, events));
     }
     let expected: Vec<WatchEvent> = std::iter::once("/local/domain/1/data".to_string())
-        .chain((0..10_000).map(|i| format!("/local/domain/1/data/w{}", i % 100)))
+        .chain((0..10_000).map(|i| format!("/local/domain/1/data/w{i}")))
         .map(|path| WatchEvent::Changed { path })
         .collect();
     // The initial events first, so the writes' events follow them.
@@ -92,13 +96,20 @@ fn ten_thousand_watched_writes_arrive_in_order_on_both_transports() {
         eventually("initial event", || !events.lock().unwrap().is_empty());
     }
     for i in 0..10_000 {
-        host.write_display(&format!("/local/domain/1/data/w{}", i % 100), i)
+        host.write_display(&format!("/local/domain/1/data/w{i}"), i)
             .unwrap();
     }
-    for (_, events) in &seen {
-        eventually("10,000 events", || {
-            events.lock().unwrap().len() >= expected.len()
-        });
+    for ((_, events), xs) in seen.iter().zip([&host, &guest]) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while events.lock().unwrap().len() < expected.len() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for 10,001 events: have {}; {:?}",
+                events.lock().unwrap().len(),
+                xs.stats()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
         assert_eq!(
             *events.lock().unwrap(),
             expected,
@@ -154,16 +165,20 @@ fn a_slow_callback_gets_an_overflow_marker_counting_exactly_what_was_dropped() {
     assert_eq!(events[11], WatchEvent::Overflow { missed: 90 });
 }
 
-#[test]
-fn unwatch_while_events_are_queued_delivers_none_after_it_returns() {
-    let tb = start_testbed();
-    let xs = socket_client(&tb, Config::default());
+/// `xs` watches `path` (the absolute `abs`); `writer` makes 50 changes while
+/// the callback is stuck in the initial event, then `unwatch` runs.
+fn unwatch_with_events_queued(
+    xs: &Client<StdPlatform>,
+    writer: &Client<StdPlatform>,
+    path: &str,
+    abs: &str,
+) {
     let calls = Arc::new(AtomicUsize::new(0));
     let (entered_tx, entered) = channel();
     let (c, release) = (Arc::clone(&calls), Arc::new(AtomicBool::new(false)));
     let r = Arc::clone(&release);
     let w = xs
-        .watch("/uw", move |_| {
+        .watch(path, move |_| {
             c.fetch_add(1, Ordering::SeqCst);
             let _ = entered_tx.send(());
             while !r.load(Ordering::SeqCst) {
@@ -172,10 +187,13 @@ fn unwatch_while_events_are_queued_delivers_none_after_it_returns() {
         })
         .unwrap();
     entered.recv_timeout(WAIT).unwrap();
+    let seen = xs.stats().core.watch_events;
     for i in 0..50 {
-        xs.write_display(&format!("/uw/n{i}"), i).unwrap();
+        writer.write_display(&format!("{abs}/n{i}"), i).unwrap();
     }
-    eventually("events queued", || xs.stats().core.watch_events >= 51);
+    eventually("events queued", || {
+        xs.stats().core.watch_events >= seen + 50
+    });
     // Let the running callback finish a little later, while unwatch waits.
     let r = Arc::clone(&release);
     let releaser = std::thread::spawn(move || {
@@ -185,7 +203,7 @@ fn unwatch_while_events_are_queued_delivers_none_after_it_returns() {
     w.unwatch().unwrap();
     let after = calls.load(Ordering::SeqCst);
     assert_eq!(after, 1, "the queued events were discarded");
-    xs.write("/uw/more", "x").unwrap();
+    writer.write(&format!("{abs}/more"), "x").unwrap();
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -193,6 +211,16 @@ fn unwatch_while_events_are_queued_delivers_none_after_it_returns() {
         "no callback after unwatch returned"
     );
     releaser.join().unwrap();
+}
+
+#[test]
+fn unwatch_while_events_are_queued_delivers_none_after_it_returns() {
+    let tb = start_testbed();
+    let dom = Arc::new(tb.introduce_domain(1).unwrap());
+    let host = socket_client(&tb, Config::default());
+    let guest = ring_client(dom, Config::default());
+    unwatch_with_events_queued(&host, &host, "/uw", "/uw");
+    unwatch_with_events_queued(&guest, &host, "data/uw", "/local/domain/1/data/uw");
 }
 
 #[test]
@@ -316,42 +344,6 @@ fn resume_after_a_migration_to_a_fresh_daemon_registers_watches_again() {
         Some("control/shutdown")
     );
     assert_eq!(guest.read_string("control/shutdown").unwrap(), "poweroff");
-}
-
-#[test]
-fn daemon_errors_surface_typed() {
-    let tb = start_testbed();
-    let dom = Arc::new(tb.introduce_domain(1).unwrap());
-    let host = socket_client(&tb, Config::default());
-    let guest = ring_client(dom, Config::default());
-    assert!(matches!(host.read("/no/such"), Err(XsError::Enoent(_))));
-    assert!(matches!(
-        guest.write("/local/domain/0/x", "1"),
-        Err(XsError::Eacces(_))
-    ));
-    assert!(matches!(host.rm("/"), Err(XsError::Einval(_))));
-    let watch = Request::Watch {
-        path: "/e",
-        token: "dup",
-    };
-    host.raw_request(&watch).unwrap();
-    assert!(matches!(host.raw_request(&watch), Err(XsError::Eexist(_))));
-    // The guest's quota of open transactions (10, the daemon allows one more).
-    let mut open = Vec::new();
-    let err = loop {
-        match guest.transaction_start() {
-            Ok(t) => open.push(t),
-            Err(e) => break e,
-        }
-        assert!(open.len() <= 20, "no quota hit");
-    };
-    assert!(matches!(err, XsError::Enospc(_)), "{err:?}");
-    // Payloads over 4096 bytes never leave the client.
-    let big = vec![b'x'; 5000];
-    assert!(matches!(
-        host.write("/big", &big),
-        Err(XsError::PayloadTooLarge { .. })
-    ));
 }
 
 #[test]

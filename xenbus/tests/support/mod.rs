@@ -1,9 +1,13 @@
 //! The real xenstored (testbed) with our client as guest 1 on its ring,
 //! the host playing toolstack and backend (a dom0 socket client and the
-//! real `xenstore-*` CLI), and a test double of a driver.
+//! real `xenstore-*` CLI), and test doubles for the driver and the OS.
 
 #![allow(dead_code)]
 
+pub mod os;
+
+#[allow(unused_imports)] // Not every test file uses them.
+pub use os::{RecordingPower, fixed_info};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

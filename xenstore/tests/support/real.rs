@@ -2,15 +2,27 @@
 //! over its socket, and as a guest over a domain's ring page (the ring
 //! adapter lives in `testbed::xs`, shared with the xenbus tests).
 
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, Once};
 
-use testbed::{Domain, Testbed};
+use testbed::{Domain, Options, Testbed};
 use xenstore::{Client, Config, StdPlatform};
 
-/// A testbed, printing which daemon runs (the run's output names it).
+/// A testbed. The first one of each test binary names the daemon binary and
+/// its version in the run's output (written past libtest's capture, once).
 pub fn start_testbed() -> Testbed {
-    let tb = Testbed::start().unwrap_or_else(|e| panic!("the real xenstored could not start: {e}"));
-    eprintln!("xenstored: {:?}", tb.xenstored());
+    start_testbed_with(Options::new())
+}
+
+/// Like [`start_testbed`] with options (quotas, ...).
+pub fn start_testbed_with(options: Options) -> Testbed {
+    static NAMED: Once = Once::new();
+    let tb = Testbed::with_options(options)
+        .unwrap_or_else(|e| panic!("the real xenstored could not start: {e}"));
+    NAMED.call_once(|| {
+        let line = format!("real daemon under test: {}\n", tb.xenstored());
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    });
     tb
 }
 
