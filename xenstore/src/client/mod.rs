@@ -91,8 +91,9 @@ impl<P: Platform> Client<P> {
     /// Starts a transaction. It holds the suspend lock shared until it ends,
     /// so this waits while a suspend is under way.
     ///
-    /// Errors: as for any request; ENOSPC/EQUOTA-like errors when the
-    /// daemon's per-connection transaction quota is reached.
+    /// Errors: as for any request; at the daemon's quota of open
+    /// transactions (unprivileged domains) the C daemon answers
+    /// [`XsError::Enospc`] (oxenstored: [`XsError::Equota`]).
     pub fn transaction_start(&self) -> Result<Transaction<P>, XsError> {
         Transaction::start(self.clone())
     }
@@ -135,7 +136,8 @@ impl<P: Platform> Client<P> {
     ///
     /// The returned handle removes the watch when dropped or on
     /// [`Watch::unwatch`]; [`Watch::detach`] keeps it for the client's life.
-    /// Errors: invalid path; daemon errors (e.g. ENOSPC at its watch quota);
+    /// Errors: invalid path; daemon errors (at its watch quota the C daemon
+    /// answers [`XsError::E2big`], oxenstored [`XsError::Equota`]);
     /// [`XsError::Spawn`] if the watch or receive thread cannot start.
     pub fn watch(
         &self,

@@ -6,7 +6,8 @@ use core::fmt;
 /// An error string the daemon sent in an `ERROR` reply.
 ///
 /// The first sixteen are `xsd_errors[]` of `io/xs_wire.h`, in its order.
-/// `Equota` is what the OCaml daemon (oxenstored) sends when a quota is hit.
+/// `Equota` is what the OCaml daemon (oxenstored) sends when a quota is hit;
+/// the C daemon answers `Enospc` (or `E2big` for watches) instead.
 /// Anything else is kept verbatim in `Unknown` (FreeBSD maps it to EINVAL;
 /// we keep the string so the caller can see it).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +24,8 @@ pub enum ErrorCode {
     Enoent,
     /// The daemon ran out of memory.
     Enomem,
-    /// Out of space (per-domain node quota in the C daemon).
+    /// Out of space: the C daemon's answer past its per-domain quotas of
+    /// nodes, node size, permissions and open transactions.
     Enospc,
     /// Input/output error.
     Eio,
@@ -39,7 +41,8 @@ pub enum ErrorCode {
     Eagain,
     /// Already connected.
     Eisconn,
-    /// Too big (reply over the payload limit, node too large).
+    /// Too big (reply over the payload limit, node too large; the C daemon
+    /// also answers it past its watch quota).
     E2big,
     /// Operation not permitted.
     Eperm,

@@ -104,7 +104,8 @@ pub enum XsError {
     E2big(Context),
     /// Daemon: EPERM.
     Eperm(Context),
-    /// Daemon: EQUOTA (oxenstored).
+    /// Daemon: EQUOTA (oxenstored only; the C daemon answers ENOSPC or E2BIG
+    /// past its quotas, see the crate README).
     Equota(Context),
     /// Daemon: an error string no Xen header lists.
     Unknown(String, Context),
