@@ -240,7 +240,7 @@ impl fmt::Display for BusError {
 
 impl core::error::Error for BusError {}
 
-/// What an OS action ([`crate::PowerControl`]) reports when it fails.
+/// What an OS action ([`crate::services::PowerControl`]) reports when it fails.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PowerError {
     /// The OS cannot do this at all here.
