@@ -160,8 +160,14 @@ fn suspend_waits_for_an_open_transaction_to_end() {
     guest.bus().register_driver("vif", driver.clone()).unwrap();
     guest.bus().attach().unwrap();
 
+    // A node nobody else touches, so the commit cannot conflict (the data
+    // publisher writes under data/, and creating data/ changes the home).
+    eventually("data published", || {
+        env.cli_read(&format!("{HOME}/data/updated")).is_some()
+    });
+    env.guest.mkdir("tx-test").unwrap();
     let tx = env.guest.transaction_start().unwrap();
-    tx.write("data/in-transaction", "1").unwrap();
+    tx.write("tx-test/in-transaction", "1").unwrap();
     env.cli_write(SHUTDOWN, "suspend");
     eventually("drivers suspended", || driver.saw("suspend device/vif/0"));
     std::thread::sleep(Duration::from_millis(300));
@@ -179,7 +185,7 @@ fn suspend_waits_for_an_open_transaction_to_end() {
         idle(&s) && s.handled == 1
     });
     assert_eq!(
-        env.host_read(&format!("{HOME}/data/in-transaction"))
+        env.host_read(&format!("{HOME}/tx-test/in-transaction"))
             .as_deref(),
         Some("1")
     );
