@@ -77,6 +77,12 @@ pub fn on_store_event() {
     STORE_EVENT.wake_all();
 }
 
+/// Makes every thread waiting on the ring re-check it, without counting an
+/// event (after routing events, for what arrived before).
+pub fn recheck() {
+    STORE_EVENT.wake_all();
+}
+
 /// Events from the daemon taken since boot.
 pub fn events_taken() -> u64 {
     EVENTS.load(Ordering::Relaxed)

@@ -152,8 +152,9 @@ fn attach(channel: &'static dyn StoreChannel) -> Result<Attached, StoreError> {
         Config::default(),
     )?;
     // Anything the daemon sent while events were not yet routed is seen
-    // now: the receive thread checks the ring before it first sleeps.
-    channel::on_store_event();
+    // now: the receive thread checks the ring before it first sleeps, and
+    // this wakes it should it already sleep.
+    channel::recheck();
     // Relative paths resolve against our home, so `domid` works before we
     // know who we are (FreeBSD and Linux do the same).
     let domid: DomId = client.read_parsed("domid")?;
