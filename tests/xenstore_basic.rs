@@ -24,7 +24,7 @@ ktests::main!(
     writes_reads_lists_and_removes_in_its_own_tree,
     is_refused_outside_its_own_tree,
     host_xenstore_write_fires_the_guest_watch,
-    events_come_from_the_interrupt_not_polling,
+    replies_are_announced_by_msix_interrupts,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -140,7 +140,7 @@ fn host_xenstore_write_fires_the_guest_watch() {
     );
 }
 
-fn events_come_from_the_interrupt_not_polling() {
+fn replies_are_announced_by_msix_interrupts() {
     let xs = client();
     let before = xenstore::events_taken();
     let mut value = String::new();
@@ -150,7 +150,10 @@ fn events_come_from_the_interrupt_not_polling() {
     }
     assert_eq!(value, "19");
     let taken = xenstore::events_taken() - before;
-    // Each request's reply is announced by the daemon's notify, delivered
-    // as an MSI-X interrupt: requesters never poll the ring.
-    assert!(taken >= 20, "only {taken} ring events for 40 requests");
+    // The daemon's notify after each reply arrives as an MSI-X interrupt,
+    // counted by the handler (two notifies close together may merge into
+    // one interrupt, and a reply already there when the receive thread
+    // looks needs none; nothing polls, so far fewer would mean replies
+    // found only by chance).
+    assert!(taken >= 20, "only {taken} ring interrupts for 40 requests");
 }
