@@ -100,10 +100,18 @@ fn is_refused_outside_its_own_tree() {
         matches!(e, XsError::Eacces(_)),
         "read of a dom0-only node: {e:?}"
     );
-    // The toolstack's read-only nodes in our home stay read-only.
+    // Our home is laid out as xl does: the home itself and the toolstack's
+    // nodes are dom0's, read-only for us; data/ and friends are ours.
     let e = xs.write("domid", "7").unwrap_err();
     assert!(matches!(e, XsError::Eacces(_)), "write of domid: {e:?}");
     assert_eq!(xs.read_string("domid").unwrap(), "1");
+    let e = xs.write("scratch", "x").unwrap_err();
+    assert!(
+        matches!(e, XsError::Eacces(_)),
+        "new node in the home itself: {e:?}"
+    );
+    xs.write("data/scratch", "x").unwrap();
+    xs.write("control/shutdown", "").unwrap();
 }
 
 fn host_xenstore_write_fires_the_guest_watch() {

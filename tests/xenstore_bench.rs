@@ -8,9 +8,9 @@
 //! - `guest_watch_latency_p50_us`, `_p99_us`: from a host write to the
 //!   guest's watch callback, estimated as half the round trip the host
 //!   times on its own clock (host and guest share no clock): the host
-//!   writes `bench/lat` = i over a dom0 socket; the guest's callback, at its
-//!   i-th change event, writes `bench/ack` = i (no read first); the host's
-//!   watch on `bench/ack` sees i. The legs are alike (a write reaches the
+//!   writes `data/bench/lat` = i over a dom0 socket; the guest's callback, at its
+//!   i-th change event, writes `data/bench/ack` = i (no read first); the host's
+//!   watch on `data/bench/ack` sees i. The legs are alike (a write reaches the
 //!   daemon, which fires a watch whose event crosses to the other side), but
 //!   the host's leg ends in a socket read on the host while the guest's ends
 //!   in an MSI-X interrupt and two thread wake-ups in QEMU: the host's leg is
@@ -90,19 +90,22 @@ fn watch_latency() {
     // then one per host write (the host waits for each acknowledgement).
     let mut seen: u64 = 0;
     let watch = xs
-        .watch("bench/lat", move |event| {
-            if event.path() != Some("bench/lat") {
+        .watch("data/bench/lat", move |event| {
+            if event.path() != Some("data/bench/lat") {
                 return;
             }
             if seen > 0 {
-                echo.write_display("bench/ack", seen - 1)
+                echo.write_display("data/bench/ack", seen - 1)
                     .expect("acknowledge");
             }
             seen += 1;
         })
         .unwrap();
     let count = format!("{LATENCY_SAMPLES}");
-    let rtt = host("latency", &[&abs("bench/lat"), &abs("bench/ack"), &count]);
+    let rtt = host(
+        "latency",
+        &[&abs("data/bench/lat"), &abs("data/bench/ack"), &count],
+    );
     let p50: u64 = rtt[0].parse().unwrap();
     let p99: u64 = rtt[1].parse().unwrap();
     watch.unwatch().unwrap();
