@@ -164,7 +164,21 @@ fn run(args: Args) -> Result<(), String> {
     let daemon = Daemon::start(args.socket.clone())?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("cpus={cpus}");
-    println!("loadavg_before={}", loadavg());
+    let before = loadavg();
+    println!("loadavg_before={before}");
+    // Another process competing for the 2 CPUs distorts everything here: a
+    // daemon that never sleeps (pipelined) loses most to it.
+    let busy: f64 = before
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0.0);
+    if busy > 0.5 {
+        println!(
+            "# warning: the machine was busy before the run (1-minute load {busy:.2}): \
+             expect distorted figures, the pinned pipelined one most; rerun when idle"
+        );
+    }
     println!(
         "method=release build; each round takes one sample of every figure, in the order below \
          (ours and libxenstore alternate); a sample: {} ms warm-up, then ops counted over {} ms; \
