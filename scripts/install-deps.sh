@@ -51,6 +51,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
+# The real xenstored is fetched later with `apt-get download xen-utils-4.17` (testbed/fetch-xenstored.sh),
+# which needs the package lists even when every package above is already installed.
+if [ "${1:-}" != "--qemu" ] && command -v apt-cache >/dev/null &&
+    ! apt-cache policy xen-utils-4.17 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    say "apt does not know xen-utils-4.17 yet (the real xenstored comes from it): apt-get update"
+    as_root apt-get update -qq
+fi
+
 # The Rust toolchain and the bare-metal target come from rust-toolchain.toml: rustup installs them on
 # first use. Doing it here makes that visible instead of a silent pause in the first cargo call.
 if command -v rustup >/dev/null; then
