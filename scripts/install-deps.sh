@@ -53,8 +53,9 @@ fi
 
 # The real xenstored is fetched later with `apt-get download xen-utils-4.17` (testbed/fetch-xenstored.sh),
 # which needs the package lists even when every package above is already installed.
-if [ "${1:-}" != "--qemu" ] && command -v apt-cache >/dev/null &&
-    ! apt-cache policy xen-utils-4.17 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+# (Output captured first: under pipefail, `grep -q` closing the pipe early would fail the test.)
+policy=$(apt-cache policy xen-utils-4.17 2>/dev/null || true)
+if [ "${1:-}" != "--qemu" ] && command -v apt-cache >/dev/null && ! grep -q 'Candidate: [0-9]' <<<"$policy"; then
     say "apt does not know xen-utils-4.17 yet (the real xenstored comes from it): apt-get update"
     as_root apt-get update -qq
 fi
