@@ -2,8 +2,9 @@
 //! sample of each is taken. Every figure uses the same node and value size.
 
 use std::path::Path;
+use std::process::Command;
 
-use crate::libxs::{Job, Op, Peer};
+use crate::libxs::{Job, Op, Peer, run_sampler};
 use crate::measure::{self, Window};
 use crate::{ours, pipelined};
 
@@ -19,7 +20,7 @@ const PIPELINE_DEPTH: usize = 64;
 const READ_MANY_BATCH: usize = 64;
 
 /// How one figure is measured.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub enum How {
     /// Our client, N threads on one client, synchronous reads.
     OursRead(usize),
@@ -114,12 +115,12 @@ pub const RATIOS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Takes one sample of the figure measured `how`: ops/s.
-pub fn sample(how: How, socket: &Path, peer: &Peer, window: Window) -> Result<f64, String> {
-    match how {
-        How::OursRead(threads) => ours::read(socket, threads, window, READ_PATH, VALUE_LEN),
-        How::OursWrite => ours::write(socket, window, WRITE_PATH, VALUE_LEN),
-        How::OursReadMany(batch) => ours::read_many(socket, batch, window, READ_PATH, VALUE_LEN),
+/// Takes one sample of `figure`: ops/s. Every sample runs in a fresh
+/// process, ours (this driver re-run with `--sample`) as libxenstore's, so
+/// neither is favoured by what the driver's process holds or where its
+/// threads were placed.
+pub fn sample(figure: &Figure, socket: &Path, peer: &Peer, window: Window) -> Result<f64, String> {
+    match figure.how {
         How::Libxs(job) => {
             let path = match job.op {
                 Op::Read => READ_PATH,
@@ -127,6 +128,27 @@ pub fn sample(how: How, socket: &Path, peer: &Peer, window: Window) -> Result<f6
             };
             peer.ops_per_sec(job, window, path, VALUE_LEN)
         }
+        _ => {
+            let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+            let mut cmd = Command::new(exe);
+            cmd.arg("--sample")
+                .arg(figure.name)
+                .arg("--socket")
+                .arg(socket)
+                .args(["--warmup-ms", &window.warmup.as_millis().to_string()])
+                .args(["--measure-ms", &window.measure.as_millis().to_string()]);
+            run_sampler(cmd)
+        }
+    }
+}
+
+/// Takes one sample of a Rust-side figure in this process (`--sample`).
+pub fn sample_here(how: How, socket: &Path, window: Window) -> Result<f64, String> {
+    match how {
+        How::OursRead(threads) => ours::read(socket, threads, window, READ_PATH, VALUE_LEN),
+        How::OursWrite => ours::write(socket, window, WRITE_PATH, VALUE_LEN),
+        How::OursReadMany(batch) => ours::read_many(socket, batch, window, READ_PATH, VALUE_LEN),
+        How::Libxs(_) => Err("libxenstore figures run in the C peer".into()),
         How::Pipelined(depth) => {
             let mut pipeline = Some(pipelined::Pipeline::start(
                 socket, READ_PATH, VALUE_LEN, depth,

@@ -2,7 +2,8 @@
 //! with the system's libxenstore) against the testbed's socket and reads
 //! back its `ops_per_sec=` line. It measures with the same warm-up and
 //! window as [`crate::measure`], inside its own process, so starting the
-//! process is not counted.
+//! process is not counted. Our client's samples run the same way, in a
+//! process of their own (see [`run_sampler`]).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -45,32 +46,38 @@ impl Peer {
             Op::Read => "read",
             Op::Write => "write",
         };
-        let program = self.program.display();
-        let output = Command::new(&self.program)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .args([
-                op,
-                &job.threads.to_string(),
-                &job.handles.to_string(),
-                &window.warmup.as_millis().to_string(),
-                &window.measure.as_millis().to_string(),
-                path,
-                &value_len.to_string(),
-            ])
-            .output()
-            .map_err(|e| format!("running {program}: {e}"))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            return Err(format!(
-                "{program} {op} failed ({}): {stdout}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("ops_per_sec="))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| format!("no ops_per_sec= line from {program}: {stdout}"))
+        let mut cmd = Command::new(&self.program);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v))).args([
+            op,
+            &job.threads.to_string(),
+            &job.handles.to_string(),
+            &window.warmup.as_millis().to_string(),
+            &window.measure.as_millis().to_string(),
+            path,
+            &value_len.to_string(),
+        ]);
+        run_sampler(cmd)
     }
+}
+
+/// Runs a process that takes one sample and prints `ops_per_sec=N` (the C
+/// peer, or this driver re-run with `--sample`); returns N.
+pub fn run_sampler(mut cmd: Command) -> Result<f64, String> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let output = cmd
+        .output()
+        .map_err(|e| format!("running {program}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "{program} failed ({}): {stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ops_per_sec="))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no ops_per_sec= line from {program}: {stdout}"))
 }

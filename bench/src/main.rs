@@ -15,6 +15,8 @@
 //! `--socket` measures an already running daemon (e.g. a real dom0's
 //! `/run/xenstored/socket`; no pinned pass) instead of starting one;
 //! `--only` picks figures (a ratio is printed when both of its figures are).
+//! Each sample runs in a process of its own, ours as libxenstore's: the
+//! driver re-runs itself as `xsbench --sample FIGURE --socket PATH`.
 
 mod daemon;
 mod figures;
@@ -44,7 +46,8 @@ const PINNED_FIGURES: &[&str] = &[
 ];
 
 struct Args {
-    libxs: PathBuf,
+    /// The compiled C peer (required unless `--sample`).
+    libxs: Option<PathBuf>,
     rounds: usize,
     window: Window,
     /// Measure only the figures with these names (all if empty).
@@ -52,6 +55,9 @@ struct Args {
     /// Use the daemon on this socket instead of starting one.
     socket: Option<PathBuf>,
     pinned: bool,
+    /// Take one sample of this figure here and print it (the driver runs
+    /// itself so for each sample of ours).
+    sample: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -60,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
     let mut socket = None;
     let mut rounds = 5;
     let mut pinned = true;
+    let mut sample = None;
     let mut window = Window {
         warmup: Duration::from_millis(300),
         measure: Duration::from_millis(1000),
@@ -73,6 +80,7 @@ fn parse_args() -> Result<Args, String> {
             "--only" => only.push(value()?),
             "--socket" => socket = Some(PathBuf::from(value()?)),
             "--no-pinned" => pinned = false,
+            "--sample" => sample = Some(value()?),
             "--rounds" => rounds = number(value()?)?.max(1) as usize,
             "--warmup-ms" => window.warmup = Duration::from_millis(number(value()?)?),
             "--measure-ms" => window.measure = Duration::from_millis(number(value()?)?.max(1)),
@@ -80,12 +88,13 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(Args {
-        libxs: libxs.ok_or("--libxs PATH (the compiled bench/libxs_bench.c) is required")?,
+        libxs,
         rounds,
         window,
         only,
         socket,
         pinned,
+        sample,
     })
 }
 
@@ -115,7 +124,7 @@ fn measure_pass<'a>(
     for round in 0..args.rounds {
         eprintln!("[bench] {prefix}round {}/{}", round + 1, args.rounds);
         for (f, s) in figures.iter().zip(&mut samples) {
-            let v = figures::sample(f.how, &daemon.socket, peer, args.window)
+            let v = figures::sample(f, &daemon.socket, peer, args.window)
                 .map_err(|e| format!("{prefix}{}: {e}", f.name))?;
             s.push(v);
         }
@@ -181,8 +190,8 @@ fn run(args: Args) -> Result<(), String> {
     }
     println!(
         "method=release build; each round takes one sample of every figure, in the order below \
-         (ours and libxenstore alternate); a sample: {} ms warm-up, then ops counted over {} ms; \
-         {} rounds; the median is printed",
+         (ours and libxenstore alternate); a sample: a fresh process, {} ms warm-up, then ops \
+         counted over {} ms; {} rounds; the median is printed",
         args.window.warmup.as_millis(),
         args.window.measure.as_millis(),
         args.rounds
@@ -201,7 +210,10 @@ fn run(args: Args) -> Result<(), String> {
     }
     drop(setup);
     let peer = Peer {
-        program: args.libxs.clone(),
+        program: args
+            .libxs
+            .clone()
+            .ok_or("--libxs PATH (the compiled bench/libxs_bench.c) is required")?,
         env: vec![("XENSTORED_PATH", daemon.socket.clone().into_os_string())],
     };
 
@@ -234,8 +246,28 @@ fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// `--sample NAME --socket PATH`: one sample of a Rust-side figure.
+fn sample_here(args: Args) -> Result<(), String> {
+    let name = args.sample.as_deref().unwrap_or_default();
+    let figure = FIGURES
+        .iter()
+        .find(|f| f.name == name)
+        .ok_or(format!("no figure is named {name}"))?;
+    let socket = args.socket.as_deref().ok_or("--sample needs --socket")?;
+    let rate = figures::sample_here(figure.how, socket, args.window)?;
+    println!("ops_per_sec={rate:.0}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    match parse_args().and_then(run) {
+    let result = parse_args().and_then(|args| {
+        if args.sample.is_some() {
+            sample_here(args)
+        } else {
+            run(args)
+        }
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xsbench: {e}");
