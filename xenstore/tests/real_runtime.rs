@@ -253,17 +253,17 @@ fn a_callback_may_make_requests_and_remove_its_own_watch() {
     );
 }
 
-#[test]
-fn suspend_waits_for_a_transaction_blocks_new_ones_and_resume_rearms_watches() {
-    let tb = start_testbed();
-    let xs = socket_client(&tb, Config::default());
+/// `xs` works under `dir` (as it names it; `abs` is the same absolute, for
+/// the CLI). Watch events name paths as the watch did.
+fn suspend_scenario(tb: &testbed::Testbed, xs: &Client<StdPlatform>, dir: &str, abs: &str) {
+    let p = |s: &str| format!("{dir}/{s}");
     let (fired_tx, fired) = channel();
     let _w = xs
-        .watch("/s", move |e| fired_tx.send(e.clone()).unwrap())
+        .watch(dir, move |e| fired_tx.send(e.clone()).unwrap())
         .unwrap();
-    assert_eq!(fired.recv_timeout(WAIT).unwrap().path(), Some("/s"));
+    assert_eq!(fired.recv_timeout(WAIT).unwrap().path(), Some(dir));
     let open = xs.transaction_start().unwrap();
-    open.write("/s/in-tx", "1").unwrap();
+    open.write(&p("in-tx"), "1").unwrap();
     let suspended = Arc::new(AtomicBool::new(false));
     let (x, s) = (xs.clone(), Arc::clone(&suspended));
     let suspender = std::thread::spawn(move || {
@@ -295,8 +295,8 @@ fn suspend_waits_for_a_transaction_blocks_new_ones_and_resume_rearms_watches() {
     );
     // Plain requests wait too.
     let (x, (read_tx, read)) = (xs.clone(), channel());
-    let reader =
-        std::thread::spawn(move || read_tx.send(x.read_string("/s/in-tx").unwrap()).unwrap());
+    let in_tx = p("in-tx");
+    let reader = std::thread::spawn(move || read_tx.send(x.read_string(&in_tx).unwrap()).unwrap());
     assert!(read.recv_timeout(Duration::from_millis(100)).is_err());
     xs.resume().unwrap();
     assert_eq!(read.recv_timeout(WAIT).unwrap(), "1");
@@ -306,14 +306,27 @@ fn suspend_waits_for_a_transaction_blocks_new_ones_and_resume_rearms_watches() {
     // The daemon kept the watch (no migration here): it still fires.
     assert_eq!(
         fired.recv_timeout(WAIT).unwrap().path(),
-        Some("/s/in-tx"),
+        Some(p("in-tx").as_str()),
         "the commit's event"
     );
-    tb.cli("write", &["/s/after", "x"])
+    tb.cli("write", &[&format!("{abs}/after"), "x"])
         .unwrap()
         .into_stdout()
         .unwrap();
-    assert_eq!(fired.recv_timeout(WAIT).unwrap().path(), Some("/s/after"));
+    assert_eq!(
+        fired.recv_timeout(WAIT).unwrap().path(),
+        Some(p("after").as_str())
+    );
+}
+
+#[test]
+fn suspend_waits_for_a_transaction_blocks_new_ones_and_resume_rearms_watches() {
+    let tb = start_testbed();
+    let dom = Arc::new(tb.introduce_domain(1).unwrap());
+    let host = socket_client(&tb, Config::default());
+    suspend_scenario(&tb, &host, "/s", "/s");
+    let guest = ring_client(dom, Config::default());
+    suspend_scenario(&tb, &guest, "data/s", "/local/domain/1/data/s");
 }
 
 #[test]
