@@ -23,8 +23,9 @@ pub enum HomeLayout {
     #[default]
     OwnedByDomain,
     /// xl's permissions: the home itself is dom0's and read-only for the
-    /// domain; only `data`, `drivers`, `feature`, `attr`, `error` and
-    /// `control/shutdown` are the domain's.
+    /// domain; only `data`, `drivers`, `feature`, `attr`, `error`,
+    /// `control/shutdown`, `control/feature-{poweroff,reboot,suspend}` and
+    /// `control/sysrq` are the domain's.
     Xl,
 }
 
@@ -94,6 +95,12 @@ pub(crate) fn introduce(socket: &Path, domain: &DomainConfig) -> Result<()> {
         ("device", "", None),
         ("control", "", None),
         ("control/shutdown", "", Some(writable)),
+        // libxl creates these for every domain, writable by it, so the
+        // guest can say which control/shutdown requests it handles.
+        ("control/feature-poweroff", "", Some(writable)),
+        ("control/feature-reboot", "", Some(writable)),
+        ("control/feature-suspend", "", Some(writable)),
+        ("control/sysrq", "", Some(writable)),
         (
             "control/platform-feature-multiprocessor-suspend",
             "1",

@@ -123,6 +123,24 @@ fn the_xl_layout_keeps_the_home_itself_read_only() {
     assert_eq!(write("device/vif").error().as_deref(), Some("EACCES"));
     assert_eq!(write("data/ok").text(), "OK");
     assert_eq!(write("control/shutdown").text(), "OK");
+    // As libxl: the guest advertises what it handles in nodes it may write,
+    // and nothing else under control/.
+    for feature in [
+        "feature-poweroff",
+        "feature-reboot",
+        "feature-suspend",
+        "sysrq",
+    ] {
+        assert_eq!(
+            write(&format!("control/{feature}")).text(),
+            "OK",
+            "{feature}"
+        );
+    }
+    assert_eq!(
+        write("control/feature-other").error().as_deref(),
+        Some("EACCES")
+    );
     let home = dom.request(ty::GET_PERMS, b"/local/domain/4\0", T).unwrap();
     assert_eq!(home.text(), "n0\0r4");
 }
