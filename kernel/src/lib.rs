@@ -4,7 +4,8 @@
 //! preemptive kernel threads, sleepable locks and wait queues, and paging
 //! helpers for MMIO and shared pages; on Xen the hypervisor bring-up
 //! ([`hypervisor`]), and the XenStore service ([`xenstore`]) over Xen's ring
-//! or, under plain QEMU, the ivshmem-doorbell test platform.
+//! or, under plain QEMU, the ivshmem-doorbell test platform; XenBus and the
+//! guest services on it ([`guest`]), and a serial shell ([`shell`]).
 //!
 //! A kernel binary names its main function with [`entry_point!`]; the boot
 //! code initialises everything in [`boot`] order and then calls it on the
@@ -13,6 +14,8 @@
 //! Lock order (outer first), for every lock in the kernel:
 //! `WaitQueue` queue locks -> scheduler run state -> thread-stack slots ->
 //! kernel heap -> page tables -> frame allocator -> serial port (a leaf).
+//! The shell's terminal line state ([`shell::terminal`]) is taken before
+//! the serial port, never with another kernel lock held.
 //! The xenstore runtime's short locks ([`xenstore::platform`]) are spin
 //! locks taken inside wait-queue conditions, so they come after the wait
 //! queue locks and before the scheduler's.
@@ -27,6 +30,7 @@ pub mod acpi;
 pub mod arch;
 pub mod boot;
 pub mod exit;
+pub mod guest;
 pub mod hostlink;
 pub mod hypervisor;
 pub mod interrupts;
@@ -35,6 +39,7 @@ pub mod memory;
 pub mod panic;
 pub mod pci;
 pub mod serial;
+pub mod shell;
 pub mod sync;
 pub mod thread;
 pub mod time;

@@ -13,6 +13,13 @@ use crate::sync::SpinLock;
 /// interrupts disabled: it must be short and must not sleep.
 pub type Sink = fn(&str);
 
+/// Called just before a log line is written to the serial port (the
+/// shell clears the line being typed there). Same rules as a [`Sink`].
+pub type BeforeLine = fn();
+
+/// Set once by [`set_before_line`].
+static BEFORE_LINE: spin::Once<BeforeLine> = spin::Once::new();
+
 const MAX_SINKS: usize = 4;
 /// Extra sinks besides the serial port, in registration order.
 static SINKS: SpinLock<[Option<Sink>; MAX_SINKS]> = SpinLock::new([None; MAX_SINKS]);
@@ -78,6 +85,9 @@ impl Log for KernelLogger {
         let tail: &[u8] = if line.cut { b"...\n" } else { b"\n" };
         line.bytes[line.len..line.len + tail.len()].copy_from_slice(tail);
         let bytes = &line.bytes[..line.len + tail.len()];
+        if let Some(before) = BEFORE_LINE.get() {
+            before();
+        }
         crate::serial::write_bytes(bytes);
         // Only whole characters were copied, so this cannot fail.
         let text = core::str::from_utf8(bytes).unwrap_or("");
@@ -120,4 +130,15 @@ pub fn add_sink(sink: Sink) -> bool {
         }
         None => false,
     }
+}
+
+/// Installs the hook run before each log line reaches the serial port.
+/// Once per kernel: returns `false` (and keeps the first) if one is set.
+pub fn set_before_line(hook: BeforeLine) -> bool {
+    let mut installed = false;
+    BEFORE_LINE.call_once(|| {
+        installed = true;
+        hook
+    });
+    installed
 }

@@ -1,31 +1,24 @@
 //! The demo kernel: boots, attaches to XenStore (on Xen, or on the QEMU test
-//! platform that `./run-qemu.sh` sets up), shows who it is and its home in
-//! the store, then waits for the toolstack's `control/shutdown` request and
-//! powers off when it comes. Without any xenstore platform it shows its
-//! threads and timer working and exits.
+//! platform that `./run-qemu.sh` sets up), starts XenBus and the guest
+//! services (control/shutdown, data/, vm-data/), then serves the shell on
+//! the serial console. The toolstack's `control/shutdown` request powers it
+//! off (or reboots it). Without any xenstore platform it shows its threads
+//! and timer working and exits.
 
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
-use alloc::string::String;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use ::xenstore::{Store, WatchEvent, XsError};
-use kernel::sync::{Mutex, SpinLock, WaitQueue};
-use kernel::xenstore::{self, XsClient};
+use kernel::shell::Shell;
+use kernel::sync::Mutex;
 use kernel::{BootInfo, ExitCode, thread, time};
 
 kernel::entry_point!(main);
-
-/// How deep the boot log lists the xenstore home.
-const LISTING_DEPTH: usize = 3;
-/// Longest value shown in the listing.
-const LISTING_VALUE_MAX: usize = 60;
 
 fn main(_boot: &'static BootInfo) -> ! {
     let start_ticks = time::ticks();
@@ -35,7 +28,7 @@ fn main(_boot: &'static BootInfo) -> ! {
         time::ticks() - start_ticks,
         time::uptime()
     );
-    match xenstore::init() {
+    match kernel::xenstore::init() {
         Ok(info) => {
             log::info!(
                 "platform: {}; domain {}, home {}",
@@ -43,16 +36,21 @@ fn main(_boot: &'static BootInfo) -> ! {
                 info.domid,
                 info.home
             );
-            match serve_control(&info.home) {
-                Ok(command) => {
-                    log::info!("control/shutdown = {command:?}: powering off");
-                    kernel::exit(ExitCode::Success)
+            match kernel::guest::start(kernel::guest::Setup::interactive()) {
+                Ok(guest) => {
+                    for d in guest.bus().devices() {
+                        log::info!("xenbus: {} ({}) state {}", d.nodename, d.class, d.state);
+                    }
+                    // The scripted demo on the host waits for this line
+                    // before it writes control/shutdown.
+                    log::info!(
+                        "xenstore: watching control/shutdown (try: xenstore-write {}/control/shutdown poweroff)",
+                        info.home
+                    );
                 }
-                Err(e) => {
-                    log::error!("xenstore demo failed: {e}");
-                    kernel::exit(ExitCode::Failure)
-                }
+                Err(e) => log::error!("xenbus and the guest services did not start: {e}"),
             }
+            serve_shell()
         }
         Err(e) => {
             log::warn!("{e}");
@@ -68,75 +66,21 @@ fn main(_boot: &'static BootInfo) -> ! {
     }
 }
 
-/// Lists the home, watches `control/shutdown` and waits for a request;
-/// acknowledges it by clearing the node (as Linux does) and returns it.
-fn serve_control(home: &str) -> Result<String, XsError> {
-    let xs = xenstore::client().map_err(|_| XsError::InvalidState("service not attached"))?;
-    log::info!("xenstore home {home}:");
-    list_tree(&xs, home, 1);
-
-    let request: Arc<SpinLock<Option<String>>> = Arc::new(SpinLock::new(None));
-    let arrived = Arc::new(WaitQueue::new());
-    let (slot, wake, client) = (request.clone(), arrived.clone(), xs.clone());
-    let watch = xs.watch("control/shutdown", move |event: &WatchEvent| {
-        if event.path() != Some("control/shutdown") {
-            return;
+/// Runs the shell on the console for the kernel's life.
+fn serve_shell() -> ! {
+    match Shell::new() {
+        Ok(mut shell) => {
+            kernel::println!(
+                "\nxenstore shell on the serial console: type 'help'. 'poweroff' powers the guest \
+                 off;\nunder ./run-qemu.sh, Ctrl-A x quits QEMU at any time.\n"
+            );
+            shell.run()
         }
-        // Read and clear in one transaction: the request is taken once.
-        let taken = client.transaction(|t| {
-            let value = t.read_string("control/shutdown")?;
-            if !value.is_empty() {
-                t.write("control/shutdown", "")?;
-            }
-            Ok(value)
-        });
-        match taken {
-            Ok(value) if value.is_empty() => {} // the initial event, or our own clearing
-            Ok(value) => {
-                *slot.lock() = Some(value);
-                wake.wake_all();
-            }
-            Err(e) => log::error!("control/shutdown: {e}"),
-        }
-    })?;
-    // The demo on the host waits for this exact line before it writes.
-    log::info!(
-        "xenstore: watching control/shutdown (try: xenstore-write {home}/control/shutdown poweroff)"
-    );
-    arrived.wait(|| request.lock().is_some());
-    let command = request.lock().take().unwrap_or_default();
-    watch.unwatch()?;
-    if !matches!(command.as_str(), "poweroff" | "halt" | "reboot") {
-        log::warn!("control/shutdown = {command:?} is not supported here; powering off anyway");
-    } else if command == "reboot" {
-        log::info!("reboot requested: this kernel powers off instead");
-    }
-    Ok(command)
-}
-
-/// Logs `path`'s children like `xenstore-ls`, `depth` levels deep.
-fn list_tree(xs: &XsClient, path: &str, depth: usize) {
-    let children = match xs.directory(path) {
-        Ok(children) => children,
         Err(e) => {
-            log::warn!("  {path}: {e}");
-            return;
-        }
-    };
-    for child in children {
-        let full = alloc::format!("{path}/{child}");
-        let value = xs
-            .read(&full)
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_else(|e| alloc::format!("<{e}>"));
-        let shown: String = value.chars().take(LISTING_VALUE_MAX).collect();
-        log::info!(
-            "  {:indent$}{child} = {shown:?}",
-            "",
-            indent = 2 * (depth - 1)
-        );
-        if depth < LISTING_DEPTH {
-            list_tree(xs, &full, depth + 1);
+            log::error!("no shell: {e}");
+            loop {
+                thread::sleep(Duration::from_secs(3600));
+            }
         }
     }
 }

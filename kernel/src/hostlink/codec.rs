@@ -29,6 +29,12 @@ pub const REQUEST_MARKER: &str = "@host";
 pub const OK_MARKER: &str = "@ok";
 /// Marks a failure reply (host to guest).
 pub const ERR_MARKER: &str = "@err";
+/// Starts the line the kernel prints just before it powers off or resets
+/// the machine on the host's request: `@power poweroff` or `@power reboot`.
+/// Not a request (nothing answers it): the test runner reads it to tell a
+/// requested reset (QEMU `-no-reboot` then exits with status 0) from a
+/// triple fault, and a requested poweroff from an early exit.
+pub const POWER_MARKER: &str = "@power";
 /// The escaped form of an empty token.
 const EMPTY: &str = "%-";
 

@@ -246,6 +246,29 @@ fn bring_up(info: XenInfo) -> Result<XenGuest, BringUpError> {
     })
 }
 
+/// Re-establishes what a new host does not carry over after a suspend that
+/// Xen reports as resumed (`SCHEDOP_shutdown(suspend)` returned 0), in the
+/// order of Linux's `xen_hvm_post_suspend`: shared_info placed again at its
+/// frame, then the upcall routed again. Thread context, before anything
+/// waits for an event. Not run here (no Xen on the build host).
+pub fn restore_after_resume(guest: &XenGuest) -> Result<(), XenError> {
+    let hv = guest.hypervisor;
+    // RAM is identity mapped: the page's address is its frame's.
+    let shared = core::ptr::from_ref(guest.channels.shared_info()) as u64;
+    shared_info::map_shared_info(hv, Gfn::containing(shared))?;
+    match guest.upcall {
+        UpcallRoute::PerVcpuVector(v) => {
+            hvm::set_evtchn_upcall_vector(hv, guest.vcpu, v)?;
+            if let Err(e) = hvm::set_callback_via(hv, CallbackVia::Gsi(1)) {
+                log::warn!("xen: cannot advertise PV drivers through CALLBACK_IRQ: {e}");
+            }
+        }
+        UpcallRoute::CallbackVector(v) => hvm::set_callback_via(hv, CallbackVia::Vector(v))?,
+    }
+    log::info!("xen: shared_info and upcall restored after resume");
+    Ok(())
+}
+
 /// Maps a guest frame the toolstack set up for us (xenstore or console
 /// ring: a "special page", often outside the RAM map) write-back.
 pub(crate) fn map_special_page(gfn: Gfn) -> Result<VirtAddr, memory::MapError> {

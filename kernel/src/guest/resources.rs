@@ -1,0 +1,177 @@
+//! [`XenResources`]: the grant table and unbound event channels a
+//! frontend asks for (`xenbus::DeviceResources`) on real Xen. The QEMU test
+//! platform has neither and uses `xenbus::UnsupportedResources`.
+//!
+//! One grant-table frame (512 v1 entries, minus the 8 reserved ones) is
+//! placed at a RAM frame given up to Xen, as Linux's HVM guests do for
+//! shared_info: plenty for the sample frontends, which grant one page each.
+//! Compiled here, not run (no Xen on the build host).
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use core::ptr::NonNull;
+
+use spin::Once;
+use xen::evtchn::{Port, PortHandler};
+use xen::grant_table::{self, GrantAccess, GrantError, GrantTable};
+use xen::{DomId, Gfn, XenError};
+use xenbus::{DeviceResources, EvtchnPort, GrantRef, GrantedPage, ResourceError};
+
+use crate::hypervisor::XenGuest;
+use crate::memory::{self, PhysAddr, VirtAddr};
+
+/// Grant-table frames we place (and re-place after a resume).
+const GRANT_FRAMES: u32 = 1;
+
+/// Events on ports we allocate for a frontend: the sample frontends have
+/// no data path, so nothing waits for them.
+static IGNORED_EVENTS: PortHandler = PortHandler::new(&|_: Port| {});
+
+/// The one instance, for [`restore_after_resume`].
+static RESOURCES: Once<Arc<XenResources>> = Once::new();
+
+/// Grants and event channels through Xen.
+pub struct XenResources {
+    guest: &'static XenGuest,
+    table: GrantTable<'static>,
+    /// Where the table's frames are placed in our physical address space.
+    table_gfn: Gfn,
+}
+
+impl XenResources {
+    /// Places the grant table and returns the kernel's instance (once; later
+    /// calls return the first). Errors: no frame, or Xen refused.
+    pub fn setup(guest: &'static XenGuest) -> Result<Arc<XenResources>, String> {
+        if let Some(r) = RESOURCES.get() {
+            return Ok(Arc::clone(r));
+        }
+        let hv = guest.hypervisor;
+        let size = grant_table::ops::query_size(hv).map_err(|e| format!("{e}"))?;
+        if size.max_nr_frames < GRANT_FRAMES {
+            return Err(format!("Xen allows {} grant frames", size.max_nr_frames));
+        }
+        let frame = memory::alloc_frame().ok_or("no free frame for the grant table")?;
+        let table_gfn = Gfn::containing(frame.as_u64());
+        grant_table::ops::map_frames(hv, table_gfn, GRANT_FRAMES).map_err(|e| format!("{e}"))?;
+        let virt = memory::phys_to_virt(frame)
+            .and_then(|v| NonNull::new(v.as_mut_ptr::<u8>()))
+            .ok_or("grant frame outside the identity map")?;
+        // SAFETY: `frame` now holds grant frame 0 (map_frames succeeded); it
+        // is RAM, identity mapped write-back for the kernel's life, and ours
+        // alone (allocated above, never freed).
+        let entries = unsafe { grant_table::entries_from_ptr(virt, GRANT_FRAMES as usize) };
+        let free_list = Box::leak(vec![0u16; entries.len()].into_boxed_slice());
+        let resources = Arc::new(XenResources {
+            guest,
+            table: GrantTable::new(entries, free_list),
+            table_gfn,
+        });
+        log::info!(
+            "xen: grant table at {table_gfn} ({} free references)",
+            resources.table.free_count()
+        );
+        Ok(Arc::clone(RESOURCES.call_once(|| resources)))
+    }
+}
+
+/// Places the grant table again after a resume on a new host (its frames
+/// are Xen's and do not move with the domain's memory).
+pub(super) fn restore_after_resume() {
+    if let Some(r) = RESOURCES.get()
+        && let Err(e) = grant_table::ops::map_frames(r.guest.hypervisor, r.table_gfn, GRANT_FRAMES)
+    {
+        log::error!("xen: cannot place the grant table again after resume: {e}");
+    }
+}
+
+fn hypervisor_error(what: &'static str, e: XenError) -> ResourceError {
+    ResourceError::Hypervisor {
+        what,
+        code: e.errno().map_or(-1, |errno| errno.0),
+    }
+}
+
+fn grant_error(what: &'static str, e: GrantError) -> ResourceError {
+    match e {
+        GrantError::Exhausted => ResourceError::Exhausted { what },
+        GrantError::StillMapped { .. } => ResourceError::Hypervisor {
+            what,
+            code: xen::error::Errno::EBUSY.0,
+        },
+        _ => ResourceError::Hypervisor {
+            what,
+            code: xen::error::Errno::EINVAL.0,
+        },
+    }
+}
+
+impl DeviceResources for XenResources {
+    fn grant_ring_page(&self, remote: u16) -> Result<GrantedPage, ResourceError> {
+        const WHAT: &str = "grant a ring page";
+        let frame = memory::alloc_frame().ok_or(ResourceError::Exhausted { what: WHAT })?;
+        let Some(virt) = memory::phys_to_virt(frame) else {
+            memory::free_frame(frame);
+            return Err(ResourceError::Exhausted { what: WHAT });
+        };
+        // SAFETY: a free RAM frame just allocated (ours alone), identity
+        // mapped writable: zeroing it is what the ring protocol expects.
+        unsafe { core::ptr::write_bytes(virt.as_mut_ptr::<u8>(), 0, memory::PAGE_SIZE as usize) };
+        let gfn = Gfn::containing(frame.as_u64());
+        match self
+            .table
+            .grant_access(DomId(remote), gfn, GrantAccess::ReadWrite)
+        {
+            Ok(gref) => Ok(GrantedPage {
+                gref: GrantRef(gref.0),
+                addr: virt.as_u64() as usize,
+            }),
+            Err(e) => {
+                memory::free_frame(frame);
+                Err(grant_error(WHAT, e))
+            }
+        }
+    }
+
+    fn end_ring_grant(&self, page: GrantedPage) -> Result<(), ResourceError> {
+        const WHAT: &str = "end a ring grant";
+        self.table
+            .end_access(grant_table::GrantRef(page.gref.0))
+            .map_err(|e| grant_error(WHAT, e))?;
+        // Identity map: the page's address is its frame's.
+        let frame = memory::virt_to_phys(VirtAddr::new(page.addr as u64))
+            .unwrap_or(PhysAddr::new(page.addr as u64));
+        memory::free_frame(frame);
+        Ok(())
+    }
+
+    fn alloc_unbound_evtchn(&self, remote: u16) -> Result<EvtchnPort, ResourceError> {
+        const WHAT: &str = "allocate an unbound event channel";
+        match self
+            .guest
+            .channels
+            .alloc_unbound(DomId(remote), &IGNORED_EVENTS)
+        {
+            Ok(port) => Ok(EvtchnPort(port.get())),
+            Err(xen::evtchn::EvtchnError::Xen(e)) => Err(hypervisor_error(WHAT, e)),
+            Err(xen::evtchn::EvtchnError::HandlerBusy(_)) => Err(ResourceError::Hypervisor {
+                what: WHAT,
+                code: xen::error::Errno::EBUSY.0,
+            }),
+        }
+    }
+
+    fn close_evtchn(&self, port: EvtchnPort) -> Result<(), ResourceError> {
+        const WHAT: &str = "close an event channel";
+        let port = Port::new(port.0).ok_or(ResourceError::Hypervisor {
+            what: WHAT,
+            code: xen::error::Errno::EINVAL.0,
+        })?;
+        self.guest
+            .channels
+            .unbind(port)
+            .map_err(|e| hypervisor_error(WHAT, e))
+    }
+}
