@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Boots the kernel in QEMU as a guest with a XenStore: the real Xen xenstored
 # runs on this host (fake Xen libraries, see testbed/), domain 1 is set up as
-# a toolstack would, and its xenstore ring is handed to QEMU as an
-# ivshmem-doorbell PCI device. The guest's boot log shows which platform it
-# found, its domain path, a listing of its xenstore home and its watch on
-# control/shutdown. Installs what is missing first, saying why.
+# a toolstack would, with three devices (vif/0, vif/1, vbd/768) whose
+# backends the host plays, and its xenstore ring is handed to QEMU as an
+# ivshmem-doorbell PCI device. The guest starts XenBus and its services
+# (control/shutdown, data/, vm-data/) and drops you into its serial shell.
+# Installs what is missing first, saying why.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -12,9 +13,10 @@ usage() {
     cat <<'USAGE'
 usage: ./run-qemu.sh [--demo | --xen] [options] [-- extra QEMU arguments]
 
-(default)   start the real xenstored, introduce domain 1, boot the kernel with
-            its ring; serial console on this terminal (Ctrl-A x quits QEMU).
-            The guest powers off when the host writes control/shutdown:
+(default)   start the real xenstored, introduce domain 1 with its devices,
+            boot the kernel with its ring, and give you the guest's shell on
+            this terminal: type 'help'; 'poweroff' (or Ctrl-A x) ends it.
+            From another terminal, the host can act as the toolstack:
               XENSTORED_PATH=<socket printed at start> \
                 xenstore-write /local/domain/1/control/shutdown poweroff
 --demo      scripted session: boot, then the host writes control/shutdown =
@@ -78,7 +80,7 @@ fi
 # on first use by the testbed crate, which says so.
 
 case "$mode" in
-    run) exec cargo run -q -p bootimage -- run --fixture xenstore "${args[@]}" ;;
+    run) exec cargo run -q -p bootimage -- run --fixture xenbus "${args[@]}" ;;
     demo) exec cargo run -q -p bootimage -- demo "${args[@]}" ;;
     xen) exec cargo run -q -p bootimage -- run --xen "${args[@]}" ;;
 esac

@@ -12,6 +12,14 @@ pub enum Expect {
     Panic,
     /// Runner self-test: the image must hang and be killed at its timeout.
     Timeout,
+    /// The image's last test ends the machine by powering it off on the
+    /// host's request: the kernel prints `@power poweroff` and QEMU exits
+    /// with the success status (33). The tests before it must pass.
+    Poweroff,
+    /// As `Poweroff`, but a reset: the kernel prints `@power reboot` and
+    /// resets the machine, which QEMU's `-no-reboot` turns into an exit
+    /// with status 0.
+    Reboot,
 }
 
 /// What an image is for.
@@ -94,8 +102,12 @@ impl ImageConfig {
                         "success" => Expect::Success,
                         "panic" => Expect::Panic,
                         "timeout" => Expect::Timeout,
+                        "poweroff" => Expect::Poweroff,
+                        "reboot" => Expect::Reboot,
                         other => {
-                            return Err(format!("expect = {other:?}: want success|panic|timeout"));
+                            return Err(format!(
+                                "expect = {other:?}: want success|panic|timeout|poweroff|reboot"
+                            ));
                         }
                     }
                 }
@@ -130,6 +142,16 @@ mod tests {
         assert_eq!(c.expect, Expect::Panic);
         assert_eq!(c.role, Role::Test, "default role");
         let bench = ImageConfig::parse(b"role\x00bench\x00").unwrap();
+        assert_eq!(
+            ImageConfig::parse(b"expect\x00reboot\x00").unwrap().expect,
+            Expect::Reboot
+        );
+        assert_eq!(
+            ImageConfig::parse(b"expect\x00poweroff\x00")
+                .unwrap()
+                .expect,
+            Expect::Poweroff
+        );
         assert_eq!(bench.role, Role::Bench);
     }
 

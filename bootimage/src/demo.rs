@@ -1,5 +1,5 @@
 //! `bootimage demo`: a scripted session. Starts the real xenstored with
-//! domain 1 (the `xenstore` fixture), boots the demo kernel with its ring,
+//! domain 1 and its devices (the `xenbus` fixture), boots the demo kernel with its ring,
 //! shows the guest's log as it comes, and when the guest says it watches
 //! `control/shutdown`, writes `poweroff` there with the real
 //! `xenstore-write`, as a toolstack (`xl shutdown`) does. Succeeds when the
@@ -14,7 +14,8 @@ use testbed::Testbed;
 
 use crate::agent::Agent;
 use crate::fixtures::Fixture;
-use crate::fixtures::xenstore::{DOMID, XenstoreFixture};
+use crate::fixtures::xenbus::XenbusFixture;
+use crate::fixtures::xenstore::DOMID;
 use crate::{build_boot_dir, parse_accel, process, qemu, reject_rest, take_flag};
 
 /// What the guest logs once its watch is in place.
@@ -62,7 +63,7 @@ pub fn cmd_demo(mut args: Vec<String>) -> Result<ExitCode, String> {
     let accel = parse_accel(&mut args)?;
     reject_rest(&args)?;
     let boot = build_boot_dir(release)?;
-    let mut fixture = XenstoreFixture::start()?;
+    let mut fixture = XenbusFixture::start()?;
     let testbed = fixture.testbed().clone();
     println!(
         "host: real xenstored {} ({}), domain {DOMID} introduced; its ring is QEMU's ivshmem-doorbell BAR2",

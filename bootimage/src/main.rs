@@ -175,6 +175,13 @@ fn cmd_run(mut args: Vec<String>) -> Result<ExitCode, String> {
     let vars: Vec<_> = fixtures.iter().flat_map(|f| f.vars()).collect();
     let mut extra: Vec<String> = fixtures.iter().flat_map(|f| f.qemu_args()).collect();
     extra.extend(fixtures::substitute(&qemu_extra, &vars)?);
+    for banner in fixtures
+        .iter()
+        .map(|f| f.banner())
+        .filter(|b| !b.is_empty())
+    {
+        eprintln!("bootimage: {banner}");
+    }
     if let Some((_, socket)) = vars.iter().find(|(k, _)| k == "xenstore.socket") {
         eprintln!(
             "bootimage: the guest's xenstore is a real xenstored; from another terminal:\n  \
@@ -280,7 +287,10 @@ pub(crate) fn run_image(
         }
     };
     let mut report = report::evaluate(name, config.expect, config.timeout, &run);
-    if config.expect == Expect::Success {
+    if matches!(
+        config.expect,
+        Expect::Success | Expect::Poweroff | Expect::Reboot
+    ) {
         for (need, fixture) in &mut fixtures {
             let check = fixture.check_after_run();
             report.tests.push(TestResult {

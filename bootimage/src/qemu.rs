@@ -10,6 +10,9 @@ use std::process::Command;
 pub const STATUS_SUCCESS: i32 = 33;
 /// QEMU's exit status for `ExitCode::Failure` (0x11).
 pub const STATUS_FAILURE: i32 = 35;
+/// QEMU's exit status when the machine resets (a reboot or a triple
+/// fault): `-no-reboot` makes it exit instead of rebooting.
+pub const STATUS_RESET: i32 = 0;
 
 /// The QEMU binary (override with `$QEMU`).
 pub fn binary() -> String {

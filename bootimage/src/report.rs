@@ -7,9 +7,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::agent::codec::POWER_MARKER;
 use crate::config::Expect;
 use crate::process::RunOutput;
-use crate::qemu::{STATUS_FAILURE, STATUS_SUCCESS};
+use crate::qemu::{STATUS_FAILURE, STATUS_RESET, STATUS_SUCCESS};
 
 /// One test's outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +116,8 @@ struct Transcript {
     failed: Vec<String>,
     done: bool,
     panicked: bool,
+    /// The actions of `@power` lines (`poweroff`, `reboot`).
+    power: Vec<String>,
 }
 
 fn parse(output: &str) -> Transcript {
@@ -132,6 +135,11 @@ fn parse(output: &str) -> Transcript {
             } else if let Some(name) = rest.strip_suffix(" ... FAILED") {
                 t.failed.push(name.into());
             }
+        } else if let Some(action) = line
+            .strip_prefix(POWER_MARKER)
+            .and_then(|rest| rest.strip_prefix(' '))
+        {
+            t.power.push(action.trim().into());
         } else if line.starts_with("KERNEL PANIC") || line.starts_with("FATAL: ") {
             t.panicked = true;
         }
@@ -147,7 +155,9 @@ fn ending(run: &RunOutput, timeout: Duration) -> String {
     match run.status {
         Some(STATUS_FAILURE) => "the kernel reported a failure (panic or fatal exception)".into(),
         Some(STATUS_SUCCESS) => "the kernel exited early".into(),
-        Some(0) => "QEMU exited without isa-debug-exit (triple fault? see output)".into(),
+        Some(STATUS_RESET) => {
+            "QEMU exited without isa-debug-exit: a reset (triple fault? see output)".into()
+        }
         Some(code) => format!("QEMU exited with status {code}"),
         None => "QEMU was killed by a signal".into(),
     }
@@ -173,50 +183,38 @@ pub fn evaluate(image: &str, expect: Expect, timeout: Duration, run: &RunOutput)
         }],
         Expect::Success => {
             let success = run.status == Some(STATUS_SUCCESS) && t.done && !run.timed_out;
-            match &t.plan {
-                None => vec![TestResult {
-                    name: qualified("<boot>"),
-                    ok: false,
-                    note: Some(format!(
-                        "no test plan printed (did it boot?); {}",
+            judge_plan(&t, success, run, timeout, &qualified)
+        }
+        Expect::Poweroff | Expect::Reboot => {
+            let (word, status) = match expect {
+                Expect::Reboot => ("reboot", STATUS_RESET),
+                _ => ("poweroff", STATUS_SUCCESS),
+            };
+            let ended = !run.timed_out
+                && run.status == Some(status)
+                && t.power.iter().any(|p| p == word)
+                && !t.done;
+            let mut t = t;
+            // The last test is the one that ends the machine: it passes
+            // when the machine ended that way.
+            if ended
+                && let Some(last) = t.plan.as_ref().and_then(|p| p.last()).cloned()
+                && t.started.contains(&last)
+                && !t.failed.contains(&last)
+            {
+                t.ok.push(last);
+            }
+            let mut results = judge_plan(&t, ended, run, timeout, &qualified);
+            if !ended {
+                for r in results.iter_mut().filter(|r| !r.ok) {
+                    r.note = Some(format!(
+                        "expected `{POWER_MARKER} {word}` and QEMU status {status}; got {:?} and {}",
+                        t.power,
                         ending(run, timeout)
-                    )),
-                }],
-                Some(plan) => {
-                    let mut results: Vec<TestResult> = plan
-                        .iter()
-                        .map(|name| {
-                            let passed = t.ok.contains(name) && !t.failed.contains(name);
-                            let note = if passed {
-                                None
-                            } else if t.failed.contains(name) {
-                                Some("panicked".to_string())
-                            } else if t.started.contains(name) {
-                                Some(ending(run, timeout))
-                            } else if success {
-                                Some("never reported".to_string())
-                            } else {
-                                Some(format!("not run: {}", ending(run, timeout)))
-                            };
-                            TestResult {
-                                name: qualified(name),
-                                ok: passed,
-                                note,
-                            }
-                        })
-                        .collect();
-                    // Every test passed but the image did not end cleanly
-                    // (hang or crash after the last test): still a failure.
-                    if !success && results.iter().all(|r| r.ok) {
-                        results.push(TestResult {
-                            name: qualified("<exit>"),
-                            ok: false,
-                            note: Some(ending(run, timeout)),
-                        });
-                    }
-                    results
+                    ));
                 }
             }
+            results
         }
     };
     ImageReport {
@@ -224,6 +222,61 @@ pub fn evaluate(image: &str, expect: Expect, timeout: Duration, run: &RunOutput)
         tests,
         output: run.output.clone(),
         elapsed: run.elapsed,
+    }
+}
+
+/// Per-test results of an image that printed a plan; `clean_end` says the
+/// machine ended as expected after its last test.
+fn judge_plan(
+    t: &Transcript,
+    success: bool,
+    run: &RunOutput,
+    timeout: Duration,
+    qualified: &dyn Fn(&str) -> String,
+) -> Vec<TestResult> {
+    match &t.plan {
+        None => vec![TestResult {
+            name: qualified("<boot>"),
+            ok: false,
+            note: Some(format!(
+                "no test plan printed (did it boot?); {}",
+                ending(run, timeout)
+            )),
+        }],
+        Some(plan) => {
+            let mut results: Vec<TestResult> = plan
+                .iter()
+                .map(|name| {
+                    let passed = t.ok.contains(name) && !t.failed.contains(name);
+                    let note = if passed {
+                        None
+                    } else if t.failed.contains(name) {
+                        Some("panicked".to_string())
+                    } else if t.started.contains(name) {
+                        Some(ending(run, timeout))
+                    } else if success {
+                        Some("never reported".to_string())
+                    } else {
+                        Some(format!("not run: {}", ending(run, timeout)))
+                    };
+                    TestResult {
+                        name: qualified(name),
+                        ok: passed,
+                        note,
+                    }
+                })
+                .collect();
+            // Every test passed but the image did not end cleanly
+            // (hang or crash after the last test): still a failure.
+            if !success && results.iter().all(|r| r.ok) {
+                results.push(TestResult {
+                    name: qualified("<exit>"),
+                    ok: false,
+                    note: Some(ending(run, timeout)),
+                });
+            }
+            results
+        }
     }
 }
 
@@ -302,6 +355,30 @@ mod tests {
             r.render("tcg", false)
                 .contains("test result: FAILED. 0 passed; 1 failed")
         );
+    }
+
+    #[test]
+    fn a_requested_poweroff_or_reset_passes_the_last_test() {
+        let out = "ktest: plan 2 a off\nktest: start a\ntest a ... ok\nktest: start off\n@power poweroff\n";
+        let r = evaluate("img", Expect::Poweroff, T, &run(out, Some(33), false));
+        assert_eq!((r.passed(), r.failed()), (2, 0));
+        let reboot = out.replace("poweroff", "reboot");
+        let r = evaluate("img", Expect::Reboot, T, &run(&reboot, Some(0), false));
+        assert_eq!((r.passed(), r.failed()), (2, 0));
+        // A reset without the marker is a crash, not a reboot.
+        let crash = "ktest: plan 1 off\nktest: start off\n";
+        let r = evaluate("img", Expect::Reboot, T, &run(crash, Some(0), false));
+        assert_eq!((r.passed(), r.failed()), (0, 1));
+        // Powering off when a reset was asked for, or finishing normally.
+        let r = evaluate("img", Expect::Reboot, T, &run(out, Some(33), false));
+        assert_eq!(r.failed(), 1);
+        let done = "ktest: plan 1 off\nktest: start off\ntest off ... ok\nktest: done\n";
+        let r = evaluate("img", Expect::Poweroff, T, &run(done, Some(33), false));
+        assert!(r.failed() >= 1, "a clean finish is not a poweroff");
+        // An earlier failing test still fails.
+        let bad = "ktest: plan 2 a off\nktest: start a\ntest a ... FAILED\n@power poweroff\n";
+        let r = evaluate("img", Expect::Poweroff, T, &run(bad, Some(33), false));
+        assert!(r.failed() >= 1);
     }
 
     #[test]

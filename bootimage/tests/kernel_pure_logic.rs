@@ -5,8 +5,13 @@
 //!
 //! - `pci/capability.rs`: the capability-list walk and the MSI-X layout.
 //! - `interrupts/msi.rs`: the x86 MSI message encoding.
+//! - `shell/parse.rs` and `shell/line.rs`: the serial shell's command
+//!   parser and line editor.
 //! - `hostlink/codec.rs` runs with `bootimage`'s own unit tests (the host
 //!   agent uses it).
+
+// The pure modules are `no_std` + `alloc` code.
+extern crate alloc;
 
 // Constants the kernel's MSI-X driver uses are dead code here.
 #[allow(dead_code)]
@@ -14,6 +19,13 @@
 mod capability;
 #[path = "../../kernel/src/interrupts/msi.rs"]
 mod msi;
+// The kernel uses all of their API; the host tests only part of it.
+#[allow(dead_code)]
+#[path = "../../kernel/src/shell/line.rs"]
+mod line;
+#[allow(dead_code)]
+#[path = "../../kernel/src/shell/parse.rs"]
+mod parse;
 
 /// The ivshmem-doorbell device QEMU 7.2 presents, as the kernel walks it:
 /// MSI-X first in the list, table and PBA in BAR1.

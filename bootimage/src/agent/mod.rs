@@ -21,7 +21,11 @@
 #[allow(dead_code)]
 #[path = "../../../kernel/src/hostlink/codec.rs"]
 pub mod codec;
+
+pub mod backend;
 pub mod ring;
+pub mod toolstack;
+pub mod xenbus;
 pub mod xenstore;
 
 use std::io::Write;
@@ -46,6 +50,14 @@ pub trait Agent: Send + Sync {
     /// the agent's thread, in order. For agents that act on what the guest
     /// says rather than on what it asks (the demo). Default: nothing.
     fn observe(&self, _line: &str) {}
+
+    /// Bytes to write to the guest's serial input right after the reply
+    /// to a request (e.g. keys typed into its shell): they arrive after the
+    /// reply line, so the guest's request reader never takes them.
+    /// Default: none.
+    fn input_after_reply(&self) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 /// The reply line (without newline) to one line of guest output, if the
@@ -152,10 +164,12 @@ fn serve(agent: &dyn Agent, lines: Receiver<String>, stdin: &SharedStdin) {
             continue;
         };
         reply.push('\n');
+        let mut bytes = reply.into_bytes();
+        bytes.extend(agent.input_after_reply());
         let mut stdin = stdin.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pipe) = stdin.as_mut() {
             // A guest that is gone cannot be answered; the run reports why.
-            let _ = pipe.write_all(reply.as_bytes()).and_then(|()| pipe.flush());
+            let _ = pipe.write_all(&bytes).and_then(|()| pipe.flush());
         }
     }
 }
@@ -200,6 +214,37 @@ mod tests {
         s.feed(b"c\r\n@host 1 ", |l| got.push(l));
         s.feed(b"nop\r\n", |l| got.push(l));
         assert_eq!(got, ["abc", "@host 1 nop"]);
+    }
+
+    /// Answers `type` and then "types" its argument.
+    struct Typist(Mutex<Vec<u8>>);
+    impl Agent for Typist {
+        fn perform(&self, _verb: &str, args: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> {
+            self.0.lock().unwrap().extend(args.concat());
+            Ok(vec![])
+        }
+        fn input_after_reply(&self) -> Vec<u8> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    #[test]
+    fn typed_input_follows_the_reply() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read reply; read typed; echo \"$reply|$typed\""])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin: SharedStdin = Arc::new(Mutex::new(child.stdin.take()));
+        let session = Session::start(Arc::new(Typist(Mutex::default())), stdin.clone());
+        session
+            .line_sender()
+            .send("@host 3 type ls%0A".into())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        session.finish();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "@ok 3|ls");
     }
 
     #[test]
