@@ -132,6 +132,10 @@ macro_rules! main {
 ///   by `bootimage bench`, which collects its `bench: key=value` lines.
 /// - `expect = "panic" | "timeout"` — a runner self-test: the image passes
 ///   only if it fails that way.
+/// - `expect = "poweroff" | "reboot"` — the image's last test ends the
+///   machine on the host's request: it passes when the kernel printed
+///   `@power poweroff` (`reboot`) and QEMU exited with the poweroff status
+///   (with status 0: a reset under `-no-reboot`).
 #[macro_export]
 macro_rules! config {
     ($($key:ident = $value:literal),* $(,)?) => {

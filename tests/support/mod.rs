@@ -1,5 +1,8 @@
 //! Helpers for the xenstore images: the kernel's service, the host agent,
-//! and a recorder for watch events that tests wait on.
+//! and a recorder for watch events that tests wait on; [`bus`] has those
+//! of the xenbus images.
+
+pub mod bus;
 
 use alloc::string::String;
 use alloc::sync::Arc;
