@@ -21,7 +21,7 @@ use xen::{DomId, Gfn, XenError};
 use xenbus::{DeviceResources, EvtchnPort, GrantRef, GrantedPage, ResourceError};
 
 use crate::hypervisor::XenGuest;
-use crate::memory::{self, PhysAddr, VirtAddr};
+use crate::memory::{self, VirtAddr};
 
 /// Grant-table frames we place (and re-place after a resume).
 const GRANT_FRAMES: u32 = 1;
@@ -137,12 +137,17 @@ impl DeviceResources for XenResources {
 
     fn end_ring_grant(&self, page: GrantedPage) -> Result<(), ResourceError> {
         const WHAT: &str = "end a ring grant";
+        // Checked before the grant ends, so a bad page changes nothing.
+        let frame = VirtAddr::try_new(page.addr as u64)
+            .ok()
+            .and_then(memory::virt_to_phys)
+            .ok_or(ResourceError::Hypervisor {
+                what: WHAT,
+                code: xen::error::Errno::EINVAL.0,
+            })?;
         self.table
             .end_access(grant_table::GrantRef(page.gref.0))
             .map_err(|e| grant_error(WHAT, e))?;
-        // Identity map: the page's address is its frame's.
-        let frame = memory::virt_to_phys(VirtAddr::new(page.addr as u64))
-            .unwrap_or(PhysAddr::new(page.addr as u64));
         memory::free_frame(frame);
         Ok(())
     }
