@@ -2,7 +2,9 @@
 //! the host agent types keys into the guest's COM1 (`type`), the shell
 //! reads and runs one line, and the host hands back what the guest
 //! printed (`console-lines`) for the test to check. Against the real
-//! xenstored, with the `xenbus` fixture's devices.
+//! xenstored, with the `xenbus` fixture's devices. The last test types
+//! `poweroff`: the runner wants the kernel's `@power poweroff` and QEMU's
+//! poweroff status (`expect = "poweroff"`).
 
 #![no_std]
 #![no_main]
@@ -20,13 +22,14 @@ use ktests::support::bus::{WAIT, guest, wait_for_our_state, wait_until};
 use ktests::support::{abs, client, host};
 use xenbus::XenbusState;
 
-ktests::config!(timeout_secs = 120, needs = "xenbus");
+ktests::config!(timeout_secs = 120, needs = "xenbus", expect = "poweroff");
 ktests::main!(
     typed_commands_run_and_print_their_output,
     bad_input_gets_a_clear_error_and_the_shell_goes_on,
     backspace_ctrl_u_ctrl_c_and_escape_sequences_edit_the_line,
     watch_events_are_printed_as_they_come,
     devices_services_and_vm_data_show_the_guest_side,
+    poweroff_powers_the_guest_off,
 );
 
 /// A shell with the bus and services running, and the console drained.
@@ -91,6 +94,10 @@ fn typed_commands_run_and_print_their_output() {
     assert_line(&typed(&mut sh, "ls data/shell/empty\r"), "(no children)");
     typed(&mut sh, "rm data/shell/empty\r");
     assert!(!client().exists("data/shell/empty").unwrap());
+    // Permissions: shown, then set (owner and default, then a grant).
+    assert_line(&typed(&mut sh, "perms data/shell/motd\r"), "n1");
+    typed(&mut sh, "perms data/shell/motd n1 r0\r");
+    assert_line(&typed(&mut sh, "perms data/shell/motd\r"), "n1 r0");
 }
 
 fn bad_input_gets_a_clear_error_and_the_shell_goes_on() {
@@ -208,4 +215,12 @@ fn devices_services_and_vm_data_show_the_guest_side() {
     );
     assert_line(&typed(&mut sh, "perms data\r"), "n1");
     assert_line(&typed(&mut sh, "help write\r"), "usage: write PATH VALUE");
+}
+
+fn poweroff_powers_the_guest_off() {
+    let mut sh = shell();
+    host("type", &["poweroff\r"]);
+    // The machine ends while serving this line; still being here fails.
+    let served = sh.serve_line(Some(WAIT));
+    panic!("still running after typing poweroff ({served:?})");
 }
