@@ -16,10 +16,12 @@
 //!  (any) ──stop──► Dying
 //! ```
 //!
-//! A trigger while the service is not Ready is *deferred*: it is counted
-//! and remembered (triggers coalesce: the request is read from the store
-//! when its turn comes, so the latest one wins), and handled as soon as
-//! the service is Ready again. The service thread runs `receive` (read and
+//! A trigger while the service is not Ready is *deferred*: it is remembered
+//! (triggers coalesce: the request is read from the store when its turn
+//! comes, so the latest one wins) and handled as soon as the service is
+//! Ready again. It is counted as deferred only if it then carries a request:
+//! the watch event that a service's own acknowledgement fires while it is
+//! busy is a trigger too, and finds nothing to do. The service thread runs `receive` (read and
 //! acknowledge the request); each request's `handle` runs on a thread of
 //! its own so a handler that never returns only costs that thread: after
 //! the timeout the service records [`ServiceError::HandlerTimeout`] and
@@ -71,7 +73,8 @@ pub struct ServiceStatus {
     pub failed: u64,
     /// Handlers abandoned after the timeout.
     pub timed_out: u64,
-    /// Triggers that arrived while a request was under way.
+    /// Requests that arrived while another was under way and were taken up
+    /// after it (triggers that found nothing to do are not counted).
     pub deferred: u64,
     /// The request being handled, or the last one.
     pub last_request: Option<String>,
@@ -111,6 +114,8 @@ struct Control {
     status: ServiceStatus,
     /// A trigger not yet taken by the service thread.
     pending: bool,
+    /// Some pending trigger arrived while a request was under way.
+    pending_while_busy: bool,
     /// The request whose handler's result is still wanted.
     active: Option<u64>,
     next_seq: u64,
@@ -165,6 +170,7 @@ impl<P: Platform, H: Handler> Machine<P, H> {
                     last_error: None,
                 },
                 pending: false,
+                pending_while_busy: false,
                 active: None,
                 next_seq: 0,
                 finished: None,
@@ -185,7 +191,7 @@ impl<P: Platform, H: Handler> Machine<P, H> {
     pub(crate) fn trigger(&self) {
         self.inner.control.with(|c| {
             if !matches!(c.status.state, ServiceState::Ready | ServiceState::Init) {
-                c.status.deferred += 1;
+                c.pending_while_busy = true;
             }
             c.pending = true;
         });
@@ -233,12 +239,14 @@ fn run<P: Platform, H: Handler>(m: &Arc<MachineInner<P, H>>) {
     set_state(m, ServiceState::Ready);
     loop {
         let mut dying = false;
+        let mut deferred = false;
         let mut taken = || {
             m.control.with(|c| {
                 dying = c.status.state == ServiceState::Dying;
                 let go = dying || c.pending;
                 if go && !dying {
                     c.pending = false;
+                    deferred = core::mem::take(&mut c.pending_while_busy);
                     c.status.state = ServiceState::RequestReceived;
                 }
                 go
@@ -252,7 +260,12 @@ fn run<P: Platform, H: Handler>(m: &Arc<MachineInner<P, H>>) {
             return;
         }
         match m.handler.receive() {
-            Ok(Some(request)) => serve(m, request),
+            Ok(Some(request)) => {
+                if deferred {
+                    m.control.with(|c| c.status.deferred += 1);
+                }
+                serve(m, request)
+            }
             Ok(None) => {}
             Err(e) => failed(m, e),
         }
