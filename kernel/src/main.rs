@@ -70,6 +70,11 @@ fn main(_boot: &'static BootInfo) -> ! {
 fn serve_shell() -> ! {
     match Shell::new() {
         Ok(mut shell) => {
+            // What the toolstack gave us: the home, as the shell's `ls` shows it.
+            if let Some(info) = kernel::xenstore::info() {
+                kernel::println!("\nxenstore home {}:", info.home);
+                shell.execute_line("ls");
+            }
             kernel::println!(
                 "\nxenstore shell on the serial console: type 'help'. 'poweroff' powers the guest \
                  off;\nunder ./run-qemu.sh, Ctrl-A x quits QEMU at any time.\n"
