@@ -21,6 +21,7 @@ ktests::main!(
     page_is_mapped_and_unmapped,
     heap_buffer_translates_to_physical_and_back,
     mmio_maps_any_physical_address_uncached,
+    oversized_requests_fail_without_using_up_the_address_space,
 );
 
 fn pattern(i: usize, j: usize) -> u8 {
@@ -146,4 +147,32 @@ fn mmio_maps_any_physical_address_uncached() {
     assert_eq!(virt_to_phys(virt), Some(PhysAddr::new(0x10_0000_0040)));
     memory::unmap_mmio(high);
     assert_eq!(virt_to_phys(virt), None);
+}
+
+fn oversized_requests_fail_without_using_up_the_address_space() {
+    // Larger than the whole MMIO window (a BAR size read from a device, say):
+    // refused, and the window is as usable afterwards as before.
+    let window = memory::layout::MMIO_SIZE as usize;
+    assert_eq!(
+        map_mmio(0x10_0000_0000, 2 * window).unwrap_err(),
+        memory::MapError::OutOfVirtualSpace
+    );
+    // Lengths and page counts whose byte size overflows: an error, not a panic.
+    assert_eq!(
+        map_mmio(0xfee0_0000, usize::MAX).unwrap_err(),
+        memory::MapError::OutOfVirtualSpace
+    );
+    assert_eq!(
+        alloc_kernel_pages(u64::MAX).unwrap_err(),
+        memory::MapError::OutOfVirtualSpace
+    );
+    assert_eq!(
+        alloc_kernel_pages(memory::layout::KMAP_SIZE).unwrap_err(),
+        memory::MapError::OutOfVirtualSpace
+    );
+    let lapic = map_mmio(0xfee0_0000, 0x1000).expect("the MMIO window still has room");
+    assert!((0x10..=0x20).contains(&(lapic.read32(0x30) & 0xff)));
+    memory::unmap_mmio(lapic);
+    let page = alloc_kernel_pages(1).expect("the kernel map area still has room");
+    assert!(page.as_u64() >= memory::layout::KMAP_BASE);
 }

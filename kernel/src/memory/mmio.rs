@@ -117,12 +117,16 @@ pub fn map_shared_memory(phys: u64, len: usize) -> Result<MmioRegion, MapError> 
 }
 
 /// Maps `len` bytes at physical `phys` with `caching`, writable,
-/// non-executable, in the MMIO window, until [`unmap_mmio`].
+/// non-executable, in the MMIO window, until [`unmap_mmio`]. Errors:
+/// [`MapError::OutOfVirtualSpace`] when the window has no room for `len`
+/// (also for lengths no address space holds), or a mapping error.
 pub fn map_physical(phys: u64, len: usize, caching: Caching) -> Result<MmioRegion, MapError> {
     let base = phys & !(PAGE_SIZE - 1);
-    let span = (phys - base + len as u64)
-        .next_multiple_of(PAGE_SIZE)
-        .max(PAGE_SIZE);
+    // `len` may come from a device (a BAR's size): overflow is an error.
+    let span = (phys - base)
+        .checked_add(len as u64)
+        .and_then(|bytes| bytes.max(PAGE_SIZE).checked_next_multiple_of(PAGE_SIZE))
+        .ok_or(MapError::OutOfVirtualSpace)?;
     let virt = reserve(&MMIO_NEXT, MMIO_BASE, MMIO_SIZE, span)?;
     let mut flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
     if caching == Caching::Uncached {

@@ -315,17 +315,27 @@ pub fn phys_to_virt(phys: PhysAddr) -> Option<VirtAddr> {
     (ram || low).then(|| VirtAddr::new(addr))
 }
 
+/// Takes `bytes` (rounded up to pages) from the bump allocator `next` of
+/// the area `[base, base + size)`. A request that does not fit fails
+/// without moving `next`, so one oversized request (a BAR size read from a
+/// device, say) does not use the area up for everyone after it.
 pub(super) fn reserve(next: &AtomicU64, base: u64, size: u64, bytes: u64) -> Result<u64, MapError> {
-    let bytes = bytes.next_multiple_of(PAGE_SIZE);
-    let start = next.fetch_add(bytes, Ordering::Relaxed);
-    if start + bytes > base + size {
-        return Err(MapError::OutOfVirtualSpace);
-    }
-    Ok(start)
+    let bytes = bytes
+        .checked_next_multiple_of(PAGE_SIZE)
+        .ok_or(MapError::OutOfVirtualSpace)?;
+    let end = base + size;
+    next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |start| {
+        start.checked_add(bytes).filter(|&stop| stop <= end)
+    })
+    .map_err(|_| MapError::OutOfVirtualSpace)
 }
 
 /// Reserves `pages` consecutive, unmapped virtual pages in the kernel map
-/// area for the caller to fill with [`map_page`]. Never reused.
+/// area for the caller to fill with [`map_page`]. Never reused. Errors:
+/// [`MapError::OutOfVirtualSpace`] when the area has no such run left.
 pub fn alloc_kernel_pages(pages: u64) -> Result<VirtAddr, MapError> {
-    reserve(&KMAP_NEXT, KMAP_BASE, KMAP_SIZE, pages * PAGE_SIZE).map(VirtAddr::new)
+    let bytes = pages
+        .checked_mul(PAGE_SIZE)
+        .ok_or(MapError::OutOfVirtualSpace)?;
+    reserve(&KMAP_NEXT, KMAP_BASE, KMAP_SIZE, bytes).map(VirtAddr::new)
 }
