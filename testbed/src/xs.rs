@@ -9,7 +9,7 @@
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use xenstore::ring::{RingEvents, RingPage};
@@ -21,10 +21,31 @@ use crate::error::{Error, Result};
 /// [`RingEvents`] over a testbed domain's event channel: the daemon's kicks
 /// arrive as datagrams on the domain's socket; `wake_all` kicks a private
 /// socket polled alongside it.
+///
+/// The ring transport has two waiters at once (a sender waiting for room in
+/// the request ring, the receiver waiting for data), and a kick is meant for
+/// both: whichever consumes it must not leave the other asleep. So one waiter
+/// at a time polls the sockets; every kick is consumed under `waiters` and
+/// bumps its epoch, which wakes the others (asleep on `changed`) to re-check
+/// their conditions.
 pub struct DomainEvents {
     domain: Arc<Domain>,
     wake_rx: UnixDatagram,
     wake_tx: UnixDatagram,
+    /// Guards the epoch and the poller role. Held only briefly: never while
+    /// a condition is evaluated or the sockets are polled.
+    waiters: Mutex<Waiters>,
+    /// Waiters other than the poller sleep here until the epoch moves or
+    /// the poller leaves.
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Waiters {
+    /// Kicks consumed so far (by any waiter).
+    epoch: u64,
+    /// A waiter is polling the sockets.
+    polling: bool,
 }
 
 impl DomainEvents {
@@ -42,15 +63,45 @@ impl DomainEvents {
             domain,
             wake_rx,
             wake_tx,
+            waiters: Mutex::new(Waiters::default()),
+            changed: Condvar::new(),
         })
     }
 
-    /// Consumes pending kicks from the daemon and from `wake_all`.
-    fn drain(&self) {
-        // A failed read only means no kick is pending: the poll below decides.
-        let _ = self.domain.take_event();
+    fn lock(&self) -> MutexGuard<'_, Waiters> {
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Consumes pending kicks from the daemon and from `wake_all`; true if
+    /// there was one.
+    fn drain(&self) -> bool {
+        // A failed read only means no kick is pending: the poll decides.
+        let mut any = self.domain.take_event().unwrap_or(false);
         let mut buf = [0u8; 16];
-        while self.wake_rx.recv(&mut buf).is_ok() {}
+        while self.wake_rx.recv(&mut buf).is_ok() {
+            any = true;
+        }
+        any
+    }
+
+    /// Blocks until a kick is pending on either socket or `timeout` passes.
+    fn poll(&self, timeout: Option<Duration>) {
+        let ms = timeout.map_or(-1, |t| t.as_millis().clamp(1, i32::MAX as u128) as i32);
+        let mut fds = [
+            libc::pollfd {
+                fd: self.domain.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.wake_rx.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a valid array of two pollfd for the call's
+        // duration. EINTR or an error just makes the caller re-check.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
     }
 }
 
@@ -67,43 +118,55 @@ impl RingEvents for DomainEvents {
 
     fn wait_until(&self, ready: &mut dyn FnMut() -> bool, timeout: Option<Duration>) -> bool {
         let deadline = timeout.map(|t| Instant::now() + t);
+        let mut waiters = self.lock();
         loop {
             // Consume kicks first: one arriving after `ready()` stays queued
-            // and ends the poll below.
-            self.drain();
+            // and ends the poll below, or, if another waiter consumes it,
+            // moves the epoch.
+            if self.drain() {
+                waiters.epoch += 1;
+                self.changed.notify_all();
+            }
+            let seen = waiters.epoch;
+            drop(waiters);
             if ready() {
                 return true;
             }
-            let ms = match deadline {
-                None => -1,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return ready();
-                    }
-                    left.as_millis().clamp(1, i32::MAX as u128) as i32
-                }
-            };
-            let mut fds = [
-                libc::pollfd {
-                    fd: self.domain.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: self.wake_rx.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: `fds` is a valid array of two pollfd for the call's
-            // duration. EINTR or an error just loops to re-check `ready`.
-            unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+            waiters = self.lock();
+            if waiters.epoch != seen {
+                continue; // Kicked while `ready()` ran.
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                drop(waiters);
+                return ready();
+            }
+            if waiters.polling {
+                waiters = match left {
+                    None => self
+                        .changed
+                        .wait(waiters)
+                        .unwrap_or_else(PoisonError::into_inner),
+                    Some(left) => match self.changed.wait_timeout(waiters, left) {
+                        Ok((guard, _)) => guard,
+                        Err(poisoned) => poisoned.into_inner().0,
+                    },
+                };
+            } else {
+                waiters.polling = true;
+                drop(waiters);
+                self.poll(left);
+                waiters = self.lock();
+                waiters.polling = false;
+                // Whoever still waits re-checks, and one of them polls next.
+                self.changed.notify_all();
+            }
         }
     }
 
     fn wake_all(&self) {
-        // A full socket already holds a pending wake-up.
+        // Ends the poller's poll; it then wakes the others. A full socket
+        // already holds a pending wake-up.
         let _ = self.wake_tx.send(&[1]);
     }
 }
@@ -126,4 +189,70 @@ pub fn ring_client(domain: Arc<Domain>, config: Config) -> Result<Client<StdPlat
             std::io::Error::other(e),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::GuestEventChannel;
+    use crate::page::SharedPage;
+    use crate::toolstack::DomainConfig;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A domain whose event channel this test kicks itself (no daemon).
+    fn lone_domain(name: &str) -> (Arc<Domain>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("xstb-events-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let page = SharedPage::create(&dir.join("page")).unwrap();
+        let guest = dir.join("guest");
+        let events = GuestEventChannel::bind(guest.clone(), dir.join("daemon")).unwrap();
+        (
+            Arc::new(Domain::new(DomainConfig::new(1), page, events)),
+            guest,
+        )
+    }
+
+    /// The ring transport has two waiters at once (a sender waiting for room,
+    /// the receiver waiting for data). A kick that arrives while one of them
+    /// evaluates its condition must end its wait even when the other waiter
+    /// is the one that consumes the kick.
+    #[test]
+    fn a_kick_consumed_by_one_waiter_still_ends_the_other_waiters_wait() {
+        let (domain, guest_end) = lone_domain("two-waiters");
+        let events = Arc::new(DomainEvents::new(domain).unwrap());
+        let flag = Arc::new(AtomicBool::new(false));
+        let (ev, f) = (Arc::clone(&events), Arc::clone(&flag));
+        let slow = std::thread::spawn(move || {
+            let start = Instant::now();
+            // Reads false, then stays in `ready` while the kick comes and goes.
+            let mut ready = || {
+                let now = f.load(Ordering::SeqCst);
+                if !now {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                now
+            };
+            let woke = ev.wait_until(&mut ready, Some(Duration::from_secs(10)));
+            (woke, start.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        flag.store(true, Ordering::SeqCst);
+        UnixDatagram::unbound()
+            .unwrap()
+            .send_to(&[1], &guest_end)
+            .unwrap();
+        // The other waiter consumes the kick; its own condition never holds.
+        assert!(!events.wait_until(&mut || false, Some(Duration::from_millis(50))));
+        let (woke, waited) = slow.join().unwrap();
+        assert!(woke);
+        assert!(
+            waited < Duration::from_secs(5),
+            "the kick was lost to the other waiter: woke only at the timeout ({waited:?})"
+        );
+        drop(events);
+        if let Some(dir) = guest_end.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
