@@ -19,6 +19,11 @@ const INJECT_TIMEOUT: Duration = Duration::from_secs(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// A xenstore message header: type, req_id, tx_id, len (u32 each, LE).
 const HEADER_LEN: usize = 16;
+/// Most body bytes `answer_next` declares (and pads to): well past the
+/// protocol's 4096-byte payload limit, which is what the hostile-peer tests
+/// cross, yet small enough that a guest's request cannot make the agent
+/// allocate gigabytes.
+pub const MAX_DECLARED_LEN: u32 = 64 * 1024;
 
 /// A second view of a domain's ring page, used from the daemon's side.
 pub struct DaemonSide {
@@ -108,13 +113,30 @@ impl DaemonSide {
     /// in the ring, consumes it, and answers it with `payload` under the
     /// request's type, req_id and tx_id, declaring `declared` bytes (default
     /// the payload's length; a longer declaration is padded with zeros).
-    /// Returns the request's type. The real daemon must be paused.
+    /// Returns the request's type. The real daemon must be paused. Errors
+    /// (before touching the ring) when the payload or the declaration is
+    /// over [`MAX_DECLARED_LEN`].
     pub fn answer_next(
         &self,
         payload: &[u8],
         declared: Option<u32>,
         notify: &dyn Fn() -> Result<(), String>,
     ) -> Result<u32, String> {
+        let payload_len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&len| len <= MAX_DECLARED_LEN)
+            .ok_or_else(|| {
+                format!(
+                    "a payload of {} bytes is over {MAX_DECLARED_LEN}",
+                    payload.len()
+                )
+            })?;
+        let declared = declared.unwrap_or(payload_len);
+        if declared > MAX_DECLARED_LEN {
+            return Err(format!(
+                "a declared length of {declared} bytes is over {MAX_DECLARED_LEN}"
+            ));
+        }
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         let (cons, header) = loop {
             let cons = self.read(offset::REQ_CONS)?;
@@ -143,7 +165,6 @@ impl DaemonSide {
             std::thread::sleep(Duration::from_millis(1));
         }
         self.write(offset::REQ_CONS, cons.wrapping_add(total))?;
-        let declared = declared.unwrap_or(payload.len() as u32);
         let mut reply = Vec::with_capacity(HEADER_LEN + payload.len());
         for w in [ty, req_id, tx_id, declared] {
             reply.extend_from_slice(&w.to_le_bytes());
@@ -250,6 +271,19 @@ mod tests {
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
         assert_eq!(words, [2, 7, 0, 9]);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_declared_length_past_the_bound_is_refused_before_the_ring_is_touched() {
+        let (side, path) = page("declared");
+        // Whatever the guest asks, the agent never pads gigabytes.
+        let err = side
+            .answer_next(b"x", Some(u32::MAX), &|| Ok(()))
+            .unwrap_err();
+        assert!(err.contains("declared length"), "{err}");
+        assert_eq!(side.read(offset::RSP_PROD).unwrap(), 0, "nothing injected");
+        assert_eq!(side.read(offset::REQ_CONS).unwrap(), 0, "nothing consumed");
         let _ = std::fs::remove_file(path);
     }
 }

@@ -118,7 +118,9 @@ impl XenstoreAgent {
                 let _ = tx.send(Instant::now());
             })
             .map_err(|e| e.to_string())?;
-        let mut samples = Vec::with_capacity(count as usize);
+        // `count` is the guest's word: grown as rounds complete, never
+        // preallocated from it.
+        let mut samples = Vec::new();
         for i in 0..count {
             let want = i.to_string();
             let start = Instant::now();
@@ -280,5 +282,19 @@ mod tests {
             args::<1>("x", &two),
             Err("x takes 1 arguments, got 2".to_string())
         );
+    }
+
+    #[test]
+    fn a_guests_round_count_is_not_trusted_with_an_allocation() {
+        let fixture =
+            crate::fixtures::xenstore::XenstoreFixture::start().expect("the real xenstored");
+        let agent = XenstoreAgent::new(fixture.testbed().clone(), 1).unwrap();
+        // u64::MAX rounds: the first write (to an invalid path) fails at once;
+        // nothing may be sized from the count before that.
+        let huge = u64::MAX.to_string().into_bytes();
+        let err = agent
+            .perform("latency", &[b"bad//path".to_vec(), b"/ack".to_vec(), huge])
+            .unwrap_err();
+        assert!(err.contains("EINVAL") || err.contains("invalid"), "{err}");
     }
 }
