@@ -63,10 +63,15 @@ pub fn transaction_id(body: &[u8]) -> Result<u32, ProtocolViolation> {
     }
 }
 
-/// The children names of a `DIRECTORY` reply (`<name>|*`).
+/// The children names of a `DIRECTORY` reply (`<name>|*`). An empty name
+/// is refused: joined to its parent it would name the parent again (and a
+/// tree walk would never end).
 pub fn directory(body: &[u8]) -> Result<Vec<String>, ProtocolViolation> {
     split_strings(body)?
         .map(|name| {
+            if name.is_empty() {
+                return Err(malformed(MsgType::Directory, "empty name"));
+            }
             String::from_utf8(name.to_vec())
                 .map_err(|_| malformed(MsgType::Directory, "name not UTF-8"))
         })
@@ -145,7 +150,7 @@ pub fn check(ty: MsgType, body: &[u8]) -> Result<(), ProtocolViolation> {
     match ty {
         // Values are raw bytes; CONTROL output is daemon-specific.
         MsgType::Read | MsgType::Control => Ok(()),
-        MsgType::Directory => split_strings(body).map(drop),
+        MsgType::Directory => directory(body).map(drop),
         MsgType::DirectoryPart => directory_page(body).map(drop),
         MsgType::GetPerms => permissions(body).map(drop),
         MsgType::TransactionStart => transaction_id(body).map(drop),
@@ -192,6 +197,13 @@ mod tests {
         assert_eq!(directory(b"a\0bc\0").unwrap(), ["a", "bc"]);
         assert!(directory(b"").unwrap().is_empty());
         assert_eq!(directory(b"a\0bc"), Err(ProtocolViolation::MissingNul));
+        for bad in [&b"\0"[..], b"a\0\0b\0", b"\xff\0"] {
+            assert!(
+                matches!(directory(bad), Err(ProtocolViolation::MalformedBody { .. })),
+                "{bad:?}"
+            );
+            assert_eq!(check(MsgType::Directory, bad), directory(bad).map(drop));
+        }
     }
 
     #[test]

@@ -344,3 +344,36 @@ fn mock_unanswered_request_times_out_without_stranding_the_others() {
     workers.into_iter().for_each(|w| w.join().unwrap());
     assert_eq!(mock.client.read("/after").unwrap(), b"value-of:/after");
 }
+
+/// The real daemon never lists a child with an empty name. Taken as a
+/// child, `""` joins back to its parent, so `rm_tree` would list the same
+/// node for ever.
+#[test]
+fn mock_directory_listing_an_empty_name_is_a_protocol_error_and_rm_tree_ends() {
+    let mock = SocketMock::start(Config::default(), |req| match req.ty() {
+        Some(MsgType::Directory) => Act::Send(msg(req.header.ty, req.header.req_id, 0, b"\0")),
+        _ => Act::Send(benign(req)),
+    });
+    let malformed = |e: &XsError| {
+        matches!(
+            e,
+            XsError::Protocol {
+                violation: ProtocolViolation::MalformedBody {
+                    ty: MsgType::Directory,
+                    ..
+                },
+                ..
+            }
+        )
+    };
+    let err = mock.client.directory("/x").unwrap_err();
+    assert!(malformed(&err), "{err:?}");
+    let (done_tx, done) = channel();
+    let client = mock.client.clone();
+    std::thread::spawn(move || done_tx.send(client.rm_tree("/x")).unwrap());
+    let result = done
+        .recv_timeout(Duration::from_secs(10))
+        .expect("rm_tree ended");
+    assert!(malformed(&result.unwrap_err()));
+    assert_eq!(mock.client.read("/after").unwrap(), b"value-of:/after");
+}
