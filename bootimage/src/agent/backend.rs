@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use testbed::Testbed;
 use xenstore::{Client, StdPlatform, Store, Watch, WatchEvent};
 
+use super::verbs::lock;
+
 /// Who plays a device's backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendMode {
@@ -117,10 +119,6 @@ fn play(xs: &Client<StdPlatform>, domid: u32, class: &str, id: &str) -> Result<(
         }
     })
     .map_err(|e| e.to_string())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// `/local/domain/0/backend/<class>/<domid>/<id>`.

@@ -25,6 +25,7 @@ pub mod codec;
 pub mod backend;
 pub mod ring;
 pub mod toolstack;
+pub mod verbs;
 pub mod xenbus;
 pub mod xenstore;
 

@@ -186,7 +186,7 @@ pub fn field_offset(name: &str) -> Result<usize, String> {
         "server_features" => offset::SERVER_FEATURES,
         "connection" => offset::CONNECTION,
         "error" => offset::ERROR,
-        other => super::xenstore::parse_number(other)? as usize,
+        other => super::verbs::parse_number(other)? as usize,
     };
     if at % 4 != 0 || at + 4 > testbed::page::PAGE_SIZE {
         return Err(format!(

@@ -27,6 +27,7 @@ use testbed::Testbed;
 use xenstore::{Access, Client, Permissions, StdPlatform, Store};
 
 use super::backend::{BackendMode, BackendPlayer, Devices, backend_path, frontend_path, state};
+use super::verbs::lock;
 
 /// What the toolstack does when the guest suspends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,10 +36,6 @@ pub enum SuspendMode {
     Migrate,
     /// Nothing changes: `cancelled`.
     Checkpoint,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The toolstack of one domain.

@@ -28,7 +28,8 @@ use testbed::Testbed;
 use super::Agent;
 use super::backend::BackendMode;
 use super::toolstack::{SuspendMode, Toolstack};
-use super::xenstore::{XenstoreAgent, parse_number};
+use super::verbs::{lock, parse_number, words};
+use super::xenstore::XenstoreAgent;
 
 /// Most output lines kept for `console-lines`.
 const CONSOLE_LINES: usize = 4000;
@@ -45,21 +46,6 @@ pub struct XenbusAgent {
     typed: Mutex<Vec<u8>>,
     /// A `shutdown-request` was sent: the node must end up cleared.
     shutdown_requested: Mutex<Option<String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn text(arg: &[u8]) -> String {
-    String::from_utf8_lossy(arg).into_owned()
-}
-
-fn words<const N: usize>(verb: &str, args: &[Vec<u8>]) -> Result<[String; N], String> {
-    let texts: Vec<String> = args.iter().map(|a| text(a)).collect();
-    texts
-        .try_into()
-        .map_err(|got: Vec<String>| format!("{verb} takes {N} arguments, got {}", got.len()))
 }
 
 fn state_number(text: &str) -> Result<u32, String> {

@@ -30,6 +30,7 @@ use testbed::{SharedPage, Testbed};
 
 use super::Agent;
 use super::ring::{DaemonSide, field_offset};
+use super::verbs::{lock, parse_number, text, words};
 
 /// Most transcript lines kept.
 const TRANSCRIPT_LINES: usize = 200;
@@ -58,7 +59,7 @@ impl XenstoreAgent {
     }
 
     fn note(&self, line: String) {
-        let mut t = self.transcript.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = lock(&self.transcript);
         if t.len() == TRANSCRIPT_LINES {
             t.remove(0);
         }
@@ -146,40 +147,21 @@ impl XenstoreAgent {
     }
 }
 
-pub(super) fn parse_number(text: &str) -> Result<u64, String> {
-    let parsed = match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => text.parse(),
-    };
-    parsed.map_err(|_| format!("{text:?} is not a number"))
-}
-
-fn text(arg: &[u8]) -> String {
-    String::from_utf8_lossy(arg).into_owned()
-}
-
-fn args<const N: usize>(verb: &str, args: &[Vec<u8>]) -> Result<[String; N], String> {
-    let texts: Vec<String> = args.iter().map(|a| text(a)).collect();
-    texts
-        .try_into()
-        .map_err(|got: Vec<String>| format!("{verb} takes {N} arguments, got {}", got.len()))
-}
-
 impl Agent for XenstoreAgent {
     fn perform(&self, verb: &str, raw: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> {
         let started = Instant::now();
         let result = match verb {
             "nop" => Ok(vec![]),
             "xenstore-write" => {
-                let [path, value] = args(verb, raw)?;
+                let [path, value] = words(verb, raw)?;
                 self.cli("write", &[&path, &value]).map(|_| vec![])
             }
             "xenstore-read" => {
-                let [path] = args(verb, raw)?;
+                let [path] = words(verb, raw)?;
                 self.cli("read", &[&path]).map(|v| vec![v.into_bytes()])
             }
             "xenstore-rm" => {
-                let [path] = args(verb, raw)?;
+                let [path] = words(verb, raw)?;
                 self.cli("rm", &[&path]).map(|_| vec![])
             }
             "xenstore-chmod" => {
@@ -188,7 +170,7 @@ impl Agent for XenstoreAgent {
                 self.cli("chmod", &refs).map(|_| vec![])
             }
             "flood" => {
-                let [dir, count] = args(verb, raw)?;
+                let [dir, count] = words(verb, raw)?;
                 let count = parse_number(&count)?;
                 self.flood(&dir, count)
                     .map(|us| vec![us.to_string().into_bytes()])
@@ -202,13 +184,13 @@ impl Agent for XenstoreAgent {
                     vec![pid.to_string().into_bytes()]
                 }),
             "peek" => {
-                let [field] = args(verb, raw)?;
+                let [field] = words(verb, raw)?;
                 self.ring
                     .read(field_offset(&field)?)
                     .map(|v| vec![v.to_string().into_bytes()])
             }
             "poke" => {
-                let [field, value] = args(verb, raw)?;
+                let [field, value] = words(verb, raw)?;
                 let at = field_offset(&field)?;
                 let value = u32::try_from(parse_number(&value)?)
                     .map_err(|_| format!("{value} does not fit a u32"))?;
@@ -241,7 +223,7 @@ impl Agent for XenstoreAgent {
             }
             "notify-guest" => self.notify_guest().map(|()| vec![]),
             "latency" => {
-                let [node, ack, count] = args(verb, raw)?;
+                let [node, ack, count] = words(verb, raw)?;
                 let count = parse_number(&count)?.max(1);
                 self.latency(&node, &ack, count).map(|(p50, p99)| {
                     vec![p50.to_string().into_bytes(), p99.to_string().into_bytes()]
@@ -263,26 +245,13 @@ impl Agent for XenstoreAgent {
     }
 
     fn transcript(&self) -> String {
-        self.transcript
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .join("\n")
+        lock(&self.transcript).join("\n")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn argument_counts_are_checked() {
-        let two = [b"a".to_vec(), b"b".to_vec()];
-        assert_eq!(args::<2>("x", &two), Ok(["a".to_string(), "b".to_string()]));
-        assert_eq!(
-            args::<1>("x", &two),
-            Err("x takes 1 arguments, got 2".to_string())
-        );
-    }
 
     #[test]
     fn a_guests_round_count_is_not_trusted_with_an_allocation() {
