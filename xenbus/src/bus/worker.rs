@@ -302,13 +302,17 @@ fn suspend_resume<P: Platform>(
     bus: &Arc<BusShared<P>>,
     step: PlatformSuspend,
 ) -> Result<SuspendOutcome, BusError> {
-    let bound: Vec<(Device<P>, Arc<dyn Driver<P>>)> = bus.registry.with(|r| {
-        r.devices
-            .values()
-            .filter(|d| d.inner.state.with(|s| s.driver.is_some()))
-            .filter_map(|d| Some((d.clone(), r.drivers.get(&d.inner.class)?.clone())))
-            .collect()
-    });
+    // The registry and each device's state are taken one after the other,
+    // never nested (see the bus's lock rules).
+    let devices: Vec<Device<P>> = bus.registry.with(|r| r.devices.values().cloned().collect());
+    let bound: Vec<(Device<P>, Arc<dyn Driver<P>>)> = devices
+        .into_iter()
+        .filter(|d| d.inner.state.with(|s| s.driver.is_some()))
+        .filter_map(|d| {
+            let driver = bus.driver_for(&d.inner.class)?;
+            Some((d, driver))
+        })
+        .collect();
     for (dev, driver) in &bound {
         if let Err(e) = driver.suspend(dev) {
             log::warn!("xenbus: {}: suspend failed: {e}", dev.nodename());
