@@ -293,6 +293,36 @@ fn transaction_conflicting_with_the_cli_gets_eagain_and_the_helper_retries() {
     }
 }
 
+/// The helper's retry bound: a body that conflicts on every attempt is run
+/// exactly `Config::transaction_attempts` times, and the last EAGAIN comes
+/// back (nothing applied).
+#[test]
+fn transaction_helper_gives_up_after_its_attempt_bound_with_the_last_eagain() {
+    let tb = start_testbed();
+    let config = Config {
+        transaction_attempts: 3,
+        ..Config::default()
+    };
+    let xs = socket_client(&tb, config);
+    let other = socket_client(&tb, Config::default());
+    xs.write("/bound/v", "0").unwrap();
+    let mut attempts = 0;
+    let result = xs.transaction(|t| {
+        attempts += 1;
+        let v: u32 = t.read_parsed("/bound/v")?;
+        // A conflicting write on another connection, every time.
+        other.write_display("/bound/v", 100 + attempts).unwrap();
+        t.write_display("/bound/v", v + 1)
+    });
+    assert!(matches!(result, Err(XsError::Eagain(_))), "{result:?}");
+    assert_eq!(attempts, 3);
+    assert_eq!(
+        xs.read_string("/bound/v").unwrap(),
+        "103",
+        "no attempt applied"
+    );
+}
+
 /// A listing too long for one reply: the daemon answers E2BIG to a plain
 /// DIRECTORY, and `directory()` pages it with DIRECTORY_PART. The guest
 /// reads a dom0 directory made readable to it (its own could not grow so
