@@ -45,12 +45,7 @@ fn ivshmem_doorbell_msix_is_found_and_programmed_for_cpu_0() {
         .find(capability::CAP_ID_MSIX)
         .expect("well-formed list")
         .expect("MSI-X present");
-    let info = capability::MsixInfo::decode(
-        config(cap.offset),
-        config(cap.offset + 4),
-        config(cap.offset + 8),
-    )
-    .expect("valid BIRs");
+    let info = capability::MsixInfo::read(cap.offset, config).expect("valid BIRs");
     assert_eq!(
         (info.table_bar, info.table_offset, info.table_size),
         (1, 0, 1)

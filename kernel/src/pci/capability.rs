@@ -165,6 +165,16 @@ impl MsixInfo {
         })
     }
 
+    /// Reads and decodes the MSI-X capability found at config-space
+    /// `offset` through `read32`. `None` when a BIR names no BAR, or when the
+    /// capability's three dwords do not fit in config space (a device may
+    /// put its header in the last dwords).
+    pub fn read(offset: u8, read32: impl Fn(u8) -> u32) -> Option<MsixInfo> {
+        let table = offset.checked_add(4)?;
+        let pba = offset.checked_add(8)?;
+        Self::decode(read32(offset), read32(table), read32(pba))
+    }
+
     /// Byte offset of entry `index` in the table's BAR (`None` past the table).
     pub fn entry_offset(&self, index: u16) -> Option<usize> {
         (index < self.table_size)
@@ -275,5 +285,13 @@ mod tests {
         );
         assert_eq!(big.entry_offset(3), Some(0x2000 + 48));
         assert_eq!(MsixInfo::decode(0x11, 0x6, 0x1), None, "BIR 6 is reserved");
+    }
+
+    #[test]
+    fn msix_capability_running_past_config_space_is_refused() {
+        let cfg = |_| 0x0000_0011; // every dword an MSI-X header, BIR 1
+        assert!(MsixInfo::read(0xf4, cfg).is_some(), "the last three dwords");
+        assert_eq!(MsixInfo::read(0xf8, cfg), None);
+        assert_eq!(MsixInfo::read(0xfc, cfg), None);
     }
 }

@@ -26,7 +26,7 @@ pub enum MsixError {
     NoCapability,
     /// The capability list is corrupt.
     CapabilityList(CapListError),
-    /// The capability names a reserved BAR.
+    /// The capability names a reserved BAR, or does not fit in config space.
     BadCapability,
     /// The BAR holding the table is not a memory BAR.
     TableBarMissing {
@@ -46,7 +46,10 @@ impl fmt::Display for MsixError {
         match self {
             Self::NoCapability => write!(f, "no MSI-X capability"),
             Self::CapabilityList(e) => write!(f, "corrupt capability list: {e:?}"),
-            Self::BadCapability => write!(f, "MSI-X capability names a reserved BAR"),
+            Self::BadCapability => write!(
+                f,
+                "MSI-X capability names a reserved BAR or runs past config space"
+            ),
             Self::TableBarMissing { bar } => write!(f, "MSI-X table BAR{bar} is not memory"),
             Self::TableOutsideBar => write!(f, "MSI-X table does not fit in its BAR"),
             Self::Map(e) => write!(f, "cannot map the MSI-X table: {e}"),
@@ -86,12 +89,8 @@ impl MsixTable {
             .map_err(MsixError::CapabilityList)?
             .ok_or(MsixError::NoCapability)?;
         let a = device.address;
-        let info = MsixInfo::decode(
-            a.read32(cap.offset),
-            a.read32(cap.offset + 4),
-            a.read32(cap.offset + 8),
-        )
-        .ok_or(MsixError::BadCapability)?;
+        let info = MsixInfo::read(cap.offset, |offset| a.read32(offset))
+            .ok_or(MsixError::BadCapability)?;
         let Some(Bar::Memory { address, size, .. }) = device.bar(info.table_bar) else {
             return Err(MsixError::TableBarMissing {
                 bar: info.table_bar,
@@ -101,8 +100,10 @@ impl MsixTable {
         if u64::from(info.table_offset) + table_len as u64 > size {
             return Err(MsixError::TableOutsideBar);
         }
-        let table =
-            map_mmio(address + u64::from(info.table_offset), table_len).map_err(MsixError::Map)?;
+        let table_phys = address
+            .checked_add(u64::from(info.table_offset))
+            .ok_or(MsixError::TableOutsideBar)?;
+        let table = map_mmio(table_phys, table_len).map_err(MsixError::Map)?;
         let control = a.read16(cap.offset + CONTROL);
         a.write16(
             cap.offset + CONTROL,
