@@ -198,6 +198,8 @@ impl StoreChannel for IvshmemChannel {
         if interrupt.is_some() {
             return Ok(());
         }
+        // MSI-X comes up with the function masked: nothing fires until
+        // `enable`, so a failure below leaves the device silent.
         let msix =
             MsixTable::setup(&self.device).map_err(|e| format!("{}", IvshmemError::Msix(e)))?;
         let vector = interrupts::allocate_vector().map_err(|e| format!("{e}"))?;
@@ -208,10 +210,18 @@ impl StoreChannel for IvshmemChannel {
                 return Err(format!("{e}"));
             }
         };
-        let message = MsiMessage::fixed(interrupts::apic::id(), vector)
-            .ok_or_else(|| format!("vector {vector:#x} cannot be an MSI"))?;
-        msix.program(VECTOR_INDEX, message)
-            .map_err(|e| format!("{}", IvshmemError::Msix(e)))?;
+        let programmed = MsiMessage::fixed(interrupts::apic::id(), vector)
+            .ok_or_else(|| format!("vector {vector:#x} cannot be an MSI"))
+            .and_then(|message| {
+                msix.program(VECTOR_INDEX, message)
+                    .map_err(|e| format!("{}", IvshmemError::Msix(e)))
+            });
+        if let Err(e) = programmed {
+            // Give the vector back rather than leak it with its handler.
+            interrupts::unregister(registration);
+            interrupts::free_vector(vector);
+            return Err(e);
+        }
         msix.enable();
         log::info!(
             "xenstore: ivshmem MSI-X entry {VECTOR_INDEX} -> vector {vector:#x} on APIC {} \
