@@ -91,6 +91,12 @@ impl<P: Platform> Client<P> {
     /// Starts a transaction. It holds the suspend lock shared until it ends,
     /// so this waits while a suspend is under way.
     ///
+    /// A suspend that is waiting keeps new shared holders out, so that it
+    /// cannot be starved. A thread that already holds an open transaction
+    /// must therefore not start another one, nor add or remove a watch
+    /// (which take the lock shared too), if a suspend may begin meanwhile:
+    /// it would wait for the suspend, which waits for its open transaction.
+    ///
     /// Errors: as for any request; at the daemon's quota of open
     /// transactions (unprivileged domains) the C daemon answers
     /// [`XsError::Enospc`] (oxenstored: [`XsError::Equota`]).
@@ -136,6 +142,8 @@ impl<P: Platform> Client<P> {
     ///
     /// The returned handle removes the watch when dropped or on
     /// [`Watch::unwatch`]; [`Watch::detach`] keeps it for the client's life.
+    /// Registering and removing take the suspend lock shared for a moment
+    /// (see [`Client::transaction_start`] for what that forbids).
     /// Errors: invalid path; daemon errors (at its watch quota the C daemon
     /// answers [`XsError::E2big`], oxenstored [`XsError::Equota`]);
     /// [`XsError::Spawn`] if the watch or receive thread cannot start.

@@ -198,23 +198,24 @@ impl RingPage {
     }
 
     /// Reads request-ring bytes at `offset` (the daemon's side; for peers
-    /// in tests).
+    /// in tests). Panics if the range leaves the ring: offsets come from
+    /// [`output_chunk`]/[`input_chunk`], never from the peer.
     pub fn read_req(&self, offset: usize, out: &mut [u8]) {
         self.copy_out(REQ, offset, out)
     }
 
-    /// Writes request-ring bytes at `offset`.
+    /// Writes request-ring bytes at `offset`. Panics as [`RingPage::read_req`].
     pub fn write_req(&self, offset: usize, data: &[u8]) {
         self.copy_in(REQ, offset, data)
     }
 
-    /// Reads response-ring bytes at `offset`.
+    /// Reads response-ring bytes at `offset`. Panics as [`RingPage::read_req`].
     pub fn read_rsp(&self, offset: usize, out: &mut [u8]) {
         self.copy_out(RSP, offset, out)
     }
 
     /// Writes response-ring bytes at `offset` (the daemon's side; for peers
-    /// in tests).
+    /// in tests). Panics as [`RingPage::read_req`].
     pub fn write_rsp(&self, offset: usize, data: &[u8]) {
         self.copy_in(RSP, offset, data)
     }

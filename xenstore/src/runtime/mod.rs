@@ -71,7 +71,13 @@ pub struct Config {
     /// blocks its callers, which for a guest kernel is the honest outcome.
     /// With a timeout, the request fails with [`crate::XsError::Timeout`];
     /// a late reply is dropped (counted), a transaction it started is
-    /// aborted and a watch it added is removed.
+    /// aborted and a watch it added is removed (those clean-ups go out with
+    /// the client's next request).
+    ///
+    /// The timeout bounds the wait for a reply, not the writing of a
+    /// request: a requester that is writing into a ring the daemon has
+    /// stopped emptying waits for room for ever, since a message cannot be
+    /// abandoned half-written. Requesters queued behind it still time out.
     pub request_timeout: Option<Duration>,
     /// Events queued per watch before the overflow policy applies (see
     /// [`crate::WatchEvent::Overflow`]). Default 1024.

@@ -85,8 +85,9 @@ impl<P: Platform> Shared<P> {
             });
             match step {
                 Step::Queued { req_id, batch } => {
-                    // The deadline starts before sending: a write blocked on a
-                    // full ring counts against it too.
+                    // The deadline starts before sending, so the time spent
+                    // writing counts against it (the write itself is not cut
+                    // short: see `Config::request_timeout`).
                     let deadline = Deadline::after(&self.platform, self.config.request_timeout);
                     if let Some(batch) = batch {
                         self.write_outbox(batch);
