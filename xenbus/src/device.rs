@@ -23,7 +23,7 @@ pub(crate) struct DeviceState {
     pub(crate) ours: XenbusState,
     /// Where the other end is, once read.
     pub(crate) otherend: Option<Otherend>,
-    /// The other end's state as last read, and how many reads so far.
+    /// The other end's state as last read (`None` before the first read).
     pub(crate) seen: Option<OtherendState>,
     /// The device node was removed; the device is (being) detached.
     pub(crate) removed: bool,

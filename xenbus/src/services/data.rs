@@ -82,7 +82,9 @@ pub(crate) struct DataHandler<P: Platform> {
     xs: Client<P>,
     info: Arc<dyn SystemInfo>,
     /// Guards the cache of published values. Taken alone, never across a
-    /// request (each refresh runs on one handler thread at a time anyway).
+    /// request. Two refreshes overlap only if one outlived its timeout (a
+    /// store request hung); the cache may then disagree with the store
+    /// about a key until that key's value next changes.
     published: P::Lock<Published>,
 }
 

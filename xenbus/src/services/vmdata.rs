@@ -1,8 +1,10 @@
 //! The `vm-data/` pool: keys the host (XenServer's xapi, from the VM's
 //! `xenstore-data`) writes under the guest's `vm-data`, for drivers and the
 //! shell to read. A watch on `vm-data` triggers a re-read of the whole
-//! subtree into a snapshot; readers see consistent snapshots, never a
-//! half-updated one.
+//! subtree into a snapshot, which replaces the previous one whole: readers
+//! never see a snapshot being built. The re-read is not a transaction, so
+//! one that races a host update may catch part of it; the update's own
+//! watch event then brings another re-read, which sees all of it.
 //!
 //! Keys are paths relative to `vm-data` (`"key"`, `"dir/key"`); only
 //! leaves (nodes without children) are kept. A subtree of more than
