@@ -21,6 +21,7 @@ ktests::config!(
 );
 ktests::main!(
     ivshmem_bar_is_found_mapped_and_shared,
+    bars_decode_by_type_and_the_upper_half_of_a_64_bit_bar_is_none,
     intx_line_is_routable
 );
 
@@ -51,6 +52,33 @@ fn ivshmem_bar_is_found_mapped_and_shared() {
     for (i, &b) in GUEST_MAGIC.iter().enumerate() {
         shm.write8(64 + i, b);
     }
+}
+
+/// ivshmem-plain: BAR0 its 256 bytes of registers, no BAR1 (no MSI-X),
+/// BAR2 the shared memory as a 64-bit prefetchable BAR, so BAR3 is BAR2's
+/// high half and no BAR of its own.
+fn bars_decode_by_type_and_the_upper_half_of_a_64_bit_bar_is_none() {
+    let dev = ivshmem();
+    assert!(
+        matches!(dev.bar(0), Some(Bar::Memory { size: 256, .. })),
+        "BAR0: {:?}",
+        dev.bar(0)
+    );
+    assert_eq!(dev.bar(1), None, "BAR1 is not implemented");
+    assert!(
+        matches!(
+            dev.bar(2),
+            Some(Bar::Memory {
+                size: 0x10_0000,
+                prefetchable: true,
+                ..
+            })
+        ),
+        "BAR2: {:?}",
+        dev.bar(2)
+    );
+    assert_eq!(dev.bar(3), None, "BAR3 is BAR2's high half");
+    assert_eq!(dev.bar(6), None, "there are six BARs");
 }
 
 fn intx_line_is_routable() {

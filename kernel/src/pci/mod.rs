@@ -155,7 +155,7 @@ impl PciDevice {
     /// of a 64-bit BAR. Sizing briefly disables decoding, so call it before
     /// the device is in use.
     pub fn bar(&self, index: u8) -> Option<Bar> {
-        if index > 5 {
+        if index > 5 || self.is_upper_half_of_64_bit_bar(index) {
             return None;
         }
         let a = self.address;
@@ -199,6 +199,22 @@ impl PciDevice {
         };
         a.write16(COMMAND, cmd);
         bar
+    }
+
+    /// Whether BAR `index` holds the high 32 bits of the 64-bit memory BAR
+    /// before it. Only a walk from BAR0 can tell: the register itself is an
+    /// address, and its low bits may look like any BAR type.
+    fn is_upper_half_of_64_bit_bar(&self, index: u8) -> bool {
+        let mut i = 0;
+        while i < index {
+            let low = self.address.read32(0x10 + i * 4);
+            let is_64_bit_memory = low & 1 == 0 && (low >> 1) & 0x3 == 0x2;
+            if is_64_bit_memory && i + 1 == index {
+                return true;
+            }
+            i += if is_64_bit_memory { 2 } else { 1 };
+        }
+        false
     }
 }
 
