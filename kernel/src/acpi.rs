@@ -177,9 +177,13 @@ fn find_madt(rsdp_addr: u64) -> Option<&'static [u8]> {
         } else {
             u64::from(u32_at(entry, 0))
         };
-        table(addr).filter(|t| &t[..4] == b"APIC")
+        // The MADT's fixed part (header, LAPIC address, flags) is 44 bytes.
+        table(addr).filter(|t| &t[..4] == b"APIC" && t.len() >= MADT_ENTRIES)
     })
 }
+
+/// Where the MADT's entries start, after its fixed part.
+const MADT_ENTRIES: usize = 44;
 
 fn parse_madt(madt: &[u8]) -> InterruptModel {
     let mut model = InterruptModel {
@@ -189,7 +193,7 @@ fn parse_madt(madt: &[u8]) -> InterruptModel {
         overrides: [None; MAX_OVERRIDES],
     };
     let (mut nio, mut nov) = (0, 0);
-    let mut at = 44;
+    let mut at = MADT_ENTRIES;
     while at + 2 <= madt.len() {
         let (kind, len) = (madt[at], madt[at + 1] as usize);
         if len < 2 || at + len > madt.len() {

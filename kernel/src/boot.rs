@@ -252,8 +252,11 @@ unsafe fn parse_multiboot2(phys: u64, info: &mut BootInfo) {
             }
             6 => {
                 let entry_size = read_u32(body, 0) as usize;
+                // Entries follow entry_size and entry_version (a tag too
+                // short for them has none).
+                let entries = body.get(8..).unwrap_or_default();
                 if entry_size >= 24 {
-                    for entry in body[8..].chunks_exact(entry_size) {
+                    for entry in entries.chunks_exact(entry_size) {
                         info.push_region(MemoryRegion {
                             start: read_u64(entry, 0),
                             len: read_u64(entry, 8),
