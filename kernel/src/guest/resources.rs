@@ -137,10 +137,12 @@ impl DeviceResources for XenResources {
 
     fn end_ring_grant(&self, page: GrantedPage) -> Result<(), ResourceError> {
         const WHAT: &str = "end a ring grant";
-        // Checked before the grant ends, so a bad page changes nothing.
+        // Checked before the grant ends, so a bad page changes nothing: a
+        // page we granted is mapped and page aligned (free_frame insists).
         let frame = VirtAddr::try_new(page.addr as u64)
             .ok()
             .and_then(memory::virt_to_phys)
+            .filter(|frame| frame.is_aligned(memory::PAGE_SIZE))
             .ok_or(ResourceError::Hypervisor {
                 what: WHAT,
                 code: xen::error::Errno::EINVAL.0,
