@@ -52,32 +52,15 @@ for arg in "$@"; do
     esac
 done
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
-
-# package:probe:why
-needed=(
-    "qemu-system-x86:${QEMU:-qemu-system-x86_64}:QEMU boots the kernel"
-    "gcc:gcc:builds the fake Xen libraries the real xenstored runs on (part of the host tool)"
-)
-if [ "$mode" != xen ]; then
-    needed+=("xenstore-utils:xenstore-write:the real xenstore-* tools the host side uses")
+# What is missing (QEMU, gcc, the real xenstore-* tools, the pinned Rust
+# toolchain), installed and named by the shared installer; it uses sudo only
+# when not root. The xenstored binary itself (Debian's xen-utils-4.17) is
+# fetched into .cache/ on first use by the testbed crate, which says so.
+if [ "$mode" = xen ]; then
+    scripts/install-deps.sh --qemu
+else
+    scripts/install-deps.sh --run
 fi
-missing=()
-for entry in "${needed[@]}"; do
-    IFS=: read -r pkg probe why <<<"$entry"
-    if ! command -v "$probe" >/dev/null 2>&1; then
-        echo "run-qemu.sh: $probe not found; installing $pkg ($why)" >&2
-        missing+=("$pkg")
-    fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
-# The xenstored binary itself (Debian's xen-utils-4.17) is fetched into .cache/
-# on first use by the testbed crate, which says so.
 
 case "$mode" in
     run) exec cargo run -q -p bootimage -- run --fixture xenbus "${args[@]}" ;;

@@ -3,24 +3,36 @@
 # why. Idempotent: anything already present is left alone. Uses sudo only when not root.
 #
 #   scripts/install-deps.sh            everything (tests, demo, benchmark)
-#   scripts/install-deps.sh --qemu     only what booting the kernel needs
+#   scripts/install-deps.sh --run      what ./run-qemu.sh needs (QEMU, the real xenstore-* tools)
+#   scripts/install-deps.sh --qemu     only what booting the kernel needs (./run-qemu.sh --xen)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '[deps] %s\n' "$*" >&2; }
 as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        say "not root and sudo not found: run this as root, or run by hand: $*"
+        exit 1
+    fi
 }
 
-# package:command-or-file:reason
+# package:command-or-file:reason ($QEMU names another QEMU, as the boot tool honours it)
 qemu_pkgs=(
-    "qemu-system-x86:/usr/bin/qemu-system-x86_64:QEMU boots the kernel and the kernel test images"
+    "qemu-system-x86:${QEMU:-/usr/bin/qemu-system-x86_64}:QEMU boots the kernel and the kernel test images"
+    # Also the linker of every Rust host build: the boot tool cannot be built without it.
+    "gcc:/usr/bin/gcc:links the host tools and builds the fake Xen libraries the real xenstored runs on"
 )
-all_pkgs=(
+run_pkgs=(
     "${qemu_pkgs[@]}"
     "xenstore-utils:/usr/bin/xenstore-write:the real xenstore-* CLI and libxenstore, used as peers by the tests"
+)
+all_pkgs=(
+    "${run_pkgs[@]}"
     "libxen-dev:/usr/include/xenstore.h:xenstore.h, to build the libxenstore peer of the benchmark"
-    "gcc:/usr/bin/gcc:builds the fake Xen libraries the real xenstored runs on"
     "g++:/usr/bin/g++:builds libFuzzer for the bounded fuzz run"
     "binutils:/usr/bin/nm:nm checks the fake Xen libraries against what the daemon imports"
     "grub-pc-bin:/usr/lib/grub/i386-pc/multiboot2.mod:GRUB modules, for the optional bootable ISO"
@@ -29,13 +41,18 @@ all_pkgs=(
     "mtools:/usr/bin/mformat:writes the optional bootable ISO"
 )
 
-pkgs=("${all_pkgs[@]}")
-[ "${1:-}" = "--qemu" ] && pkgs=("${qemu_pkgs[@]}")
+mode=${1:-all}
+case "$mode" in
+    all) pkgs=("${all_pkgs[@]}") ;;
+    --run) pkgs=("${run_pkgs[@]}") ;;
+    --qemu) pkgs=("${qemu_pkgs[@]}") ;;
+    *) say "unknown option $mode (want --run or --qemu, or nothing for everything)"; exit 2 ;;
+esac
 
 missing=()
 for entry in "${pkgs[@]}"; do
     IFS=: read -r pkg probe why <<<"$entry"
-    if [ ! -e "$probe" ]; then
+    if [ ! -e "$probe" ] && ! command -v "$probe" >/dev/null; then
         say "missing $pkg: $why"
         missing+=("$pkg")
     fi
@@ -55,18 +72,23 @@ fi
 # which needs the package lists even when every package above is already installed.
 # (Output captured first: under pipefail, `grep -q` closing the pipe early would fail the test.)
 policy=$(apt-cache policy xen-utils-4.17 2>/dev/null || true)
-if [ "${1:-}" != "--qemu" ] && command -v apt-cache >/dev/null && ! grep -q 'Candidate: [0-9]' <<<"$policy"; then
+if [ "$mode" != "--qemu" ] && command -v apt-cache >/dev/null && ! grep -q 'Candidate: [0-9]' <<<"$policy"; then
     say "apt does not know xen-utils-4.17 yet (the real xenstored comes from it): apt-get update"
     as_root apt-get update -qq
 fi
 
 # The Rust toolchain and the bare-metal target come from rust-toolchain.toml: rustup installs them on
-# first use. Doing it here makes that visible instead of a silent pause in the first cargo call.
+# first use. Doing it here makes that visible instead of a silent pause in the first cargo call; its
+# output is shown only when it had work to do or failed.
 if command -v rustup >/dev/null; then
-    if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-none; then
+    targets=$(rustup target list --installed 2>/dev/null || true)
+    if ! grep -qx x86_64-unknown-none <<<"$targets"; then
         say "installing the pinned Rust toolchain and its x86_64-unknown-none target (rust-toolchain.toml)"
+        rustup toolchain install >&2
+    elif ! out=$(rustup toolchain install 2>&1); then
+        printf '%s\n' "$out" >&2
+        exit 1
     fi
-    rustup toolchain install >&2
 else
     say "rustup not found: install Rust from https://rustup.rs (the toolchain is pinned in rust-toolchain.toml)"
     exit 1
