@@ -99,7 +99,7 @@ fn no_byte_sequence_panics_the_line_editor_or_the_parser() {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let byte = if state % 3 == 0 {
+        let byte = if state.is_multiple_of(3) {
             special[(state >> 8) as usize % special.len()]
         } else {
             (state >> 16) as u8
