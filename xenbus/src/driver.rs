@@ -34,9 +34,10 @@ pub trait Driver<P: Platform>: Send + Sync + 'static {
         Ok(())
     }
 
-    /// The device node was removed (hot-unplug) or the bus is stopping:
-    /// release everything the device holds. Afterwards the bus writes
-    /// Closed to our `state` if the node still exists.
+    /// The device node was removed (hot-unplug): release everything the
+    /// device holds. Afterwards the bus writes Closed to our `state` if the
+    /// node still exists. Stopping the bus (dropping its last handle) does
+    /// not detach: it stops watching and leaves devices as they are.
     fn detach(&self, dev: &Device<P>);
 
     /// The other end's `state` node changed (or its directory went away),

@@ -36,7 +36,9 @@ pub(crate) enum Work<P: Platform> {
     Stop(Arc<Completion<P, ()>>),
 }
 
-/// The worker's loop: runs until `Stop`.
+/// The worker's loop: runs until `Stop`. Work still queued behind `Stop`
+/// (the other ends' last events, raced in before they were unwatched) is
+/// dropped: once the bus is stopped no driver callback runs.
 pub(super) fn run<P: Platform>(bus: &Arc<BusShared<P>>) {
     while let Some(work) = bus.work.pop() {
         match work {
@@ -51,6 +53,7 @@ pub(super) fn run<P: Platform>(bus: &Arc<BusShared<P>>) {
                     bus.registry.with(|r| r.devices.values().cloned().collect());
                 devices.iter().for_each(unwatch_otherend);
                 done.complete(());
+                return;
             }
         }
     }
