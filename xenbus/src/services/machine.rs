@@ -19,9 +19,11 @@
 //! A trigger while the service is not Ready is *deferred*: it is remembered
 //! (triggers coalesce: the request is read from the store when its turn
 //! comes, so the latest one wins) and handled as soon as the service is
-//! Ready again. It is counted as deferred only if it then carries a request:
-//! the watch event that a service's own acknowledgement fires while it is
-//! busy is a trigger too, and finds nothing to do. The service thread runs `receive` (read and
+//! Ready again. It is counted as deferred only if a request was under way
+//! when it came (not a `receive` that found nothing to do) and it then
+//! carries a request itself: the watch event that a service's own
+//! acknowledgement fires while it is busy is a trigger too, and finds
+//! nothing to do. The service thread runs `receive` (read and
 //! acknowledge the request); each request's `handle` runs on a thread of
 //! its own so a handler that never returns only costs that thread: after
 //! the timeout the service records [`ServiceError::HandlerTimeout`] and
@@ -74,7 +76,8 @@ pub struct ServiceStatus {
     /// Handlers abandoned after the timeout.
     pub timed_out: u64,
     /// Requests that arrived while another was under way and were taken up
-    /// after it (triggers that found nothing to do are not counted).
+    /// after it (triggers that found nothing to do, or came while the
+    /// service only found nothing to do, are not counted).
     pub deferred: u64,
     /// The request being handled, or the last one.
     pub last_request: Option<String>,
@@ -116,6 +119,9 @@ struct Control {
     pending: bool,
     /// Some pending trigger arrived while a request was under way.
     pending_while_busy: bool,
+    /// Some pending trigger arrived while `receive` ran: it was waiting
+    /// behind a request only if that `receive` found one.
+    pending_while_receiving: bool,
     /// The request whose handler's result is still wanted.
     active: Option<u64>,
     next_seq: u64,
@@ -171,6 +177,7 @@ impl<P: Platform, H: Handler> Machine<P, H> {
                 },
                 pending: false,
                 pending_while_busy: false,
+                pending_while_receiving: false,
                 active: None,
                 next_seq: 0,
                 finished: None,
@@ -190,8 +197,12 @@ impl<P: Platform, H: Handler> Machine<P, H> {
     /// watch callback.
     pub(crate) fn trigger(&self) {
         self.inner.control.with(|c| {
-            if !matches!(c.status.state, ServiceState::Ready | ServiceState::Init) {
-                c.pending_while_busy = true;
+            match c.status.state {
+                ServiceState::HandlerRunning | ServiceState::Responded => {
+                    c.pending_while_busy = true
+                }
+                ServiceState::RequestReceived => c.pending_while_receiving = true,
+                ServiceState::Init | ServiceState::Ready | ServiceState::Dying => {}
             }
             c.pending = true;
         });
@@ -259,7 +270,17 @@ fn run<P: Platform, H: Handler>(m: &Arc<MachineInner<P, H>>) {
         if dying || m.control.with(|c| c.status.state == ServiceState::Dying) {
             return;
         }
-        match m.handler.receive() {
+        let received = m.handler.receive();
+        m.control.with(|c| {
+            // A trigger that came while this `receive` found nothing to do
+            // (e.g. the host's write landing while the watch's first event is
+            // checked) waited behind no request.
+            let during = core::mem::take(&mut c.pending_while_receiving);
+            if !matches!(received, Ok(None)) {
+                c.pending_while_busy |= during;
+            }
+        });
+        match received {
             Ok(Some(request)) => {
                 if deferred {
                     m.control.with(|c| c.status.deferred += 1);
