@@ -186,16 +186,16 @@ impl<P: Platform> Driver<P> for SampleFrontend<P> {
                 Self::publish(dev)
             }
             OtherendState::Known(XenbusState::Connected) => {
-                if ours == XenbusState::Initialising {
+                let published = if ours == XenbusState::Initialising {
                     // The backend skipped InitWait: publish on the way.
-                    if let Err(e) = Self::publish(dev) {
-                        return dev.dev_fatal(&e, "connecting to the backend");
-                    }
-                }
-                match dev.state() {
+                    Self::publish(dev)
+                } else {
+                    Ok(())
+                };
+                published.and_then(|()| match dev.state() {
                     XenbusState::Initialised => dev.switch_state(XenbusState::Connected),
                     _ => Ok(()),
-                }
+                })
             }
             OtherendState::Known(XenbusState::Closing | XenbusState::Closed)
             | OtherendState::Gone => {
