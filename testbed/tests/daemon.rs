@@ -38,8 +38,15 @@ fn daemon_starts_and_is_named_with_its_version() {
             daemon.version
         );
     }
-    // Its logs are at hand for failure reports.
-    let tails = tb.log_tails();
+    // Its logs are at hand for failure reports. On a loaded machine the
+    // trace line was seen to land just after the socket first answered:
+    // give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut tails = tb.log_tails();
+    while !tails.contains("Checking store") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        tails = tb.log_tails();
+    }
     assert!(tails.contains("Checking store"), "{tails}");
     // It answers on its private socket as a 4.17 daemon does.
     let mut xs = tb.connect().unwrap();
