@@ -75,9 +75,10 @@ pub struct Config {
     /// the client's next request).
     ///
     /// The timeout bounds the wait for a reply, not the writing of a
-    /// request: a requester that is writing into a ring the daemon has
-    /// stopped emptying waits for room for ever, since a message cannot be
-    /// abandoned half-written. Requesters queued behind it still time out.
+    /// request: a requester writing to a daemon that has stopped reading
+    /// (a full ring, a full socket buffer) waits for room for ever, since a
+    /// message cannot be abandoned half-written. Requesters queued behind
+    /// it still time out.
     pub request_timeout: Option<Duration>,
     /// Events queued per watch before the overflow policy applies (see
     /// [`crate::WatchEvent::Overflow`]). Default 1024.
