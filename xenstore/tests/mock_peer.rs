@@ -377,3 +377,41 @@ fn mock_directory_listing_an_empty_name_is_a_protocol_error_and_rm_tree_ends() {
     assert!(malformed(&result.unwrap_err()));
     assert_eq!(mock.client.read("/after").unwrap(), b"value-of:/after");
 }
+
+/// The real daemon ends a paged listing within the size of one node. A peer
+/// that never sends the last page (each page one more name) must not make
+/// the client page and allocate for ever.
+#[test]
+fn mock_directory_pages_that_never_end_are_a_protocol_error() {
+    let mock = SocketMock::start(Config::default(), |req| match req.ty() {
+        Some(MsgType::Directory) => Act::Send(msg(ERROR, req.header.req_id, 0, b"E2BIG\0")),
+        Some(MsgType::DirectoryPart) => {
+            // Generation "1", then 4000 bytes of one name, never the end marker.
+            let mut body = b"1\0".to_vec();
+            body.extend(std::iter::repeat_n(b'n', 4000));
+            body.push(0);
+            Act::Send(msg(req.header.ty, req.header.req_id, 0, &body))
+        }
+        _ => Act::Send(benign(req)),
+    });
+    let (done_tx, done) = channel();
+    let client = mock.client.clone();
+    std::thread::spawn(move || done_tx.send(client.directory("/big")).unwrap());
+    let result = done
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the listing ended");
+    assert!(
+        matches!(
+            result,
+            Err(XsError::Protocol {
+                violation: ProtocolViolation::MalformedBody {
+                    ty: MsgType::DirectoryPart,
+                    ..
+                },
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(mock.client.read("/after").unwrap(), b"value-of:/after");
+}

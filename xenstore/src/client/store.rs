@@ -239,8 +239,14 @@ fn remove_subtree<S: Store + ?Sized>(store: &S, root: &str) -> Result<(), XsErro
     Ok(())
 }
 
+/// Longest child list [`directory_paged`] accepts, in bytes of names. A real
+/// directory stays far below it (the daemon keeps a node's child list in one
+/// record); a peer paging past it would otherwise have us allocate for ever.
+pub const DIRECTORY_LISTING_MAX: u32 = 16 << 20;
+
 /// Pages through a large directory. Restarts if the node changes between
-/// pages (its generation count differs), a bounded number of times.
+/// pages (its generation count differs), a bounded number of times. A
+/// listing longer than [`DIRECTORY_LISTING_MAX`] is a protocol error.
 fn directory_paged<S: Store + ?Sized>(store: &S, path: &str) -> Result<Vec<String>, XsError> {
     const RESTARTS: usize = 8;
     'restart: for _ in 0..RESTARTS {
@@ -256,8 +262,18 @@ fn directory_paged<S: Store + ?Sized>(store: &S, path: &str) -> Result<Vec<Strin
                 Some(g) if *g != page.generation => continue 'restart,
                 Some(_) => {}
             }
+            offset = offset
+                .checked_add(page.consumed)
+                .filter(|&end| end <= DIRECTORY_LISTING_MAX)
+                .ok_or_else(|| {
+                    let what = "pages run past any directory's size";
+                    let violation = ProtocolViolation::MalformedBody {
+                        ty: MsgType::DirectoryPart,
+                        what,
+                    };
+                    protocol(MsgType::DirectoryPart, Some(path), violation)
+                })?;
             names.extend(page.names);
-            offset = offset.saturating_add(page.consumed);
             if page.last {
                 return Ok(names);
             }
