@@ -19,6 +19,15 @@ struct IoApic {
     pins: u32,
 }
 
+impl IoApic {
+    /// The input pin `gsi` arrives on, if this IOAPIC serves it. Checked
+    /// arithmetic: `gsi_base` comes from the firmware's MADT.
+    fn pin_of(&self, gsi: u32) -> Option<u32> {
+        gsi.checked_sub(self.gsi_base)
+            .filter(|&pin| pin < self.pins)
+    }
+}
+
 struct Routing {
     ioapics: Vec<IoApic>,
     /// GSI -> vector, for lines already routed.
@@ -77,7 +86,7 @@ pub(super) fn init() {
             info.id,
             info.address,
             io.gsi_base,
-            io.gsi_base + io.pins - 1
+            io.gsi_base.saturating_add(io.pins.saturating_sub(1))
         );
         routing.ioapics.push(io);
     }
@@ -91,10 +100,10 @@ pub(super) fn route(gsi: u32, trigger: Trigger, polarity: Polarity) -> Result<u8
     if let Some(&(_, vector)) = routing.routes.iter().find(|(g, _)| *g == gsi) {
         return Ok(vector);
     }
-    let io = routing
+    let (io, pin) = routing
         .ioapics
         .iter()
-        .find(|io| (io.gsi_base..io.gsi_base + io.pins).contains(&gsi))
+        .find_map(|io| Some((io, io.pin_of(gsi)?)))
         .ok_or(IrqError::NoIoApicFor { gsi })?;
     let vector = super::allocate_vector()?;
     let mut entry = u64::from(vector) | MASKED; // fixed delivery, physical destination
@@ -105,7 +114,7 @@ pub(super) fn route(gsi: u32, trigger: Trigger, polarity: Polarity) -> Result<u8
         entry |= 1 << 15;
     }
     entry |= u64::from(super::apic::id()) << 56;
-    io.set_entry(gsi - io.gsi_base, entry);
+    io.set_entry(pin, entry);
     routing.routes.push((gsi, vector));
     log::debug!("GSI {gsi} -> vector {vector:#x} ({trigger:?}, {polarity:?})");
     Ok(vector)
@@ -114,15 +123,14 @@ pub(super) fn route(gsi: u32, trigger: Trigger, polarity: Polarity) -> Result<u8
 /// Unmasks a routed GSI (no effect if it was never routed).
 pub(super) fn unmask(gsi: u32) {
     let routing = ROUTING.lock();
-    let Some(io) = routing
+    let Some((io, pin)) = routing
         .ioapics
         .iter()
-        .find(|io| (io.gsi_base..io.gsi_base + io.pins).contains(&gsi))
+        .find_map(|io| Some((io, io.pin_of(gsi)?)))
     else {
         return;
     };
     if routing.routes.iter().any(|(g, _)| *g == gsi) {
-        let pin = gsi - io.gsi_base;
         let low = io.read(0x10 + 2 * pin);
         io.write(0x10 + 2 * pin, low & !(MASKED as u32));
     }
