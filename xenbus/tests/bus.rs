@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{Env, HOME, RecordingDriver, eventually};
+use support::{Dev, Env, HOME, RecordingDriver, eventually};
 use xenbus::{
     Bus, BusConfig, BusError, OtherendState, ResourceError, StateSet, UnsupportedResources,
     XenbusState,
@@ -24,6 +24,17 @@ fn bus(env: &Env) -> Bus<StdPlatform> {
         BusConfig::default(),
     )
     .unwrap()
+}
+
+/// A bus attached with a recording driver for `vif`, and its device vif/0.
+fn attached_vif0(env: &Env) -> (Bus<StdPlatform>, Arc<RecordingDriver>, Dev) {
+    env.add_device("vif", "0");
+    let driver = Arc::new(RecordingDriver::default());
+    let bus = bus(env);
+    bus.register_driver("vif", driver.clone()).unwrap();
+    bus.attach().unwrap();
+    let dev = driver.device("device/vif/0");
+    (bus, driver, dev)
 }
 
 #[test]
@@ -240,12 +251,7 @@ fn garbage_from_the_peer_gives_typed_errors() {
 #[test]
 fn grant_and_event_channel_are_unsupported_here_with_a_clear_error() {
     let env = Env::start();
-    env.add_device("vif", "0");
-    let driver = Arc::new(RecordingDriver::default());
-    let bus = bus(&env);
-    bus.register_driver("vif", driver.clone()).unwrap();
-    bus.attach().unwrap();
-    let dev = driver.device("device/vif/0");
+    let (_bus, _driver, dev) = attached_vif0(&env);
     let unsupported = |e: BusError| match e {
         BusError::Resource {
             nodename,
@@ -272,12 +278,7 @@ fn grant_and_event_channel_are_unsupported_here_with_a_clear_error() {
 #[test]
 fn switch_state_writes_once_and_never_resurrects_a_removed_node() {
     let env = Env::start();
-    env.add_device("vif", "0");
-    let driver = Arc::new(RecordingDriver::default());
-    let bus = bus(&env);
-    bus.register_driver("vif", driver.clone()).unwrap();
-    bus.attach().unwrap();
-    let dev = driver.device("device/vif/0");
+    let (_bus, _driver, dev) = attached_vif0(&env);
     dev.switch_state(XenbusState::Initialised).unwrap();
     assert_eq!(env.front_state("vif", "0").as_deref(), Some("3"));
     assert_eq!(dev.state(), XenbusState::Initialised);
