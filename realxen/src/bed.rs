@@ -1,0 +1,297 @@
+//! The bed itself: Xen + dom0 in QEMU under TCG, booted once, then driven
+//! through the dom0 agent. Dropping the bed ends QEMU.
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::agent::{Agent, Output};
+use crate::console::{Console, Seen, TAIL_LINES};
+use crate::error::{Error, Result};
+use crate::fetch::{cache_dir, extraction, fetch_all};
+use crate::initramfs::dom0_archive;
+use crate::packages::{HYPERVISOR, Lock};
+use crate::progress::Progress;
+
+/// The emulated CPU. TCG implements SVM with nested paging, so Xen runs
+/// HVM/PVH guests. Each feature taken away is one Xen or Linux cannot use
+/// under TCG: SMAP/SMEP (dom0 faulted on its own stack), MONITOR/MWAIT
+/// (Xen's idle loop took a #GP with -smp 2), RDTSCP (TCG's SVM lacks
+/// nrip-save, so Xen cannot step over it for a guest).
+pub const DEFAULT_CPU: &str = "EPYC,+svm,+npt,-smap,-smep,-monitor,-rdtscp";
+/// `max_cstate=1` keeps Xen off MWAIT; `noreboot` lets a crash be read.
+const XEN_CMDLINE: &str =
+    "dom0_mem=768M console=com1 com1=115200 loglvl=all guest_loglvl=all noreboot max_cstate=1";
+const DOM0_CMDLINE: &str = "console=hvc0 earlyprintk=xen";
+
+/// Console texts that mean the boot cannot succeed any more.
+const FATAL: [&str; 4] = [
+    "@realxen init failed",
+    "Kernel panic",
+    "(XEN) Panic on CPU",
+    "(XEN) Hardware Dom0 crashed",
+];
+
+/// How to boot the machine.
+#[derive(Clone, Debug)]
+pub struct BedOptions {
+    pub cpu: String,
+    pub smp: u32,
+    /// Per boot phase.
+    pub phase_limit: Duration,
+    /// Where the console log and sockets go.
+    pub run_dir: PathBuf,
+}
+
+impl Default for BedOptions {
+    fn default() -> Self {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        BedOptions {
+            cpu: std::env::var("REALXEN_CPU").unwrap_or_else(|_| DEFAULT_CPU.to_string()),
+            smp: 1,
+            phase_limit: Duration::from_secs(240),
+            run_dir: manifest.parent().unwrap_or(manifest).join("target/realxen"),
+        }
+    }
+}
+
+pub struct Bed {
+    qemu: Child,
+    pub console: Console,
+    agent: Agent,
+    pub progress: Progress,
+    /// When dom0's agent answered, from the start of the run.
+    pub dom0_up_secs: f64,
+}
+
+impl Bed {
+    /// Fetches what is missing, builds the initramfs and boots Xen + dom0,
+    /// saying where it is on the way; returns once dom0's agent answers.
+    pub fn boot(options: &BedOptions, progress: Progress) -> Result<Bed> {
+        let lock = Lock::load()?;
+        fetch_all(&lock, &progress)?;
+        let xen = xen_elf(&lock)?;
+        let dom0_kernel =
+            extraction(lock.dom0_kernel()?).join(format!("boot/vmlinuz-{}", lock.dom0_release()?));
+        let initrd = dom0_archive(&lock, &progress)?;
+        for path in [&xen, &dom0_kernel, &initrd] {
+            // QEMU's -initrd splits modules at commas.
+            if path.to_string_lossy().contains(',') {
+                return Err(Error::Lock {
+                    reason: format!("{} has a comma, which QEMU cannot pass", path.display()),
+                });
+            }
+        }
+        std::fs::create_dir_all(&options.run_dir)
+            .map_err(|e| Error::io_path("creating", &options.run_dir, e))?;
+        let socket = options
+            .run_dir
+            .join(format!("agent-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&socket);
+        let log = options.run_dir.join("console.log");
+        let stderr_path = options.run_dir.join("qemu-stderr.log");
+        let stderr_log = std::fs::File::create(&stderr_path)
+            .map_err(|e| Error::io_path("creating", &stderr_path, e))?;
+
+        progress.say(format!(
+            "booting Xen in QEMU (TCG, -cpu {}, console log {})",
+            options.cpu,
+            log.display()
+        ));
+        let mut qemu =
+            Command::new(std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()))
+                .args(["-machine", "q35", "-accel", "tcg", "-cpu", &options.cpu])
+                .args(["-m", "2048", "-smp", &options.smp.to_string()])
+                .args([
+                    "-display",
+                    "none",
+                    "-no-reboot",
+                    "-monitor",
+                    "none",
+                    "-net",
+                    "none",
+                ])
+                .args(["-serial", "stdio"])
+                // wait=on: the machine starts only once we are connected, so
+                // no agent output is lost.
+                .arg("-chardev")
+                .arg(format!(
+                    "socket,id=agent,path={},server=on,wait=on",
+                    socket.display()
+                ))
+                .args(["-serial", "chardev:agent"])
+                .arg("-kernel")
+                .arg(&xen)
+                .args(["-append", XEN_CMDLINE])
+                .arg("-initrd")
+                .arg(format!(
+                    "{} {DOM0_CMDLINE},{}",
+                    dom0_kernel.display(),
+                    initrd.display()
+                ))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::from(stderr_log))
+                .spawn()
+                .map_err(|e| Error::io("starting qemu-system-x86_64", e))?;
+        let console = Console::default();
+        if let Some(out) = qemu.stdout.take() {
+            console.capture(out, &log)?;
+        }
+        let mut bed = Bed {
+            agent: connect(&socket, &mut qemu, &console)?,
+            qemu,
+            console,
+            progress,
+            dom0_up_secs: 0.0,
+        };
+        let _ = std::fs::remove_file(&socket);
+        bed.wait_phase(
+            "QEMU started",
+            "(XEN) Xen version",
+            "Xen up",
+            options.phase_limit,
+        )?;
+        bed.wait_phase(
+            "Xen up",
+            "Linux version",
+            "dom0 kernel booting",
+            options.phase_limit,
+        )?;
+        bed.wait_phase(
+            "dom0 kernel booting",
+            "@realxen daemons up",
+            "dom0 up: xenstored, xenconsoled",
+            options.phase_limit,
+        )?;
+        bed.agent
+            .wait_ready(options.phase_limit)
+            .map_err(|e| bed.boot_error("dom0 up", &e.to_string()))?;
+        bed.dom0_up_secs = bed.progress.elapsed();
+        bed.progress.say("dom0 agent ready");
+        Ok(bed)
+    }
+
+    fn wait_phase(
+        &mut self,
+        stage: &str,
+        want: &str,
+        reached: &str,
+        limit: Duration,
+    ) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let left = limit.saturating_sub(start.elapsed());
+            match self
+                .console
+                .wait_for(0, want, &FATAL, left.min(Duration::from_secs(15)))
+            {
+                Seen::Line(..) => {
+                    self.progress.say(reached);
+                    return Ok(());
+                }
+                Seen::Failure(line) => {
+                    return Err(self.boot_error(stage, &format!("the console said {line:?}")));
+                }
+                Seen::Closed => return Err(self.boot_error(stage, "QEMU exited")),
+                Seen::TimedOut if left.is_zero() => {
+                    return Err(
+                        self.boot_error(stage, &format!("no {want:?} within {}s", limit.as_secs()))
+                    );
+                }
+                Seen::TimedOut => self.progress.say(format!("still waiting for {want:?} ...")),
+            }
+        }
+    }
+
+    fn boot_error(&self, stage: &str, reason: &str) -> Error {
+        Error::Boot {
+            stage: stage.to_string(),
+            reason: reason.to_string(),
+            console_tail: self.console.tail(TAIL_LINES),
+        }
+    }
+
+    /// Runs `script` with sh in dom0, killed after `limit`.
+    pub fn run(&mut self, script: &str, limit: Duration) -> Result<Output> {
+        self.agent.run(script, limit)
+    }
+
+    /// Writes `data` to `path` in dom0.
+    pub fn put(&mut self, path: &str, data: &[u8]) -> Result<()> {
+        self.agent.put(path, data)
+    }
+
+    /// Console lines that show the bed itself misbehaving (a process in
+    /// dom0 crashing), from line `from` on: a test run must have none.
+    pub fn crashes_since(&self, from: usize) -> Vec<String> {
+        let mut found = self.console.matching(from, "segfault at");
+        found.extend(self.console.matching(from, "general protection fault"));
+        found.extend(self.console.matching(from, "traps:"));
+        found.sort();
+        found.dedup();
+        found
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        let _ = self.qemu.kill();
+        let _ = self.qemu.wait();
+    }
+}
+
+/// Connects to QEMU's agent socket (it appears once QEMU has started).
+fn connect(socket: &Path, qemu: &mut Child, console: &Console) -> Result<Agent> {
+    let start = Instant::now();
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(stream) => return Agent::new(stream),
+            Err(e) => {
+                if let Ok(Some(status)) = qemu.try_wait() {
+                    return Err(Error::Boot {
+                        stage: "starting QEMU".to_string(),
+                        reason: format!("QEMU exited ({status})"),
+                        console_tail: console.tail(TAIL_LINES),
+                    });
+                }
+                if start.elapsed() > Duration::from_secs(30) {
+                    return Err(Error::io_path(
+                        "connecting to QEMU's agent socket",
+                        socket,
+                        e,
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Xen as a plain ELF (QEMU's multiboot loader does not take the .gz).
+fn xen_elf(lock: &Lock) -> Result<PathBuf> {
+    let pin = lock.pin(HYPERVISOR)?;
+    let elf = cache_dir().join(format!("xen-{}.elf", pin.version.replace(':', "_")));
+    if elf.is_file() {
+        return Ok(elf);
+    }
+    let gz = extraction(pin).join("boot/xen-4.17-amd64.gz");
+    let partial = elf.with_extension("partial");
+    let out =
+        std::fs::File::create(&partial).map_err(|e| Error::io_path("creating", &partial, e))?;
+    let status = Command::new("gzip")
+        .arg("-dc")
+        .arg(&gz)
+        .stdout(out)
+        .status()
+        .map_err(|e| Error::io("running gzip", e))?;
+    if !status.success() {
+        return Err(Error::Tool {
+            what: "gunzip Xen".to_string(),
+            detail: format!("gzip -dc {} failed ({status})", gz.display()),
+        });
+    }
+    std::fs::rename(&partial, &elf).map_err(|e| Error::io_path("moving into place", &elf, e))?;
+    Ok(elf)
+}

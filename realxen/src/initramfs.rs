@@ -1,0 +1,223 @@
+//! The dom0 initramfs: busybox, our init and agent, the Xen modules, the
+//! Xen tools from xen-utils-4.17 and the host's libraries they link, as a
+//! gzip'ed newc cpio (the only format the dom0 kernel unpacks).
+//!
+//! Built once per content: the archive's name carries a hash of what went
+//! in, so a second run reuses it.
+
+use std::collections::BTreeSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+use crate::fetch::{cache_dir, extraction};
+use crate::packages::{BUSYBOX, Lock, XEN_UTILS, XEN_UTILS_COMMON};
+use crate::progress::Progress;
+use crate::tool;
+
+const INIT: &str = include_str!("../dom0/init");
+const AGENT: &str = include_str!("../dom0/agent");
+
+/// Where xl and libxl look for their helpers (fixed when Xen was built).
+const XEN_BIN: &str = "usr/lib/xen-4.17/bin";
+/// The Xen tools dom0 runs: the daemons, xl, and the helpers xl execs
+/// (`xl save` needs libxl-save-helper, `xl console` xenconsole).
+const XEN_TOOLS: [&str; 7] = [
+    "xl",
+    "xenstored",
+    "oxenstored",
+    "xenconsoled",
+    "xen-init-dom0",
+    "libxl-save-helper",
+    "xenconsole",
+];
+/// The xenstore-* clients: one binary dispatching on its name, from the
+/// host's xenstore-utils.
+const XENSTORE_CLIENT: &str = "/usr/bin/xenstore";
+const XENSTORE_VERBS: [&str; 9] = [
+    "read", "write", "ls", "list", "rm", "exists", "watch", "chmod", "control",
+];
+/// dlopen'ed by glibc's pthread_cancel, so ldd does not name it.
+const RUNTIME_LIBS: [&str; 1] = ["/lib/x86_64-linux-gnu/libgcc_s.so.1"];
+/// dom0's modules, from the kernel package.
+const MODULE_DIRS: [&str; 1] = ["kernel/drivers/xen"];
+
+/// Returns the archive for `lock`, building it if this content has none.
+pub fn dom0_archive(lock: &Lock, progress: &Progress) -> Result<PathBuf> {
+    let libs = host_libraries(lock)?;
+    let key = content_key(lock, &libs);
+    let archive = cache_dir().join(format!("dom0-{key:016x}.cpio.gz"));
+    if archive.is_file() {
+        return Ok(archive);
+    }
+    progress.say("building the dom0 initramfs (once per content)");
+    let stage = cache_dir().join(format!(".stage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&stage);
+    let result = stage_tree(lock, &libs, &stage).and_then(|()| pack(&stage, &archive));
+    let _ = std::fs::remove_dir_all(&stage);
+    result.map(|()| archive)
+}
+
+fn content_key(lock: &Lock, libs: &BTreeSet<PathBuf>) -> u64 {
+    let mut h = DefaultHasher::new();
+    lock.render().hash(&mut h);
+    INIT.hash(&mut h);
+    AGENT.hash(&mut h);
+    for lib in libs {
+        lib.hash(&mut h);
+        if let Ok(meta) = lib.metadata() {
+            meta.len().hash(&mut h);
+            meta.modified().ok().hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+/// Every shared library the dom0 tools load, as `ldd` resolves it on this
+/// host (the libxen* of the host's libxen-dev must match xen-utils-4.17).
+fn host_libraries(lock: &Lock) -> Result<BTreeSet<PathBuf>> {
+    let bin = extraction(lock.pin(XEN_UTILS)?).join(XEN_BIN);
+    let mut cmd = Command::new("ldd");
+    for tool in XEN_TOOLS {
+        cmd.arg(bin.join(tool));
+    }
+    cmd.arg(XENSTORE_CLIENT);
+    let listing = tool::output(
+        &mut cmd,
+        "ldd on the Xen tools (are libxen-dev and xenstore-utils installed? scripts/install-deps.sh)",
+    )?;
+    let mut libs: BTreeSet<PathBuf> = RUNTIME_LIBS.iter().map(PathBuf::from).collect();
+    for line in listing.lines() {
+        if line.contains("not found") {
+            return Err(Error::Tool {
+                what: "ldd on the Xen tools".to_string(),
+                detail: format!("a library is missing on this host: {}", line.trim()),
+            });
+        }
+        // `libx.so => /path (0x..)` or the loader's `/lib64/ld-... (0x..)`;
+        // with several files, ldd heads each listing with `/file:`.
+        if line.trim_end().ends_with(':') {
+            continue;
+        }
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line
+                .split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/')),
+        };
+        if let Some(path) = path.filter(|p| p.starts_with('/')) {
+            libs.insert(PathBuf::from(path));
+        }
+    }
+    Ok(libs)
+}
+
+fn stage_tree(lock: &Lock, libs: &BTreeSet<PathBuf>, stage: &Path) -> Result<()> {
+    for dir in [
+        "bin", "sbin", "usr/bin", "proc", "sys", "dev", "etc/xen", "realxen",
+    ] {
+        mkdir(&stage.join(dir))?;
+    }
+    let busybox = extraction(lock.pin(BUSYBOX)?).join("bin/busybox");
+    copy(&busybox, &stage.join("bin/busybox"))?;
+    write_exec(&stage.join("init"), INIT)?;
+    write_exec(&stage.join("realxen/agent"), AGENT)?;
+
+    let utils = extraction(lock.pin(XEN_UTILS)?);
+    mkdir(&stage.join(XEN_BIN))?;
+    for tool in XEN_TOOLS {
+        copy(
+            &utils.join(XEN_BIN).join(tool),
+            &stage.join(XEN_BIN).join(tool),
+        )?;
+    }
+    // oxenstored reads its configuration from here (xen-utils-common).
+    let common = extraction(lock.pin(XEN_UTILS_COMMON)?);
+    copy(
+        &common.join("etc/xen/oxenstored.conf"),
+        &stage.join("etc/xen/oxenstored.conf"),
+    )?;
+    copy(Path::new(XENSTORE_CLIENT), &stage.join("usr/bin/xenstore"))?;
+    for verb in XENSTORE_VERBS {
+        symlink("xenstore", &stage.join(format!("usr/bin/xenstore-{verb}")))?;
+    }
+    for lib in libs {
+        let rel = lib.strip_prefix("/").unwrap_or(lib);
+        copy(lib, &stage.join(rel))?;
+    }
+
+    let release = lock.dom0_release()?;
+    let kernel = extraction(lock.dom0_kernel()?);
+    for dir in MODULE_DIRS {
+        let rel = format!("lib/modules/{release}/{dir}");
+        copy_tree(&kernel.join(&rel), &stage.join(&rel))?;
+    }
+    Ok(())
+}
+
+/// `find . | cpio -o -H newc | gzip` in `stage`, written atomically.
+fn pack(stage: &Path, archive: &Path) -> Result<()> {
+    let partial = archive.with_extension(format!("partial-{}", std::process::id()));
+    let out =
+        std::fs::File::create(&partial).map_err(|e| Error::io_path("creating", &partial, e))?;
+    let script = "find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -6";
+    let status = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(stage)
+        .stdout(Stdio::from(out))
+        .status()
+        .map_err(|e| Error::io("running cpio", e))?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(Error::Tool {
+            what: "packing the initramfs".to_string(),
+            detail: format!(
+                "`{script}` failed ({status}); is cpio installed? (scripts/install-deps.sh)"
+            ),
+        });
+    }
+    std::fs::rename(&partial, archive).map_err(|e| Error::io_path("moving into place", archive, e))
+}
+
+fn mkdir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io_path("creating", dir, e))
+}
+
+/// Copies a file's content (symlinks followed), keeping its mode.
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        mkdir(parent)?;
+    }
+    std::fs::copy(from, to)
+        .map(drop)
+        .map_err(|e| Error::io_path("copying into the initramfs", from, e))
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    mkdir(to)?;
+    let entries = std::fs::read_dir(from).map_err(|e| Error::io_path("listing", from, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io_path("listing", from, e))?;
+        let path = entry.path();
+        let dest = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_tree(&path, &dest)?;
+        } else {
+            copy(&path, &dest)?;
+        }
+    }
+    Ok(())
+}
+
+fn symlink(target: &str, link: &Path) -> Result<()> {
+    std::os::unix::fs::symlink(target, link).map_err(|e| Error::io_path("linking", link, e))
+}
+
+fn write_exec(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).map_err(|e| Error::io_path("writing", path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| Error::io_path("chmod", path, e))
+}

@@ -1,0 +1,137 @@
+//! `realxen`: the real-Xen bed. Xen 4.17, a Linux dom0 and the real Xen
+//! tools from Debian, booted in QEMU under TCG, with a command channel
+//! into dom0; and the `xen` test step that runs the kernel as a PVH domU
+//! created with `xl`.
+
+mod agent;
+mod base64;
+mod bed;
+mod console;
+mod error;
+mod fetch;
+mod initramfs;
+mod packages;
+mod progress;
+mod soak;
+mod tool;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bed::{Bed, BedOptions};
+use packages::Lock;
+use progress::Progress;
+
+const USAGE: &str = "\
+usage: realxen <command> [options]
+
+commands:
+  fetch [--refresh]       fetch the pinned packages (realxen/packages.lock) into .cache/realxen/;
+                          --refresh re-resolves names and versions with apt-cache and rewrites the lock
+  run SCRIPT              boot Xen + dom0, run SCRIPT with sh in dom0, print its output; exit with its status
+  soak N [SCRIPT]         boot N times; in each, run SCRIPT (default: an exec-heavy loop) and count
+                          crashes of dom0 processes on the console; exit 0 only if every boot was clean
+
+options (run, soak):
+  --cpu MODEL             QEMU -cpu (default: bed::DEFAULT_CPU; $REALXEN_CPU also sets it)
+  --smp N                 QEMU -smp (default 1)
+";
+
+fn take_value(args: &mut Vec<String>, flag: &str) -> Result<Option<String>, String> {
+    match args.iter().position(|a| a == flag) {
+        Some(i) if i + 1 < args.len() => {
+            let v = args.remove(i + 1);
+            args.remove(i);
+            Ok(Some(v))
+        }
+        Some(_) => Err(format!("{flag} needs a value")),
+        None => Ok(None),
+    }
+}
+
+fn take_flag(args: &mut Vec<String>, flag: &str) -> bool {
+    let found = args.iter().position(|a| a == flag);
+    if let Some(i) = found {
+        args.remove(i);
+    }
+    found.is_some()
+}
+
+fn bed_options(args: &mut Vec<String>) -> Result<BedOptions, String> {
+    let mut options = BedOptions::default();
+    if let Some(cpu) = take_value(args, "--cpu")? {
+        options.cpu = cpu;
+    }
+    if let Some(smp) = take_value(args, "--smp")? {
+        options.smp = smp
+            .parse()
+            .map_err(|_| format!("--smp {smp:?}: want a number"))?;
+    }
+    Ok(options)
+}
+
+fn cmd_fetch(mut args: Vec<String>) -> Result<ExitCode, String> {
+    let progress = Progress::start();
+    let lock = if take_flag(&mut args, "--refresh") {
+        let lock = Lock::resolve().map_err(|e| e.to_string())?;
+        lock.save().map_err(|e| e.to_string())?;
+        progress.say(format!("re-resolved; wrote {}", Lock::path().display()));
+        lock
+    } else {
+        Lock::load().map_err(|e| e.to_string())?
+    };
+    no_more(&args)?;
+    fetch::fetch_all(&lock, &progress).map_err(|e| e.to_string())?;
+    for pin in &lock.pins {
+        println!(
+            "{} {} {}",
+            pin.name,
+            pin.version,
+            fetch::extraction(pin).display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_run(mut args: Vec<String>) -> Result<ExitCode, String> {
+    let options = bed_options(&mut args)?;
+    let [script] = <[String; 1]>::try_from(args).map_err(|_| "run takes one SCRIPT".to_string())?;
+    let mut bed = Bed::boot(&options, Progress::start()).map_err(|e| e.to_string())?;
+    let out = bed
+        .run(&script, Duration::from_secs(600))
+        .map_err(|e| e.to_string())?;
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
+    bed.progress.say(format!("exit status {}", out.status));
+    Ok(ExitCode::from(u8::try_from(out.status).unwrap_or(1)))
+}
+
+fn no_more(args: &[String]) -> Result<(), String> {
+    match args.first() {
+        Some(extra) => Err(format!("unexpected argument {extra:?}\n\n{USAGE}")),
+        None => Ok(()),
+    }
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() || matches!(args[0].as_str(), "-h" | "--help" | "help") {
+        print!("{USAGE}");
+        return if args.is_empty() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let command = args.remove(0);
+    let result = match command.as_str() {
+        "fetch" => cmd_fetch(args),
+        "run" => cmd_run(args),
+        "soak" => soak::cmd_soak(args),
+        other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("realxen: {e}");
+        ExitCode::from(2)
+    })
+}
