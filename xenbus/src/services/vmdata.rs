@@ -102,15 +102,22 @@ impl<P: Platform> Handler for VmDataHandler<P> {
 
     fn handle(&self, (): ()) -> Result<(), ServiceError> {
         let values = self.read_tree()?;
+        // Key names only (values may be private): enough for a host to see
+        // that its write arrived, e.g. on a PV console with no shell.
+        let keys: Vec<String> = values.keys().cloned().collect();
         let changed = self.snapshot.with(|s| {
             if *s.values == values {
-                return false;
+                return None;
             }
             s.values = Arc::new(values);
             s.generation += 1;
-            true
+            Some(s.generation)
         });
-        if changed {
+        if let Some(generation) = changed {
+            log::info!(
+                "xenbus: vm-data: generation {generation}, keys [{}]",
+                keys.join(", ")
+            );
             self.changed.wake_all();
         }
         Ok(())
