@@ -39,6 +39,7 @@ all_pkgs=(
     "grub-common:/usr/bin/grub-mkrescue:grub-mkrescue, for the optional bootable ISO"
     "xorriso:/usr/bin/xorriso:writes the optional bootable ISO"
     "mtools:/usr/bin/mformat:writes the optional bootable ISO"
+    "cpio:/usr/bin/cpio:packs the dom0 initramfs of the real-Xen bed (realxen/)"
 )
 
 mode=${1:-all}

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::fetch::{cache_dir, extraction, fetch_all};
 use crate::initramfs::dom0_archive;
 use crate::packages::{HYPERVISOR, Lock};
+use crate::preload::{self, Preload};
 use crate::progress::Progress;
 
 /// The emulated CPU. TCG implements SVM with nested paging, so Xen runs
@@ -42,6 +43,8 @@ pub struct BedOptions {
     pub phase_limit: Duration,
     /// Where the console log and sockets go.
     pub run_dir: PathBuf,
+    /// Files in dom0 from the start (large ones: see `preload`).
+    pub preload: Vec<Preload>,
 }
 
 impl Default for BedOptions {
@@ -52,6 +55,7 @@ impl Default for BedOptions {
             smp: 1,
             phase_limit: Duration::from_secs(240),
             run_dir: manifest.parent().unwrap_or(manifest).join("target/realxen"),
+            preload: Vec::new(),
         }
     }
 }
@@ -74,7 +78,15 @@ impl Bed {
         let xen = xen_elf(&lock)?;
         let dom0_kernel =
             extraction(lock.dom0_kernel()?).join(format!("boot/vmlinuz-{}", lock.dom0_release()?));
-        let initrd = dom0_archive(&lock, &progress)?;
+        std::fs::create_dir_all(&options.run_dir)
+            .map_err(|e| Error::io_path("creating", &options.run_dir, e))?;
+        let initrd = options.run_dir.join("dom0.cpio.gz");
+        preload::with_files(
+            &dom0_archive(&lock, &progress)?,
+            &options.preload,
+            &options.run_dir,
+            &initrd,
+        )?;
         for path in [&xen, &dom0_kernel, &initrd] {
             // QEMU's -initrd splits modules at commas.
             if path.to_string_lossy().contains(',') {
@@ -83,8 +95,6 @@ impl Bed {
                 });
             }
         }
-        std::fs::create_dir_all(&options.run_dir)
-            .map_err(|e| Error::io_path("creating", &options.run_dir, e))?;
         let socket = options
             .run_dir
             .join(format!("agent-{}.sock", std::process::id()));
@@ -187,7 +197,7 @@ impl Bed {
                 .console
                 .wait_for(0, want, &FATAL, left.min(Duration::from_secs(15)))
             {
-                Seen::Line(..) => {
+                Seen::Line => {
                     self.progress.say(reached);
                     return Ok(());
                 }

@@ -26,8 +26,8 @@ pub struct Console {
 
 /// How a wait for a console line ended.
 pub enum Seen {
-    /// Index and text of the first line containing the wanted text.
-    Line(usize, String),
+    /// A line containing the wanted text.
+    Line,
     /// A line with one of the failure texts.
     Failure(String),
     /// The console closed (QEMU exited).
@@ -88,15 +88,6 @@ impl Console {
             .collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.inner
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .lines
-            .len()
-    }
-
     /// Waits until a line at index `from` or later contains `want` (or one
     /// of `failures`), for at most `limit`.
     pub fn wait_for(&self, from: usize, want: &str, failures: &[&str], limit: Duration) -> Seen {
@@ -107,12 +98,11 @@ impl Console {
         loop {
             while next < lines.lines.len() {
                 let line = &lines.lines[next];
-                if let Some(f) = failures.iter().find(|f| line.contains(*f)) {
-                    let _ = f;
+                if failures.iter().any(|f| line.contains(f)) {
                     return Seen::Failure(line.clone());
                 }
                 if line.contains(want) {
-                    return Seen::Line(next, line.clone());
+                    return Seen::Line;
                 }
                 next += 1;
             }

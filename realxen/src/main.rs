@@ -11,9 +11,11 @@ mod error;
 mod fetch;
 mod initramfs;
 mod packages;
+mod preload;
 mod progress;
 mod soak;
 mod tool;
+mod xentest;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,11 +30,18 @@ usage: realxen <command> [options]
 commands:
   fetch [--refresh]       fetch the pinned packages (realxen/packages.lock) into .cache/realxen/;
                           --refresh re-resolves names and versions with apt-cache and rewrites the lock
-  run SCRIPT              boot Xen + dom0, run SCRIPT with sh in dom0, print its output; exit with its status
+  run [--put HOST:DOM0]... [--preload HOST:DOM0]... SCRIPT
+                          boot Xen + dom0, copy each HOST file to DOM0 (a path in dom0), run SCRIPT
+                          with sh in dom0, print its output; exit with its status. --put copies
+                          through the command channel (~5 KB/s), --preload in the initramfs (any size)
   soak N [SCRIPT]         boot N times; in each, run SCRIPT (default: an exec-heavy loop) and count
                           crashes of dom0 processes on the console; exit 0 only if every boot was clean
 
-options (run, soak):
+  test [--filter TEXT] [--kernel FILE]
+                          the `xen` step: build the kernel (or take FILE), boot Xen + dom0 once, run
+                          each test on PVH guests made with xl; libtest-style output
+
+options (run, soak, test):
   --cpu MODEL             QEMU -cpu (default: bed::DEFAULT_CPU; $REALXEN_CPU also sets it)
   --smp N                 QEMU -smp (default 1)
 ";
@@ -95,8 +104,31 @@ fn cmd_fetch(mut args: Vec<String>) -> Result<ExitCode, String> {
 
 fn cmd_run(mut args: Vec<String>) -> Result<ExitCode, String> {
     let options = bed_options(&mut args)?;
+    let mut options = options;
+    while let Some(spec) = take_value(&mut args, "--preload")? {
+        let (host, dom0) = spec
+            .split_once(':')
+            .ok_or_else(|| format!("--preload {spec:?}: want HOST:DOM0"))?;
+        options.preload.push(preload::Preload {
+            host: host.into(),
+            dom0: dom0.to_string(),
+        });
+    }
+    let mut puts = Vec::new();
+    while let Some(spec) = take_value(&mut args, "--put")? {
+        let (host, dom0) = spec
+            .split_once(':')
+            .ok_or_else(|| format!("--put {spec:?}: want HOST:DOM0"))?;
+        let data = std::fs::read(host).map_err(|e| format!("reading {host}: {e}"))?;
+        puts.push((dom0.to_string(), data));
+    }
     let [script] = <[String; 1]>::try_from(args).map_err(|_| "run takes one SCRIPT".to_string())?;
     let mut bed = Bed::boot(&options, Progress::start()).map_err(|e| e.to_string())?;
+    for (path, data) in &puts {
+        bed.put(path, data).map_err(|e| e.to_string())?;
+        bed.progress
+            .say(format!("put {path} ({} bytes)", data.len()));
+    }
     let out = bed
         .run(&script, Duration::from_secs(600))
         .map_err(|e| e.to_string())?;
@@ -128,6 +160,7 @@ fn main() -> ExitCode {
         "fetch" => cmd_fetch(args),
         "run" => cmd_run(args),
         "soak" => soak::cmd_soak(args),
+        "test" => xentest::cmd_test(args),
         other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
     };
     result.unwrap_or_else(|e| {

@@ -1,0 +1,173 @@
+//! The `xen` step's tests: the kernel as a PVH domU under the real Xen
+//! 4.17, observed only through what dom0's real tools see.
+//!
+//! Every test names its guest uniquely and reads the domain id from `xl`
+//! (it changes on every create and reboot); each destroys its guest.
+
+use std::time::Duration;
+
+use super::guest::{Guest, TestResult, check, domid, wait_until};
+use crate::bed::Bed;
+
+/// From `xl create` to the guest's first data/ keys: ~2 s idle; the limit
+/// covers a 2-core host shared with other QEMUs.
+const UP_LIMIT: Duration = Duration::from_secs(120);
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(120);
+const QUICK: Duration = Duration::from_secs(60);
+
+/// The keys the guest's data/ service publishes (xenbus services/data.rs).
+const DATA_KEYS: [&str; 8] = [
+    "os_name",
+    "os_distro",
+    "os_majorver",
+    "os_minorver",
+    "os_uname",
+    "meminfo_total",
+    "meminfo_free",
+    "updated",
+];
+
+pub type Case = (&'static str, fn(&mut Bed) -> TestResult);
+
+pub const CASES: [Case; 4] = [
+    (
+        "xen::guest_connects_through_hvm_params_and_publishes_data",
+        guest_connects_through_hvm_params_and_publishes_data,
+    ),
+    (
+        "xen::dom0_write_to_vm_data_is_seen_by_the_guest",
+        dom0_write_to_vm_data_is_seen_by_the_guest,
+    ),
+    (
+        "xen::xl_shutdown_powers_the_guest_off",
+        xl_shutdown_powers_the_guest_off,
+    ),
+    (
+        "xen::xl_reboot_restarts_the_guest",
+        xl_reboot_restarts_the_guest,
+    ),
+];
+
+/// Runs `body` on a fresh guest named `name`, then destroys the guest.
+fn with_guest(
+    bed: &mut Bed,
+    name: &str,
+    extra: &str,
+    body: impl FnOnce(&mut Bed, &mut Guest) -> TestResult,
+) -> TestResult {
+    let mut guest = Guest::create(bed, name, extra)?;
+    let result = body(bed, &mut guest);
+    guest.destroy(bed);
+    result
+}
+
+/// Waits until the guest has published its data/ keys.
+fn wait_data(bed: &mut Bed, guest: &Guest) -> TestResult {
+    let updated = format!("{}/data/updated", guest.home());
+    wait_until(bed, &format!("xenstore-read {updated}"), UP_LIMIT)
+        .map_err(|e| format!("{e}\nthe guest's console:\n{}", guest.console(bed)))
+}
+
+fn guest_connects_through_hvm_params_and_publishes_data(bed: &mut Bed) -> TestResult {
+    with_guest(bed, "rx-connect", "", |bed, guest| {
+        wait_data(bed, guest)?;
+        // The kernel logs which ring it took: Xen's, from the HVM params.
+        guest.wait_console(bed, "via Xen ring at", QUICK)?;
+        guest.wait_console(
+            bed,
+            &format!("domain {} at {}", guest.domid, guest.home()),
+            QUICK,
+        )?;
+        let listing = check(bed, &format!("xenstore-ls {}/data", guest.home()), QUICK)?.stdout;
+        for key in DATA_KEYS {
+            if !listing
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{key} = \"")))
+            {
+                return Err(format!("data/{key} missing from xenstore-ls:\n{listing}"));
+            }
+        }
+        let os = check(
+            bed,
+            &format!("xenstore-read {}/data/os_name", guest.home()),
+            QUICK,
+        )?;
+        if !os.stdout.starts_with("xenstore-rs kernel") {
+            return Err(format!("data/os_name is {:?}", os.stdout.trim()));
+        }
+        Ok(())
+    })
+}
+
+fn dom0_write_to_vm_data_is_seen_by_the_guest(bed: &mut Bed) -> TestResult {
+    with_guest(bed, "rx-vmdata", "", |bed, guest| {
+        wait_data(bed, guest)?;
+        // A key name no earlier boot could have logged.
+        let key = format!("probe{}", std::process::id());
+        check(
+            bed,
+            &format!("xenstore-write {}/vm-data/{key} blue", guest.home()),
+            QUICK,
+        )?;
+        guest.wait_console(bed, "vm-data: generation", QUICK)?;
+        guest.wait_console(bed, &key, QUICK)
+    })
+}
+
+fn xl_shutdown_powers_the_guest_off(bed: &mut Bed) -> TestResult {
+    with_guest(bed, "rx-poweroff", "", |bed, guest| {
+        wait_data(bed, guest)?;
+        let secs = SHUTDOWN_LIMIT.as_secs();
+        // -w returns once the domain is gone; timeout bounds a guest that
+        // ignores the request.
+        check(
+            bed,
+            &format!("timeout {secs} xl shutdown -w {}", guest.name),
+            SHUTDOWN_LIMIT + QUICK,
+        )?;
+        guest.wait_console(bed, "xenbus: control: poweroff", QUICK)?;
+        guest.wait_console(bed, "power: powering off", QUICK)?;
+        if let Ok(id) = domid(bed, &guest.name) {
+            return Err(format!(
+                "domain {} still exists as {id} after xl shutdown -w",
+                guest.name
+            ));
+        }
+        Ok(())
+    })
+}
+
+fn xl_reboot_restarts_the_guest(bed: &mut Bed) -> TestResult {
+    with_guest(
+        bed,
+        "rx-reboot",
+        "on_reboot = \"restart\"\n",
+        |bed, guest| {
+            wait_data(bed, guest)?;
+            let before = guest.domid;
+            check(bed, &format!("xl reboot {}", guest.name), QUICK)?;
+            guest.wait_console(bed, "xenbus: control: reboot", SHUTDOWN_LIMIT)?;
+            // xl's daemon re-creates the domain under the same name.
+            let name = guest.name.clone();
+            wait_until(
+                bed,
+                &format!("id=$(xl domid {name}) && [ \"$id\" != {before} ]"),
+                SHUTDOWN_LIMIT,
+            )?;
+            guest.domid = domid(bed, &name)?;
+            wait_data(bed, guest)?;
+            if check(
+                bed,
+                &format!("xenstore-exists /local/domain/{before}"),
+                QUICK,
+            )
+            .is_ok()
+            {
+                return Err(format!(
+                    "the old domain's home /local/domain/{before} is still there"
+                ));
+            }
+            Ok(())
+        },
+    )
+}

@@ -1,0 +1,122 @@
+//! `realxen test`: boots Xen + dom0 once, runs each test on guests it
+//! creates with `xl`, and prints libtest-style lines (`test NAME ... ok`,
+//! `test result: ...`) for run-tests.sh to count.
+
+mod cases;
+mod guest;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use crate::bed::Bed;
+use crate::preload::Preload;
+use crate::progress::Progress;
+
+/// The last test: the bed itself stayed sound while the others ran.
+const BED_SOUND: &str = "xen::bed_no_dom0_process_crashed";
+
+pub fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
+    let mut options = crate::bed_options(&mut args)?;
+    let filter = crate::take_value(&mut args, "--filter")?;
+    let kernel = crate::take_value(&mut args, "--kernel")?.map(PathBuf::from);
+    crate::no_more(&args)?;
+    let progress = Progress::start();
+    let kernel = match kernel {
+        Some(path) => path,
+        None => build_kernel(&progress)?,
+    };
+    options.preload.push(Preload {
+        host: kernel,
+        dom0: guest::KERNEL_IN_DOM0.to_string(),
+    });
+    let selected: Vec<_> = cases::CASES
+        .iter()
+        .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
+        .collect();
+    let filtered_out = cases::CASES.len() - selected.len();
+
+    let mut bed = match Bed::boot(&options, progress) {
+        Ok(bed) => bed,
+        Err(e) => {
+            // Loud: the step cannot pass without the bed.
+            println!("test xen::bed_boots ... FAILED");
+            println!("\nfailures:\n\n---- xen::bed_boots ----\n{e}\n");
+            println!(
+                "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; {filtered_out} filtered out"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let start = Instant::now();
+    println!("\nrunning {} tests", selected.len() + 1);
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    for (name, test) in selected {
+        bed.progress.say(format!("{name}: starting"));
+        let result = test(&mut bed);
+        report(name, &result);
+        match result {
+            Ok(()) => passed += 1,
+            Err(why) => failures.push((*name, why)),
+        }
+    }
+    // A crash anywhere in dom0 is a flaky bed, whatever the tests said.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let crashes = bed.crashes_since(0);
+    let sound = if crashes.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "dom0's console reports crashes:\n{}",
+            crashes.join("\n")
+        ))
+    };
+    report(BED_SOUND, &sound);
+    match sound {
+        Ok(()) => passed += 1,
+        Err(why) => failures.push((BED_SOUND, why)),
+    }
+    if !failures.is_empty() {
+        println!("\nfailures:\n");
+        for (name, why) in &failures {
+            println!("---- {name} ----\n{why}\n");
+        }
+    }
+    println!(
+        "\ntest result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; {filtered_out} filtered out; finished in {:.2}s (boot {:.1}s)\n",
+        if failures.is_empty() { "ok" } else { "FAILED" },
+        failures.len(),
+        start.elapsed().as_secs_f64(),
+        bed.dom0_up_secs,
+    );
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn report(name: &str, result: &Result<(), String>) {
+    println!(
+        "test {name} ... {}",
+        if result.is_ok() { "ok" } else { "FAILED" }
+    );
+}
+
+/// target/boot/kernel.elf, built by the boot tool as run-qemu.sh does.
+fn build_kernel(progress: &Progress) -> Result<PathBuf, String> {
+    progress.say("building the kernel (cargo run -p bootimage -- build)");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no workspace root")?;
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["run", "-q", "-p", "bootimage", "--", "build"])
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building the kernel failed ({status})"));
+    }
+    Ok(root.join("target/boot/kernel.elf"))
+}
