@@ -22,8 +22,18 @@ use crate::progress::Progress;
 /// nrip-save, so Xen cannot step over it for a guest).
 pub const DEFAULT_CPU: &str = "EPYC,+svm,+npt,-smap,-smep,-monitor,-rdtscp";
 /// `max_cstate=1` keeps Xen off MWAIT; `noreboot` lets a crash be read.
-const XEN_CMDLINE: &str =
-    "dom0_mem=768M console=com1 com1=115200 loglvl=all guest_loglvl=all noreboot max_cstate=1";
+///
+/// `spec-ctrl=eager-fpu`: on this (emulated AMD) CPU Xen defaults to lazy
+/// FPU switching, which relies on the #NM trap that CR0.TS raises. Under
+/// QEMU's TCG that trap does not stop an HVM/PVH guest: it ran SSE code on
+/// dom0's live registers, and dom0's processes got the guest's values
+/// back (measured: hundreds of corrupted xmm/ymm registers in 40 s with a
+/// Linux domU spinning on SSE; none with eager switching). It explains the
+/// busybox segfault seen before, in glibc's `__ctype_init` loading a TLS
+/// pointer that an SSE/AVX memcpy had just copied as 0. Eager switching
+/// saves and restores the FPU on every vCPU switch, trap or not.
+const XEN_CMDLINE: &str = "dom0_mem=768M console=com1 com1=115200 loglvl=all guest_loglvl=all \
+     noreboot max_cstate=1 spec-ctrl=eager-fpu";
 const DOM0_CMDLINE: &str = "console=hvc0 earlyprintk=xen";
 
 /// Console texts that mean the boot cannot succeed any more.
@@ -39,9 +49,12 @@ const FATAL: [&str; 4] = [
 pub struct BedOptions {
     pub cpu: String,
     pub smp: u32,
+    /// Appended to Xen's command line (experiments: `--xen-append`).
+    pub xen_append: String,
     /// Per boot phase.
     pub phase_limit: Duration,
-    /// Where the console log and sockets go.
+    /// Where each boot's console log, socket and initramfs go, in a
+    /// directory of its own (`run-<pid>`), so that runs can overlap.
     pub run_dir: PathBuf,
     /// Files in dom0 from the start (large ones: see `preload`).
     pub preload: Vec<Preload>,
@@ -53,6 +66,7 @@ impl Default for BedOptions {
         BedOptions {
             cpu: std::env::var("REALXEN_CPU").unwrap_or_else(|_| DEFAULT_CPU.to_string()),
             smp: 1,
+            xen_append: String::new(),
             phase_limit: Duration::from_secs(240),
             run_dir: manifest.parent().unwrap_or(manifest).join("target/realxen"),
             preload: Vec::new(),
@@ -67,6 +81,8 @@ pub struct Bed {
     pub progress: Progress,
     /// When dom0's agent answered, from the start of the run.
     pub dom0_up_secs: f64,
+    /// This boot's initramfs (large: removed with the bed).
+    initrd: PathBuf,
 }
 
 impl Bed {
@@ -78,13 +94,13 @@ impl Bed {
         let xen = xen_elf(&lock)?;
         let dom0_kernel =
             extraction(lock.dom0_kernel()?).join(format!("boot/vmlinuz-{}", lock.dom0_release()?));
-        std::fs::create_dir_all(&options.run_dir)
-            .map_err(|e| Error::io_path("creating", &options.run_dir, e))?;
-        let initrd = options.run_dir.join("dom0.cpio.gz");
+        let run_dir = options.run_dir.join(format!("run-{}", std::process::id()));
+        std::fs::create_dir_all(&run_dir).map_err(|e| Error::io_path("creating", &run_dir, e))?;
+        let initrd = run_dir.join("dom0.cpio.gz");
         preload::with_files(
             &dom0_archive(&lock, &progress)?,
             &options.preload,
-            &options.run_dir,
+            &run_dir,
             &initrd,
         )?;
         for path in [&xen, &dom0_kernel, &initrd] {
@@ -95,12 +111,10 @@ impl Bed {
                 });
             }
         }
-        let socket = options
-            .run_dir
-            .join(format!("agent-{}.sock", std::process::id()));
+        let socket = run_dir.join("agent.sock");
         let _ = std::fs::remove_file(&socket);
-        let log = options.run_dir.join("console.log");
-        let stderr_path = options.run_dir.join("qemu-stderr.log");
+        let log = run_dir.join("console.log");
+        let stderr_path = run_dir.join("qemu-stderr.log");
         let stderr_log = std::fs::File::create(&stderr_path)
             .map_err(|e| Error::io_path("creating", &stderr_path, e))?;
 
@@ -133,7 +147,8 @@ impl Bed {
                 .args(["-serial", "chardev:agent"])
                 .arg("-kernel")
                 .arg(&xen)
-                .args(["-append", XEN_CMDLINE])
+                .arg("-append")
+                .arg(format!("{XEN_CMDLINE} {}", options.xen_append).trim_end())
                 .arg("-initrd")
                 .arg(format!(
                     "{} {DOM0_CMDLINE},{}",
@@ -155,6 +170,7 @@ impl Bed {
             console,
             progress,
             dom0_up_secs: 0.0,
+            initrd,
         };
         let _ = std::fs::remove_file(&socket);
         bed.wait_phase(
@@ -249,6 +265,7 @@ impl Drop for Bed {
     fn drop(&mut self) {
         let _ = self.qemu.kill();
         let _ = self.qemu.wait();
+        let _ = std::fs::remove_file(&self.initrd);
     }
 }
 

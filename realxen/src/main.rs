@@ -44,6 +44,7 @@ commands:
 options (run, soak, test):
   --cpu MODEL             QEMU -cpu (default: bed::DEFAULT_CPU; $REALXEN_CPU also sets it)
   --smp N                 QEMU -smp (default 1)
+  --xen-append TEXT       appended to Xen's command line
 ";
 
 fn take_value(args: &mut Vec<String>, flag: &str) -> Result<Option<String>, String> {
@@ -70,6 +71,9 @@ fn bed_options(args: &mut Vec<String>) -> Result<BedOptions, String> {
     let mut options = BedOptions::default();
     if let Some(cpu) = take_value(args, "--cpu")? {
         options.cpu = cpu;
+    }
+    if let Some(append) = take_value(args, "--xen-append")? {
+        options.xen_append = append;
     }
     if let Some(smp) = take_value(args, "--smp")? {
         options.smp = smp
