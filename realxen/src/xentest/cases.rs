@@ -29,7 +29,7 @@ const DATA_KEYS: [&str; 8] = [
 
 pub type Case = (&'static str, fn(&mut Bed) -> TestResult);
 
-pub const CASES: [Case; 4] = [
+pub const CASES: [Case; 5] = [
     (
         "xen::guest_connects_through_hvm_params_and_publishes_data",
         guest_connects_through_hvm_params_and_publishes_data,
@@ -45,6 +45,10 @@ pub const CASES: [Case; 4] = [
     (
         "xen::xl_reboot_restarts_the_guest",
         xl_reboot_restarts_the_guest,
+    ),
+    (
+        "xen::bed_dom0_fpu_state_survives_a_guest_using_sse",
+        super::fpu::dom0_fpu_state_survives_a_guest_using_sse,
     ),
 ];
 

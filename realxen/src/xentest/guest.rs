@@ -30,9 +30,15 @@ impl Guest {
     /// lines appended to the config.
     pub fn create(bed: &mut Bed, name: &str, extra: &str) -> Result<Guest, String> {
         let config = format!(
-            "name = \"{name}\"\ntype = \"pvh\"\nkernel = \"{KERNEL_IN_DOM0}\"\nmemory = 128\n\
+            "type = \"pvh\"\nkernel = \"{KERNEL_IN_DOM0}\"\nmemory = 128\n\
              vcpus = 1\non_poweroff = \"destroy\"\non_crash = \"destroy\"\n{extra}"
         );
+        Self::create_with(bed, name, &config)
+    }
+
+    /// `xl create`s a guest named `name` from `config` (all but the name).
+    pub fn create_with(bed: &mut Bed, name: &str, config: &str) -> Result<Guest, String> {
+        let config = format!("name = \"{name}\"\n{config}");
         let path = format!("/etc/xen/{name}.cfg");
         bed.put(&path, config.as_bytes())
             .map_err(|e| format!("writing {path} in dom0: {e}"))?;

@@ -3,6 +3,7 @@
 //! `test result: ...`) for run-tests.sh to count.
 
 mod cases;
+mod fpu;
 mod guest;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,10 @@ pub fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
         host: kernel,
         dom0: guest::KERNEL_IN_DOM0.to_string(),
     });
+    let work = options.run_dir.join(format!("run-{}", std::process::id()));
+    options
+        .preload
+        .extend(fpu::preloads(&work, &progress).map_err(|e| e.to_string())?);
     let selected: Vec<_> = cases::CASES
         .iter()
         .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
