@@ -106,7 +106,7 @@ impl Bed {
         for path in [&xen, &dom0_kernel, &initrd] {
             // QEMU's -initrd splits modules at commas.
             if path.to_string_lossy().contains(',') {
-                return Err(Error::Lock {
+                return Err(Error::Usage {
                     reason: format!("{} has a comma, which QEMU cannot pass", path.display()),
                 });
             }

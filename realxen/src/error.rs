@@ -16,6 +16,8 @@ pub enum Error {
     Tool { what: String, detail: String },
     /// The packages lock file is malformed or names nothing usable.
     Lock { reason: String },
+    /// A caller asked for something the bed cannot do (a bad path, ...).
+    Usage { reason: String },
     /// Xen or dom0 did not come up: `stage` is the last one reached.
     Boot {
         stage: String,
@@ -69,6 +71,7 @@ impl std::fmt::Display for Error {
             } => write!(f, "{what}: {source}"),
             Error::Tool { what, detail } => write!(f, "{what}: {detail}"),
             Error::Lock { reason } => write!(f, "packages lock: {reason}"),
+            Error::Usage { reason } => write!(f, "{reason}"),
             Error::Boot {
                 stage,
                 reason,

@@ -29,7 +29,7 @@ fn stage_and_pack(base: &Path, files: &[Preload], stage: &Path, out: &Path) -> R
     for file in files {
         let rel = file.dom0.trim_start_matches('/');
         if rel.is_empty() || rel.split('/').any(|c| c == ".." || c.is_empty()) {
-            return Err(Error::Lock {
+            return Err(Error::Usage {
                 reason: format!("preload path {:?} is not a plain absolute path", file.dom0),
             });
         }

@@ -69,7 +69,12 @@ fn with_guest(
 fn wait_data(bed: &mut Bed, guest: &Guest) -> TestResult {
     let updated = format!("{}/data/updated", guest.home());
     wait_until(bed, &format!("xenstore-read {updated}"), UP_LIMIT)
-        .map_err(|e| format!("{e}\nthe guest's console:\n{}", guest.console(bed)))
+        .map_err(|e| format!("{e}\nthe guest's console:\n{}", guest.console(bed)))?;
+    bed.progress.say(format!(
+        "guest {} up as domain {}: data/ published",
+        guest.name, guest.domid
+    ));
+    Ok(())
 }
 
 fn guest_connects_through_hvm_params_and_publishes_data(bed: &mut Bed) -> TestResult {

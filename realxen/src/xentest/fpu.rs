@@ -90,6 +90,10 @@ pub fn dom0_fpu_state_survives_a_guest_using_sse(bed: &mut Bed) -> TestResult {
 
 fn spin_beside(bed: &mut Bed, guest: &Guest) -> TestResult {
     guest.wait_console(bed, "fpu_spin: spinning as init", DOMU_UP)?;
+    bed.progress.say(format!(
+        "Linux domU {} up as domain {}, spinning on SSE",
+        guest.name, guest.domid
+    ));
     let script = format!(
         "{SPIN_IN_DOM0} {SPIN_SECS} >/tmp/fpu1 & a=$!; {SPIN_IN_DOM0} {SPIN_SECS} >/tmp/fpu2 & b=$!; \
          s=0; wait $a || s=1; wait $b || s=1; cat /tmp/fpu1 /tmp/fpu2; exit $s"
