@@ -123,49 +123,29 @@ impl Bed {
             options.cpu,
             log.display()
         ));
-        let mut qemu =
-            Command::new(std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()))
-                .args(["-machine", "q35", "-accel", "tcg", "-cpu", &options.cpu])
-                .args(["-m", "2048", "-smp", &options.smp.to_string()])
-                .args([
-                    "-display",
-                    "none",
-                    "-no-reboot",
-                    "-monitor",
-                    "none",
-                    "-net",
-                    "none",
-                ])
-                .args(["-serial", "stdio"])
-                // wait=on: the machine starts only once we are connected, so
-                // no agent output is lost.
-                .arg("-chardev")
-                .arg(format!(
-                    "socket,id=agent,path={},server=on,wait=on",
-                    socket.display()
-                ))
-                .args(["-serial", "chardev:agent"])
-                .arg("-kernel")
-                .arg(&xen)
-                .arg("-append")
-                .arg(format!("{XEN_CMDLINE} {}", options.xen_append).trim_end())
-                .arg("-initrd")
-                .arg(format!(
-                    "{} {DOM0_CMDLINE},{}",
-                    dom0_kernel.display(),
-                    initrd.display()
-                ))
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::from(stderr_log))
-                .spawn()
-                .map_err(|e| Error::io("starting qemu-system-x86_64", e))?;
+        let mut qemu = qemu_command(options, &xen, &dom0_kernel, &initrd, &socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr_log))
+            .spawn()
+            .map_err(|e| Error::io("starting qemu-system-x86_64", e))?;
         let console = Console::default();
-        if let Some(out) = qemu.stdout.take() {
-            console.capture(out, &log)?;
-        }
+        let agent = qemu
+            .stdout
+            .take()
+            .ok_or_else(|| Error::agent("QEMU's stdout was not captured"))
+            .and_then(|out| console.capture(out, &log))
+            .and_then(|()| connect(&socket, &mut qemu, &console));
+        let agent = match agent {
+            Ok(agent) => agent,
+            Err(e) => {
+                let _ = qemu.kill();
+                let _ = qemu.wait();
+                return Err(e);
+            }
+        };
         let mut bed = Bed {
-            agent: connect(&socket, &mut qemu, &console)?,
+            agent,
             qemu,
             console,
             progress,
@@ -269,6 +249,42 @@ impl Drop for Bed {
     }
 }
 
+/// QEMU running Xen (a multiboot kernel) with dom0's kernel and initramfs
+/// as its modules; Xen's console on stdout, the agent on a second UART.
+fn qemu_command(
+    options: &BedOptions,
+    xen: &Path,
+    dom0_kernel: &Path,
+    initrd: &Path,
+    socket: &Path,
+) -> Command {
+    let mut cmd =
+        Command::new(std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()));
+    cmd.args(["-machine", "q35", "-accel", "tcg", "-cpu", &options.cpu])
+        .args(["-m", "2048", "-smp", &options.smp.to_string()])
+        .args(["-display", "none", "-no-reboot", "-monitor", "none"])
+        .args(["-net", "none", "-serial", "stdio"])
+        // wait=on: the machine starts only once we are connected, so no
+        // agent output is lost.
+        .arg("-chardev")
+        .arg(format!(
+            "socket,id=agent,path={},server=on,wait=on",
+            socket.display()
+        ))
+        .args(["-serial", "chardev:agent"])
+        .arg("-kernel")
+        .arg(xen)
+        .arg("-append")
+        .arg(format!("{XEN_CMDLINE} {}", options.xen_append).trim_end())
+        .arg("-initrd")
+        .arg(format!(
+            "{} {DOM0_CMDLINE},{}",
+            dom0_kernel.display(),
+            initrd.display()
+        ));
+    cmd
+}
+
 /// Connects to QEMU's agent socket (it appears once QEMU has started).
 fn connect(socket: &Path, qemu: &mut Child, console: &Console) -> Result<Agent> {
     let start = Instant::now();
@@ -304,7 +320,8 @@ fn xen_elf(lock: &Lock) -> Result<PathBuf> {
         return Ok(elf);
     }
     let gz = extraction(pin).join("boot/xen-4.17-amd64.gz");
-    let partial = elf.with_extension("partial");
+    // Per process: two runs may unpack at once; the rename settles it.
+    let partial = elf.with_extension(format!("partial-{}", std::process::id()));
     let out =
         std::fs::File::create(&partial).map_err(|e| Error::io_path("creating", &partial, e))?;
     let status = Command::new("gzip")
