@@ -156,11 +156,11 @@ impl Bed {
         bed.wait_phase(
             "QEMU started",
             "(XEN) Xen version",
-            "Xen up",
+            "Xen booting",
             options.phase_limit,
         )?;
         bed.wait_phase(
-            "Xen up",
+            "Xen booting",
             "Linux version",
             "dom0 kernel booting",
             options.phase_limit,
