@@ -34,14 +34,14 @@ commands:
                           boot Xen + dom0, copy each HOST file to DOM0 (a path in dom0), run SCRIPT
                           with sh in dom0, print its output; exit with its status. --put copies
                           through the command channel (~5 KB/s), --preload in the initramfs (any size)
-  soak N [SCRIPT]         boot N times; in each, run SCRIPT (default: an exec-heavy loop) and count
-                          crashes of dom0 processes on the console; exit 0 only if every boot was clean
-
+  soak N [--filter TEXT] [--kernel FILE]
+                          boot N times, running the tests in each boot (the determinism check);
+                          exit 0 only if every boot passed every test
   test [--filter TEXT] [--kernel FILE]
                           the `xen` step: build the kernel (or take FILE), boot Xen + dom0 once, run
                           each test on PVH guests made with xl; libtest-style output
 
-options (run, soak, test):
+options (run, test, soak):
   --cpu MODEL             QEMU -cpu (default: bed::DEFAULT_CPU; $REALXEN_CPU also sets it)
   --smp N                 QEMU -smp (default 1)
   --xen-append TEXT       appended to Xen's command line

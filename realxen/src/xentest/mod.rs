@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use crate::bed::Bed;
+use crate::bed::{Bed, BedOptions};
 use crate::preload::Preload;
 use crate::progress::Progress;
 
@@ -18,10 +18,21 @@ use crate::progress::Progress;
 const BED_SOUND: &str = "xen::bed_no_dom0_process_crashed";
 
 pub fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
-    let mut options = crate::bed_options(&mut args)?;
+    let options = suite_options(&mut args)?;
     let filter = crate::take_value(&mut args, "--filter")?;
-    let kernel = crate::take_value(&mut args, "--kernel")?.map(PathBuf::from);
     crate::no_more(&args)?;
+    Ok(if run_suite(&options, filter.as_deref()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The bed options from `args`, with what the tests need preloaded: the
+/// kernel (`--kernel FILE`, else built now) and the FPU check's files.
+pub fn suite_options(args: &mut Vec<String>) -> Result<BedOptions, String> {
+    let mut options = crate::bed_options(args)?;
+    let kernel = crate::take_value(args, "--kernel")?.map(PathBuf::from);
     let progress = Progress::start();
     let kernel = match kernel {
         Some(path) => path,
@@ -31,17 +42,23 @@ pub fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
         host: kernel,
         dom0: guest::KERNEL_IN_DOM0.to_string(),
     });
-    let work = options.run_dir.join(format!("run-{}", std::process::id()));
+    let work = options.run_dir.join(format!("fpu-{}", std::process::id()));
     options
         .preload
         .extend(fpu::preloads(&work, &progress).map_err(|e| e.to_string())?);
+    Ok(options)
+}
+
+/// Boots the bed once and runs the tests whose name contains `filter`;
+/// prints libtest-style lines; true if every test passed.
+pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
     let selected: Vec<_> = cases::CASES
         .iter()
-        .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
+        .filter(|(name, _)| filter.is_none_or(|f| name.contains(f)))
         .collect();
     let filtered_out = cases::CASES.len() - selected.len();
 
-    let mut bed = match Bed::boot(&options, progress) {
+    let mut bed = match Bed::boot(options, Progress::start()) {
         Ok(bed) => bed,
         Err(e) => {
             // Loud: the step cannot pass without the bed.
@@ -50,7 +67,7 @@ pub fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
             println!(
                 "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; {filtered_out} filtered out"
             );
-            return Ok(ExitCode::FAILURE);
+            return false;
         }
     };
     let start = Instant::now();
@@ -95,11 +112,7 @@ pub fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
         start.elapsed().as_secs_f64(),
         bed.dom0_up_secs,
     );
-    Ok(if failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    failures.is_empty()
 }
 
 fn report(name: &str, result: &Result<(), String>) {
