@@ -119,8 +119,8 @@ fn dom0_write_to_vm_data_is_seen_by_the_guest(bed: &mut Bed) -> TestResult {
             &format!("xenstore-write {}/vm-data/{key} blue", guest.home()),
             QUICK,
         )?;
-        guest.wait_console(bed, "vm-data: generation", QUICK)?;
-        guest.wait_console(bed, &key, QUICK)
+        guest.wait_console(bed, "vm-data: generation", UP_LIMIT)?;
+        guest.wait_console(bed, &key, UP_LIMIT)
     })
 }
 
