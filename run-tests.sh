@@ -12,12 +12,10 @@ usage() {
     cat <<'EOF'
 Usage: ./run-tests.sh [--no-install] [--only STEP]...
 
-Steps, in order: daemon fmt clippy-host clippy-kernel host kernel xen fuzz
+Steps, in order: daemon fmt clippy-host clippy-kernel host kernel fuzz
   --no-install   do not install missing packages or fetch the xenstored binary
   --only STEP    run only the named step (repeatable)
 Environment: FUZZ_SECONDS (default 30) bounds the fuzz run.
-             XEN_STEP=skip skips the xen step (the kernel under real Xen 4.17 in QEMU, about
-             2 minutes; it fetches ~75 MB of Debian packages once); the summary says SKIPPED.
 EOF
 }
 
@@ -38,7 +36,6 @@ mkdir -p "$logdir"
 passed=0
 failed=0
 failed_steps=()
-skipped_steps=()
 
 wanted() {
     [ ${#only[@]} -eq 0 ] && return 0
@@ -91,22 +88,9 @@ run_step clippy-host cargo clippy --workspace --exclude kernel --exclude ktests 
 run_step clippy-kernel cargo clippy -p kernel -p ktests --target x86_64-unknown-none -- -D warnings
 run_step host cargo test --no-fail-fast
 run_step kernel cargo run -q -p bootimage -- test
-# The kernel as PVH domUs under the real hypervisor (realxen/): Xen and dom0 boot once in QEMU. Only an
-# explicit opt-out skips it; a bed that cannot boot fails the step.
-if [ "${XEN_STEP:-run}" = skip ]; then
-    if wanted xen; then
-        printf '\n==== xen: SKIPPED (XEN_STEP=skip)\n'
-        skipped_steps+=(xen)
-    fi
-else
-    run_step xen cargo run -q -p realxen -- test
-fi
 run_step fuzz xenstore/fuzz/run.sh "${FUZZ_SECONDS:-30}"
 
 echo
-if [ ${#skipped_steps[@]} -gt 0 ]; then
-    echo "SKIPPED steps: ${skipped_steps[*]}"
-fi
 if [ ${#failed_steps[@]} -gt 0 ]; then
     echo "failed steps: ${failed_steps[*]} (logs in $logdir/)"
 fi
