@@ -189,7 +189,7 @@ impl<P: Platform> Device<P> {
     /// through quickly may be missed: wait for every acceptable state.
     ///
     /// Runs on any thread, including the bus worker (the other end's watch
-    /// updates the state from the xenstore watch thread).
+    /// updates the state from a xenstore callback thread).
     ///
     /// Errors: [`BusError::Timeout`] after `timeout`;
     /// [`BusError::OtherendClosed`] if it goes Closing or Closed and

@@ -12,8 +12,9 @@
 //!
 //! Shape (FreeBSD's xenstore.c): the platform's interrupt only wakes
 //! ([`channel::on_store_event`]); the runtime's receive thread reads the
-//! ring and demultiplexes replies and watch events; its watch thread runs
-//! callbacks; requesters sleep until their reply is in.
+//! ring and demultiplexes replies and watch events; its callback threads
+//! run each watch's callbacks (watches in parallel); requesters sleep until
+//! their reply is in.
 //!
 //! Platform choice happens once, in [`init`]: on Xen (the [`crate::hypervisor`]
 //! bring-up succeeded) the ring comes from the HVM params; otherwise from

@@ -3,7 +3,8 @@
 //!
 //! # Threading model
 //!
-//! - The **xenstore watch thread** runs the bus's watch callbacks. They
+//! - **xenstore callback threads** run the bus's watch callbacks (each
+//!   watch on its own, so a driver's slow watch never delays them). They
 //!   never wait for the bus: the watch on `device` only queues a rescan;
 //!   the watch on each other end's `state` reads that node (one request),
 //!   records it in the device (waking [`Device::wait_for_otherend`]

@@ -217,7 +217,7 @@ fn bind<P: Platform>(bus: &Arc<BusShared<P>>, dev: &Device<P>, driver: &Arc<dyn 
     }
 }
 
-/// Watches the other end's `state`. The callback (xenstore watch thread)
+/// Watches the other end's `state`. The callback (a xenstore callback thread)
 /// reads the node, records it in the device, wakes its waiters and queues
 /// the change for the driver.
 fn watch_otherend<P: Platform>(bus: &Arc<BusShared<P>>, dev: &Device<P>) -> Result<(), BusError> {

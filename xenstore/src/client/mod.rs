@@ -134,11 +134,12 @@ impl<P: Platform> Client<P> {
         Err(last.unwrap_or(XsError::InvalidState("no transaction attempt made")))
     }
 
-    /// Watches `path` (or an `@special` path): `callback` runs on the watch
-    /// thread for the daemon's initial event (possibly before this returns)
-    /// and for each change at or below `path`. Events per watch are queued
-    /// up to `Config::watch_queue_limit`; beyond it see
-    /// [`WatchEvent::Overflow`].
+    /// Watches `path` (or an `@special` path): `callback` runs on a
+    /// callback thread for the daemon's initial event (possibly before this
+    /// returns) and for each change at or below `path`, one event at a time
+    /// in the daemon's order; other watches' callbacks may run meanwhile.
+    /// Events per watch are queued up to `Config::watch_queue_limit`, with
+    /// flow control; when events are dropped see [`WatchEvent::Overflow`].
     ///
     /// The returned handle removes the watch when dropped or on
     /// [`Watch::unwatch`]; [`Watch::detach`] keeps it for the client's life.

@@ -16,17 +16,20 @@ use crate::sync::Deadline;
 use crate::wire::MsgType;
 
 impl<P: Platform> Shared<P> {
-    /// Reads once from the transport and dispatches what arrived: replies
-    /// to their slots (waking exactly those requesters), watch events to the
-    /// watch queues. Called only by the reader token holder.
+    /// Reads once, at most `limit` bytes, from the transport and dispatches
+    /// what arrived: replies to their slots (waking exactly those
+    /// requesters), watch events to the watch queues. Called only by the
+    /// reader token holder.
     pub(super) fn read_once(
         &self,
         ctx: &mut ReaderCtx<P>,
+        limit: usize,
         deadline: Deadline,
     ) -> Result<(), TransportError> {
+        let limit = limit.clamp(1, ctx.buf.len());
         let n = self
             .transport
-            .recv(&mut ctx.buf, deadline.remaining(&self.platform))?;
+            .recv(&mut ctx.buf[..limit], deadline.remaining(&self.platform))?;
         let ReaderCtx {
             buf,
             wakes,
@@ -152,7 +155,9 @@ impl<P: Platform> Shared<P> {
             }
             if let Some(mut ctx) = self.try_take_reader() {
                 let result = loop {
-                    match self.read_once(&mut ctx, deadline) {
+                    // No receive thread, so no watch: nothing to hold back.
+                    let all = ctx.buf.len();
+                    match self.read_once(&mut ctx, all, deadline) {
                         Ok(()) | Err(TransportError::TimedOut) => {}
                         Err(e) => break Err(e),
                     }
@@ -221,7 +226,11 @@ impl<P: Platform> Shared<P> {
             .with(Option::take)
             .unwrap_or_else(|| ReaderCtx::fresh(self.transport.recv_buffer_size()));
         loop {
-            match self.read_once(&mut ctx, Deadline::never()) {
+            // Flow control: no more than the watch queues can take.
+            let budget = self
+                .watches
+                .read_budget(ctx.buf.len(), &mut || self.must_read());
+            match self.read_once(&mut ctx, budget, Deadline::never()) {
                 Ok(()) | Err(TransportError::TimedOut) => {}
                 Err(e) => {
                     self.fail(e);

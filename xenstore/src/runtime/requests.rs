@@ -85,6 +85,9 @@ impl<P: Platform> Shared<P> {
             });
             match step {
                 Step::Queued { req_id, batch } => {
+                    // A reply is awaited now: a reader paused for a full
+                    // watch queue must go on (see `watch`'s flow control).
+                    self.watches.wake_reader();
                     // The deadline starts before sending, so the time spent
                     // writing counts against it (the write itself is not cut
                     // short: see `Config::request_timeout`).

@@ -13,7 +13,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
 use super::requests::Gate;
-use super::watch::{Callback, Watches};
+use super::watch::Callback;
 use super::{Deferred, Shared};
 use crate::XsError;
 use crate::core::WatchId;
@@ -31,7 +31,7 @@ impl<P: Platform> Shared<P> {
         callback: Callback,
     ) -> Result<WatchId, XsError> {
         path::validate(path, PathKind::Watch)?;
-        Watches::ensure_thread(this)?;
+        this.watches.ensure_thread()?;
         // Watch events arrive unasked: someone must always be reading.
         Self::ensure_receiver(this)?;
         this.suspend_lock.lock_shared();
