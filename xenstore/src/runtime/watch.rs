@@ -72,7 +72,9 @@ impl WatchEvent {
 
 /// A watch callback. Runs on a callback thread (never two at once for one
 /// watch); may make xenstore requests and may remove any watch, its own
-/// included.
+/// included. It must not panic: the runtime cannot catch a panic in a
+/// `no_std` kernel, and on the host it would end the thread with its watch
+/// marked running (so removing that watch would wait for ever).
 pub type Callback = Box<dyn FnMut(&WatchEvent) + Send + 'static>;
 
 /// Starts one callback thread running [`Watches::run`].
