@@ -14,6 +14,7 @@ rounds=${STRESS_ROUNDS:-20}
 kernel_images=(time xenstore_watch_flood)
 host_tests=(
     "-p xenstore --test real_runtime slow_callback"
+    "-p xenstore --test real_runtime a_cancelled_suspend"
     "-p xenstore --lib runtime::watch"
 )
 

@@ -384,6 +384,59 @@ fn suspend_waits_for_a_transaction_blocks_new_ones_and_resume_rearms_watches() {
     suspend_scenario(&tb, &guest, "data/s", "/local/domain/1/data/s");
 }
 
+/// A cancelled suspend (`xl save -c`): the guest never left, so nothing is
+/// lost. The watch's callback is blocked and its queue full, so flow control
+/// leaves events unread in the ring across the suspend; all arrive after,
+/// in order, and the watch is not registered again (no second initial
+/// event).
+#[test]
+fn a_cancelled_suspend_keeps_unread_events_and_watches() {
+    let tb = start_testbed();
+    let dom = Arc::new(tb.introduce_domain(1).unwrap());
+    let guest = ring_client(
+        dom,
+        Config {
+            watch_queue_limit: 4,
+            watch_stall_timeout: Duration::from_secs(600),
+            ..Config::default()
+        },
+    );
+    let writer = socket_client(&tb, Config::default());
+    let release = Arc::new(AtomicBool::new(false));
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let (r, e) = (Arc::clone(&release), Arc::clone(&events));
+    let _w = guest
+        .watch("data/c", move |ev| {
+            e.lock().unwrap().push(ev.clone());
+            while !r.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+        .unwrap();
+    eventually("initial event", || events.lock().unwrap().len() == 1);
+    const WRITES: usize = 40;
+    for i in 0..WRITES {
+        writer
+            .write_display(&format!("/local/domain/1/data/c/n{i}"), i)
+            .unwrap();
+    }
+    guest.suspend().unwrap();
+    guest.resume_cancelled().unwrap();
+    release.store(true, Ordering::SeqCst);
+    let expected: Vec<WatchEvent> = std::iter::once("data/c".to_string())
+        .chain((0..WRITES).map(|i| format!("data/c/n{i}")))
+        .map(|path| WatchEvent::Changed { path })
+        .collect();
+    eventually("every event", || {
+        events.lock().unwrap().len() >= expected.len()
+    });
+    // Requests work, and nothing more arrives (no re-registration).
+    assert_eq!(guest.read_string("data/c/n0").unwrap(), "0");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(*events.lock().unwrap(), expected);
+    assert_eq!(guest.stats().watch_events_overflowed, 0);
+}
+
 #[test]
 fn resume_after_a_migration_to_a_fresh_daemon_registers_watches_again() {
     let tb = start_testbed();

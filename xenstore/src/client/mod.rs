@@ -176,10 +176,20 @@ impl<P: Platform> Client<P> {
 
     /// After the VM resumed (and the platform re-established the ring):
     /// discards stale input, re-registers every watch (each gets an initial
-    /// event again), and lets waiting requests go.
+    /// event again), and lets waiting requests go. For a suspend that did
+    /// not happen use [`Client::resume_cancelled`], which loses nothing.
     /// Errors: the first failure met; the client is resumed regardless.
     pub fn resume(&self) -> Result<(), XsError> {
         self.shared().resume()
+    }
+
+    /// After a suspend that did not happen (cancelled, as after a
+    /// checkpoint, or a failed suspend hypercall): the guest never left its
+    /// daemon, so everything is kept: watches, unread events in the ring,
+    /// the connection. Lets waiting requests go.
+    /// Errors: [`XsError::InvalidState`] if not suspended.
+    pub fn resume_cancelled(&self) -> Result<(), XsError> {
+        self.shared().resume_cancelled()
     }
 
     /// Sends any request (e.g. the toolstack's INTRODUCE) outside a

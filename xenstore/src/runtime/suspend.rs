@@ -157,10 +157,27 @@ impl<P: Platform> Shared<P> {
                 }
             }
         }
+        self.open_gate();
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Undoes [`Shared::suspend`] when the VM did not move (the suspend was
+    /// cancelled, e.g. `xl save -c`, or the suspend hypercall failed): the
+    /// daemon kept our watches and the ring holds a valid stream, so
+    /// everything is kept (unread events included); requests go again.
+    pub(crate) fn resume_cancelled(&self) -> Result<(), XsError> {
+        if !self.gate_closed.load(Ordering::SeqCst) {
+            return Err(XsError::InvalidState("resume without suspend"));
+        }
+        self.open_gate();
+        Ok(())
+    }
+
+    /// Lets requests through again and ends the suspension.
+    fn open_gate(&self) {
         self.conn
             .with(|_| self.gate_closed.store(false, Ordering::SeqCst));
         self.conn_queue.wake_all();
         self.suspend_lock.unlock_exclusive();
-        first_error.map_or(Ok(()), Err)
     }
 }
