@@ -38,6 +38,9 @@ fn a_stuck_driver_watch_delays_neither_control_shutdown_nor_other_end_states() {
             }
         })
         .unwrap();
+    // Released on every way out, before `stuck` is dropped (a failed
+    // assertion must fail the test, not hang it in unwatch).
+    let _release_on_exit = ReleaseOnDrop(Arc::clone(&release));
     eventually("the driver's callback is stuck", || {
         entered.load(Ordering::SeqCst)
     });
@@ -60,4 +63,12 @@ fn a_stuck_driver_watch_delays_neither_control_shutdown_nor_other_end_states() {
     );
     release.store(true, Ordering::SeqCst);
     stuck.unwatch().unwrap();
+}
+
+struct ReleaseOnDrop(Arc<AtomicBool>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
