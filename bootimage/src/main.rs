@@ -432,6 +432,11 @@ fn main() -> ExitCode {
         };
     }
     let command = args.remove(0);
+    // `bootimage test --help` and the like: the usage, and success.
+    if args.iter().any(|a| matches!(a.as_str(), "-h" | "--help")) {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let result = match command.as_str() {
         "build" => cmd_build(args),
         "run" => cmd_run(args),
