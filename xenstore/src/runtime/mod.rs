@@ -136,6 +136,9 @@ pub struct Stats {
     /// Times a full watch queue stopped holding reading back because its
     /// callback took no event for `Config::watch_stall_timeout`.
     pub watch_stalls: u64,
+    /// Times the receive thread stopped reading because a watch queue was
+    /// full (flow control at work).
+    pub watch_reader_waits: u64,
     /// Callback threads alive now.
     pub watch_threads: usize,
     /// Fatal transport errors (at most one per connection).
@@ -330,6 +333,7 @@ impl<P: Platform> Shared<P> {
             watch_events_after_unwatch: w.after_unwatch,
             watch_callbacks: w.callbacks,
             watch_stalls: w.stalls,
+            watch_reader_waits: w.reader_waits,
             watch_threads: w.threads,
             transport_failures,
         }

@@ -24,9 +24,9 @@
 //! that point of the watch's sequence and counts every event dropped there,
 //! until the next event that fits (queued after the marker). The callback
 //! thus learns where and how many events were lost and should re-read what
-//! it watches. Markers do not count against the bound. (The daemon itself
-//! may also drop events for a guest past its memory quota; no client can
-//! see those.)
+//! it watches. Markers do not count against the bound. (The 4.17 daemon
+//! itself drops events a guest leaves unread for 20 s, or past its memory
+//! quota; no client can see those: see xenstore/README.md.)
 
 mod delivery;
 mod flow;
@@ -107,6 +107,7 @@ pub(crate) struct WatchStats {
     pub(crate) after_unwatch: u64,
     pub(crate) callbacks: u64,
     pub(crate) stalls: u64,
+    pub(crate) reader_waits: u64,
     pub(crate) threads: usize,
 }
 

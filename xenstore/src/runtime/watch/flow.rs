@@ -38,6 +38,7 @@ impl<P: Platform> Watches<P> {
             if must_read() {
                 return max;
             }
+            self.table.with(|t| t.stats.reader_waits += 1);
             // Set before the condition is checked, so a waker that changes
             // the state after that check sees it (SeqCst on both sides).
             self.reader_waiting.store(true, Ordering::SeqCst);
