@@ -26,6 +26,7 @@ ktests::config!(timeout_secs = 120, needs = "xenbus", expect = "poweroff");
 ktests::main!(
     typed_commands_run_and_print_their_output,
     bad_input_gets_a_clear_error_and_the_shell_goes_on,
+    a_line_too_long_to_hold_is_refused_whole_and_nothing_of_it_runs,
     backspace_ctrl_u_ctrl_c_and_escape_sequences_edit_the_line,
     watch_events_are_printed_as_they_come,
     devices_services_and_vm_data_show_the_guest_side,
@@ -133,6 +134,36 @@ fn bad_input_gets_a_clear_error_and_the_shell_goes_on() {
         assert_line(&typed(&mut sh, keys), error);
     }
     // Still serving.
+    assert_line(&typed(&mut sh, "read domid\r"), "1");
+}
+
+fn a_line_too_long_to_hold_is_refused_whole_and_nothing_of_it_runs() {
+    let mut sh = shell();
+    // Three times what the shell holds, but less than the serial receive
+    // buffer (`RX_CAPACITY`): typed at once, none of it may be dropped
+    // before the shell reads it, or the Enter would be lost too.
+    const TYPED: usize = 3000;
+    let command = "write data/shell/long ";
+    let mut keys = String::from(command);
+    keys.extend(core::iter::repeat_n('x', TYPED));
+    keys.push('\r');
+    let out = typed(&mut sh, &keys);
+    assert_line(
+        &out,
+        &alloc::format!(
+            "error: line too long ({} characters, at most {}); nothing was run",
+            command.len() + TYPED,
+            kernel::shell::LINE_LIMIT
+        ),
+    );
+    assert!(
+        matches!(
+            client().read(&abs("data/shell/long")),
+            Err(::xenstore::XsError::Enoent(_))
+        ),
+        "a truncated line was run"
+    );
+    // Still serving, with an empty line editor.
     assert_line(&typed(&mut sh, "read domid\r"), "1");
 }
 

@@ -138,6 +138,13 @@ impl Shell {
                     self.execute_line(&line);
                     return Ok(());
                 }
+                Edit::TooLong { typed, limit } => {
+                    terminal::end_line("");
+                    terminal::print(&format!(
+                        "error: line too long ({typed} characters, at most {limit}); nothing was run\n"
+                    ));
+                    return Ok(());
+                }
             }
         }
     }
