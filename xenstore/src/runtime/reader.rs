@@ -24,9 +24,14 @@ impl<P: Platform> Shared<P> {
         ctx: &mut ReaderCtx<P>,
         deadline: Deadline,
     ) -> Result<(), TransportError> {
-        let n = self
+        let n = match self
             .transport
-            .recv(&mut ctx.buf, deadline.remaining(&self.platform))?;
+            .recv(&mut ctx.buf, self.recv_timeout(deadline))
+        {
+            Err(TransportError::TimedOut) => return Err(self.stalled_message()),
+            received => received?,
+        };
+        let mut broken = None;
         let ReaderCtx {
             buf,
             wakes,
@@ -56,8 +61,10 @@ impl<P: Platform> Shared<P> {
                 Event::Dropped(why) => {
                     log::warn!("xenstore: dropped a message from the daemon: {why:?}")
                 }
+                Event::Broken(violation) => broken = Some(violation),
             });
             c.deferred.append(deferred);
+            self.note_input(c);
         });
         for slot in wakes.drain(..) {
             slot.queue.wake_all();
@@ -65,7 +72,8 @@ impl<P: Platform> Shared<P> {
         if !events.is_empty() {
             self.watches.enqueue(events.drain(..));
         }
-        Ok(())
+        // The caller fails the connection: everyone waiting hears at once.
+        broken.map_or(Ok(()), |v| Err(TransportError::Framing(v)))
     }
 
     /// Takes the reader token if it is free (and the receive thread does not
