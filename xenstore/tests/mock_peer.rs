@@ -396,16 +396,24 @@ fn mock_ring_error_flag_without_an_event_is_reported_at_the_deadline() {
         request_timeout: Some(Duration::from_millis(100)),
         ..Config::default()
     };
-    let mock = RingMock::start(config, |req| {
+    // The mock's own view of the page, to flag the error from its script
+    // once it has taken the request (so the request was sent fine).
+    let page = Arc::new(std::sync::OnceLock::<xenstore::ring::RingPage>::new());
+    let p = Arc::clone(&page);
+    let mock = RingMock::start(config, move |req| {
         if req.arg0() == "/hang" {
+            p.get().expect("set before any /hang").set_error(3);
             Act::Nothing
         } else {
             Act::Send(benign(req))
         }
     });
+    assert!(
+        page.set(xenstore::ring::RingPage::local(&mock.local))
+            .is_ok()
+    );
     mock.page.set_server_features(FEATURE_ERROR);
     assert_eq!(mock.client.read("/a").unwrap(), b"value-of:/a");
-    mock.page.set_error(3);
     assert_eq!(
         mock.client.read("/hang").unwrap_err(),
         XsError::Disconnected(TransportError::PeerReported { code: 3 })
