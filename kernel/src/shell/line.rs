@@ -53,7 +53,8 @@ enum Escape {
     Ss3,
 }
 
-const CTRL_C: u8 = 0x03;
+/// Ctrl-C: drops the line being typed; abandons a waiting command.
+pub const CTRL_C: u8 = 0x03;
 const BACKSPACE: u8 = 0x08;
 const CTRL_L: u8 = 0x0c;
 const CTRL_U: u8 = 0x15;
