@@ -35,8 +35,10 @@ impl<P: Platform> Shared<P> {
     }
 
     /// The framing error if a message has been part-way for the request
-    /// timeout with no byte since (called under `conn`).
-    pub(super) fn stalled_in(&self, c: &ConnState<P>) -> Option<TransportError> {
+    /// timeout with no byte since (called under `conn`). Only a reader that
+    /// has just found the transport empty may conclude this: bytes may sit
+    /// unread while nobody reads.
+    fn stalled_in(&self, c: &ConnState<P>) -> Option<TransportError> {
         let limit = self.config.request_timeout?;
         let (received, expected) = c.core.partial_message()?;
         let idle = Duration::from_micros(self.platform.now_us().saturating_sub(c.last_input_us));

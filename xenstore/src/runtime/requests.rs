@@ -40,8 +40,6 @@ enum Step {
     },
     /// The gate is closed: wait for `resume`.
     WaitAtGate,
-    /// The connection is lost to this (found before framing): fail it.
-    Broken(crate::TransportError),
     Refused(XsError),
 }
 
@@ -71,11 +69,6 @@ impl<P: Platform> Shared<P> {
                 }
                 if gate == Gate::Respect && self.gate_closed.load(Ordering::SeqCst) {
                     return Step::WaitAtGate;
-                }
-                // A message left part-way past the deadline (nobody was
-                // reading to notice): our reply must not complete its body.
-                if let Some(e) = self.stalled_in(c) {
-                    return Step::Broken(e);
                 }
                 Self::frame_deferred(c);
                 match c.core.encode(req, tx_id, Arc::clone(&slot), &mut c.outbox) {
@@ -109,8 +102,6 @@ impl<P: Platform> Shared<P> {
                     self.recycle_slot(slot);
                     return Err(e);
                 }
-                // The next round refuses the request with this error.
-                Step::Broken(e) => self.fail(e),
                 Step::WaitAtGate => {
                     let mut open = || {
                         !self.gate_closed.load(Ordering::SeqCst)
