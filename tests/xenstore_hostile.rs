@@ -161,12 +161,15 @@ fn mock_peer_over_long_header_fails_every_waiter_then_reconnect_recovers() {
     let xs = client();
     let before = xs.stats().core.oversized;
     host("daemon-pause", &[]);
+    let sent_before = peek("req_prod");
     let outcome = Arc::new(SpinLock::new(None));
     let slot = outcome.clone();
     let c = xs.clone();
     let requester = thread::spawn_joinable("requester", move || {
         *slot.lock() = Some(c.read("name"));
     });
+    // The request must be waiting (in the paused daemon's ring) first.
+    eventually("the request to be sent", || peek("req_prod") != sent_before);
     let mut header = message(READ, 0x7fff_0000, b"");
     header[12..16].copy_from_slice(&5000u32.to_le_bytes());
     host_bytes("inject", &[&header]);
