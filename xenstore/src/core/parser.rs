@@ -3,8 +3,9 @@
 //! Bytes arrive in arbitrary pieces (a socket read, a ring chunk that wraps).
 //! The parser keeps its place between pieces and yields whole messages. It
 //! never parses a header from the middle of a body: a body announced longer
-//! than [`PAYLOAD_MAX`] is reported at once and then skipped in full, so the
-//! stream stays in step whatever a peer sends.
+//! than [`PAYLOAD_MAX`] is reported at once (and would be skipped in full if
+//! fed on; the core stops feeding instead, since a peer that announces such
+//! a length cannot be trusted to send it: see [`super::Event::Broken`]).
 
 use alloc::vec::Vec;
 
