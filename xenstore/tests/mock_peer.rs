@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::{Act, RingMock, SocketMock, benign, eventually, msg};
-use xenstore::ring::FEATURE_ERROR;
+use xenstore::ring::{CONNECTED, FEATURE_ERROR, FEATURE_RECONNECTION};
 use xenstore::wire::{Header, MsgType};
 use xenstore::{
     Config, ProtocolViolation, ReceiveMode, RingSide, Store, TransportError, WatchEvent, XsError,
@@ -354,6 +354,47 @@ fn mock_ring_stray_messages_are_dropped_and_an_oversized_one_breaks_the_connecti
     assert_eq!(
         (s.unknown_req_id, s.unknown_watch_token, s.oversized),
         (1, 1, 1)
+    );
+}
+
+/// The real daemon (4.17) offers no ring reconnection; this MOCK does, and
+/// is hostile once: a 9000-byte reply, whose body (with fake headers in
+/// it) it keeps pushing into the ring. The client that saw the header
+/// fails; a new client over the same page asks for a reconnection, and so
+/// starts on a packet boundary: without it, the rest of that body would
+/// be parsed as replies.
+#[test]
+fn mock_ring_reconnection_gives_a_new_client_a_clean_ring_after_a_framing_error() {
+    let mock = RingMock::start_with_features(FEATURE_RECONNECTION, Config::default(), |req| {
+        if req.arg0() != "/hostile" {
+            return Act::Send(benign(req));
+        }
+        let mut body = Vec::new();
+        while body.len() < 9000 {
+            body.extend(msg(READ, 1, 0, b"fake"));
+        }
+        body.truncate(9000);
+        Act::Send(msg(READ, req.header.req_id, 0, &body))
+    });
+    let broken =
+        XsError::Disconnected(TransportError::Framing(ProtocolViolation::PayloadTooLong {
+            len: 9000,
+        }));
+    assert_eq!(mock.client.read("/hostile").unwrap_err(), broken);
+    assert_eq!(mock.page.connection(), CONNECTED, "nothing asked yet");
+    let fresh = mock.new_client(Config::default()).unwrap();
+    assert_eq!(mock.page.connection(), CONNECTED, "the mock completed it");
+    for i in 0..5 {
+        let key = format!("/after{i}");
+        assert_eq!(
+            fresh.read(&key).unwrap(),
+            format!("value-of:{key}").into_bytes()
+        );
+    }
+    assert_eq!(
+        fresh.stats().core.unknown_req_id,
+        0,
+        "no stale bytes parsed"
     );
 }
 
