@@ -434,7 +434,9 @@ fn mock_ring_error_flag_is_noticed_while_waiting_without_data() {
 #[test]
 fn mock_ring_error_flag_without_an_event_is_reported_at_the_deadline() {
     let config = Config {
-        request_timeout: Some(Duration::from_millis(100)),
+        // Long enough that the mock has surely set the flag by then, and
+        // that the first read succeeds under load.
+        request_timeout: Some(Duration::from_secs(2)),
         ..Config::default()
     };
     // The mock's own view of the page, to flag the error from its script
