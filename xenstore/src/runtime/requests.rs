@@ -180,11 +180,11 @@ impl<P: Platform> Shared<P> {
         self.leave_gate();
         self.recycle_slot(slot);
         match outcome {
+            // Gave up; if the connection failed meanwhile (the health
+            // check above, say), that is the better answer.
             None => match self.failure() {
-                Some(cause) if cause != crate::TransportError::Closed => {
-                    Err(XsError::Disconnected(cause))
-                }
-                _ => Err(XsError::Timeout(Context::new(op, path))),
+                Some(cause) => Err(XsError::Disconnected(cause)),
+                None => Err(XsError::Timeout(Context::new(op, path))),
             },
             Some(Outcome::Reply(Ok(body))) => Ok(body),
             Some(Outcome::Reply(Err(ReplyError::Daemon(code)))) => {
