@@ -227,6 +227,30 @@ pub fn read_byte(timeout: Option<Duration>) -> Option<u8> {
     byte
 }
 
+/// Like [`read_byte`] without a timeout, but also returns `None` once
+/// `stop()` holds. A thread that makes `stop()` true must then call
+/// [`wake_readers`] (the condition is re-checked only on a wake-up).
+pub fn read_byte_until(stop: &mut dyn FnMut() -> bool) -> Option<u8> {
+    if !RX_ENABLED.load(Ordering::SeqCst) {
+        return None;
+    }
+    let mut byte = None;
+    RX_READY.wait_until(
+        || {
+            byte = RX.lock().pop_front();
+            byte.is_some() || stop()
+        },
+        None,
+    );
+    byte
+}
+
+/// Wakes the threads in [`read_byte_until`] so they re-check `stop`.
+/// Thread context.
+pub fn wake_readers() {
+    RX_READY.wake_all();
+}
+
 /// Reads one line into `line` (cleared first), without its terminator.
 /// A line ends at `\n`, `\r` or `\r\n` (a `\n` right after a `\r` that ended
 /// the previous line is skipped). `timeout` bounds the whole line. Returns

@@ -74,14 +74,22 @@ impl<P: Platform> Client<P> {
     }
 
     /// A client over a xenstore ring page, signalled through `events` (the
-    /// guest kernel's constructor).
+    /// guest kernel's constructor). The ring is taken over as
+    /// [`RingTransport::connect`] says: with the daemon's reconnection
+    /// handshake where it offers one (bounded by
+    /// [`Config::request_timeout`]), else discarding stale responses.
+    ///
+    /// Errors: [`XsError::Disconnected`] if the handshake did not complete;
+    /// [`XsError::Spawn`].
     pub fn over_ring<E: RingEvents + 'static>(
         platform: P,
         page: RingPage,
         events: E,
         config: Config,
     ) -> Result<Client<P>, XsError> {
-        Client::new(platform, RingTransport::new(page, events), config)
+        let transport = RingTransport::connect(page, events, config.request_timeout)
+            .map_err(XsError::Disconnected)?;
+        Client::new(platform, transport, config)
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared<P>> {

@@ -34,6 +34,7 @@
 //! and go wait. So there is no send lock to sleep on, and requests that
 //! pile up while a write is under way leave in one write.
 
+mod framing;
 mod reader;
 mod requests;
 mod suspend;
@@ -69,19 +70,24 @@ pub enum ReceiveMode {
 /// Tunables of a client. `Config::default()` suits a kernel component.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// How long a request waits for its reply. `None` (the default): for
-    /// ever, as FreeBSD and Linux do; a daemon that never answers then
-    /// blocks its callers, which for a guest kernel is the honest outcome.
-    /// With a timeout, the request fails with [`crate::XsError::Timeout`];
-    /// a late reply is dropped (counted), a transaction it started is
-    /// aborted and a watch it added is removed (those clean-ups go out with
-    /// the client's next request).
-    ///
-    /// The timeout bounds the wait for a reply, not the writing of a
-    /// request: a requester writing to a daemon that has stopped reading
-    /// (a full ring, a full socket buffer) waits for room for ever, since a
-    /// message cannot be abandoned half-written. Requesters queued behind
-    /// it still time out.
+    /// How long a request may take: `None` (the default) is for ever, as
+    /// FreeBSD and Linux wait; a kernel should set one (ours: 30 s, see
+    /// `kernel::xenstore::DEFAULT_REQUEST_TIMEOUT`), so that a dead or
+    /// stopped daemon ends every request with a typed error:
+    /// - waiting for the reply: [`crate::XsError::Timeout`]. The late reply
+    ///   is dropped (counted); a transaction it started is aborted and a
+    ///   watch it added is removed (those clean-ups go out with the
+    ///   client's next request).
+    /// - writing: each write of the outbox may wait for room (a full ring,
+    ///   a full socket buffer) this long. Past it the connection fails with
+    ///   [`crate::TransportError::SendTimedOut`], for every request in
+    ///   flight, since a message cannot be abandoned half-written.
+    /// - a reply that stops part-way (a header without its body) for this
+    ///   long fails the connection with
+    ///   [`crate::TransportError::Framing`]
+    ///   ([`crate::ProtocolViolation::TruncatedMessage`]).
+    /// - the ring's reconnection handshake, where the daemon offers it
+    ///   ([`crate::ring::RingTransport::connect`]).
     pub request_timeout: Option<Duration>,
     /// Events queued per watch. While a queue is full the receive thread
     /// stops reading so the callback catches up; events are dropped (and
@@ -222,6 +228,9 @@ pub(crate) struct ConnState<P: Platform> {
     failed: Option<TransportError>,
     deferred: Vec<Deferred>,
     transport_failures: u64,
+    /// When bytes last arrived (platform µs; kept only with a request
+    /// timeout): a message left part-way for that long breaks the stream.
+    last_input_us: u64,
 }
 
 /// What the reader token holder works with; parked here between holders.
@@ -287,6 +296,7 @@ impl<P: Platform> Shared<P> {
                 failed: None,
                 deferred: Vec::new(),
                 transport_failures: 0,
+                last_input_us: 0,
             }),
             conn_queue: WaitQueue::new(),
             reader_busy: AtomicBool::new(false),

@@ -27,9 +27,14 @@ impl<P: Platform> Shared<P> {
         deadline: Deadline,
     ) -> Result<(), TransportError> {
         let limit = limit.clamp(1, ctx.buf.len());
-        let n = self
+        let n = match self
             .transport
-            .recv(&mut ctx.buf[..limit], deadline.remaining(&self.platform))?;
+            .recv(&mut ctx.buf[..limit], self.recv_timeout(deadline))
+        {
+            Err(TransportError::TimedOut) => return Err(self.stalled_message()),
+            received => received?,
+        };
+        let mut broken = None;
         let ReaderCtx {
             buf,
             wakes,
@@ -59,8 +64,10 @@ impl<P: Platform> Shared<P> {
                 Event::Dropped(why) => {
                     log::warn!("xenstore: dropped a message from the daemon: {why:?}")
                 }
+                Event::Broken(violation) => broken = Some(violation),
             });
             c.deferred.append(deferred);
+            self.note_input(c);
         });
         for slot in wakes.drain(..) {
             slot.queue.wake_all();
@@ -68,7 +75,8 @@ impl<P: Platform> Shared<P> {
         if !events.is_empty() {
             self.watches.enqueue(events.drain(..));
         }
-        Ok(())
+        // The caller fails the connection: everyone waiting hears at once.
+        broken.map_or(Ok(()), |v| Err(TransportError::Framing(v)))
     }
 
     /// Takes the reader token if it is free (and the receive thread does not
@@ -227,9 +235,14 @@ impl<P: Platform> Shared<P> {
             .unwrap_or_else(|| ReaderCtx::fresh(self.transport.recv_buffer_size()));
         loop {
             // Flow control: no more than the watch queues can take.
-            let budget = self
+            let (budget, waited) = self
                 .watches
                 .read_budget(ctx.buf.len(), &mut || self.must_read());
+            if waited {
+                // Not reading is no silence of the daemon's: a message
+                // part-way counts as stalled only while we wait for it.
+                self.conn.with(|c| self.note_input(c));
+            }
             match self.read_once(&mut ctx, budget, Deadline::never()) {
                 Ok(()) | Err(TransportError::TimedOut) => {}
                 Err(e) => {

@@ -15,7 +15,7 @@ const MIN_EVENT_BYTES: usize = HEADER_LEN + 3;
 
 impl<P: Platform> Watches<P> {
     /// How many bytes the reader may read now (at most `max`), waiting
-    /// while that is none.
+    /// while that is none; and whether it waited.
     ///
     /// Reading `n` bytes completes at most `1 + (n - 1) / MIN_EVENT_BYTES`
     /// events (the first may have been partly read already), so reading
@@ -26,18 +26,24 @@ impl<P: Platform> Watches<P> {
     /// fit is then dropped, with markers). If the full watches' callbacks
     /// take no event for the stall timeout, those watches are marked
     /// stalled: they no longer hold reading back until they catch up.
-    pub(crate) fn read_budget(&self, max: usize, must_read: &mut dyn FnMut() -> bool) -> usize {
+    pub(crate) fn read_budget(
+        &self,
+        max: usize,
+        must_read: &mut dyn FnMut() -> bool,
+    ) -> (usize, bool) {
         let resume_at = (self.policy.limit / 2).max(1);
+        let mut waited = false;
         loop {
             let (free, progress_mark) = self.table.with(|t| (self.min_free(t), t.handed_out));
             match free {
-                None => return max,
-                Some(free) if free > 0 => return max.min(free * MIN_EVENT_BYTES - 1),
+                None => return (max, waited),
+                Some(free) if free > 0 => return (max.min(free * MIN_EVENT_BYTES - 1), waited),
                 Some(_) => {}
             }
             if must_read() {
-                return max;
+                return (max, waited);
             }
+            waited = true;
             self.table.with(|t| t.stats.reader_waits += 1);
             // Set before the condition is checked, so a waker that changes
             // the state after that check sees it (SeqCst on both sides).

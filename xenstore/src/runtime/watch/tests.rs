@@ -216,7 +216,7 @@ fn the_reader_reads_only_what_every_queue_can_take() {
     let (blocked, entered, permit) = gated();
     let (id, _) = f.watches.add("/w", blocked);
     assert_eq!(
-        f.watches.read_budget(4096, &mut || false),
+        f.watches.read_budget(4096, &mut || false).0,
         10 * 19 - 1,
         "an empty queue of 10"
     );
@@ -225,8 +225,8 @@ fn the_reader_reads_only_what_every_queue_can_take() {
     f.send(id, &["1", "2", "3", "4", "5", "6", "7"]);
     // Room for 3 events: 3 * 19 - 1 bytes hold at most 3 events, even if
     // the first of them was partly read before.
-    assert_eq!(f.watches.read_budget(4096, &mut || false), 56);
-    assert_eq!(f.watches.read_budget(40, &mut || false), 40);
+    assert_eq!(f.watches.read_budget(4096, &mut || false).0, 56);
+    assert_eq!(f.watches.read_budget(40, &mut || false).0, 40);
     drop(permit);
 }
 
@@ -244,7 +244,9 @@ fn the_reader_waits_while_a_queue_is_full_until_it_drains_to_half() {
     let (budget_tx, budget) = channel();
     let w = Arc::clone(&f.watches);
     let reader = std::thread::spawn(move || {
-        budget_tx.send(w.read_budget(4096, &mut || false)).unwrap();
+        budget_tx
+            .send(w.read_budget(4096, &mut || false).0)
+            .unwrap();
     });
     assert!(
         budget.recv_timeout(Duration::from_millis(200)).is_err(),
@@ -275,7 +277,9 @@ fn the_reader_does_not_wait_while_a_reply_is_awaited() {
     let (w, a) = (Arc::clone(&f.watches), Arc::clone(&awaited));
     let reader = std::thread::spawn(move || {
         let mut must_read = || a.load(Ordering::SeqCst);
-        budget_tx.send(w.read_budget(4096, &mut must_read)).unwrap();
+        budget_tx
+            .send(w.read_budget(4096, &mut must_read).0)
+            .unwrap();
     });
     assert!(budget.recv_timeout(Duration::from_millis(200)).is_err());
     // A request is sent: the reader is woken and reads everything.
@@ -310,11 +314,11 @@ fn a_stuck_callback_stops_holding_the_reader_after_the_stall_timeout() {
     entered.recv_timeout(WAIT).unwrap();
     f.send(id, &["e1", "e2"]);
     // No progress for the stall timeout (300 ms): reading goes on.
-    assert_eq!(f.watches.read_budget(4096, &mut || false), 4096);
+    assert_eq!(f.watches.read_budget(4096, &mut || false).0, 4096);
     assert_eq!(f.watches.stats().stalls, 1);
     f.send(id, &["e3", "e4", "e5"]);
     assert_eq!(
-        f.watches.read_budget(4096, &mut || false),
+        f.watches.read_budget(4096, &mut || false).0,
         4096,
         "still stalled"
     );
@@ -334,7 +338,7 @@ fn a_stuck_callback_stops_holding_the_reader_after_the_stall_timeout() {
     );
     // Caught up: the watch holds reading back again when full.
     eventually("queue drained", || {
-        f.watches.read_budget(4096, &mut || false) == 2 * 19 - 1
+        f.watches.read_budget(4096, &mut || false).0 == 2 * 19 - 1
     });
     assert_eq!(f.watches.stats().stalls, 1);
 }
