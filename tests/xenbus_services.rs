@@ -1,6 +1,6 @@
 //! The guest services in the kernel against the real xenstored (the
 //! `xenbus` fixture): the `data/` pool read back with the real CLI, the
-//! `vm-data/` pool written by the host, handler threads reaped, suspend
+//! `vm-data/` pool written by the host, no thread left per request, suspend
 //! waiting for a transaction while a second request is deferred, and a
 //! migration to a fresh daemon after which watches and state are back.
 
@@ -105,7 +105,7 @@ fn finished_handler_threads_are_reaped() {
             data.status().handled >= handled + i
         });
     }
-    // One handler thread per request, each gone once it returned.
+    // No thread per request: the service's handler thread runs them all.
     wait_until("handler threads reaped", WAIT, || {
         thread::list().len() <= threads_before
     });
