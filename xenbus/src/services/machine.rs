@@ -159,9 +159,9 @@ struct Threads<P: Platform> {
 }
 
 struct Running {
-    /// The service thread has not ended yet.
+    /// The service thread was started and has not ended yet.
     service: bool,
-    /// The handler thread has not ended yet.
+    /// The handler thread was started and has not ended yet.
     handler: bool,
     /// The threads' ids once they run (so `stop` from inside one of them
     /// does not wait for itself).
@@ -208,8 +208,8 @@ impl<P: Platform, H: Handler> Machine<P, H> {
         let name = handler.name();
         let threads = Arc::new(Threads {
             running: Lock::new(Running {
-                service: true,
-                handler: true,
+                service: false,
+                handler: false,
                 service_id: None,
                 handler_id: None,
             }),
@@ -268,6 +268,8 @@ impl<P: Platform, H: Handler> Machine<P, H> {
     ) -> bool {
         let service = Arc::clone(&self.inner);
         let threads = Arc::clone(&self.inner.threads);
+        // Marked before it can end; a thread never started is not waited for.
+        threads.running.with(|r| *alive(r) = true);
         let started = self.inner.platform.spawn(
             name,
             Box::new(move || {
