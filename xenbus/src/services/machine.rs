@@ -507,3 +507,85 @@ fn serve<P: Platform, H: Handler>(m: &Arc<MachineInner<P, H>>, request: H::Reque
         None => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+    use xenstore::{SpawnError, StdLock, StdPlatform, StdWaitQueue};
+
+    /// The host platform, except that spawn number `fail_at` (from 1) fails.
+    struct FailingSpawn {
+        fail_at: usize,
+        spawned: AtomicUsize,
+    }
+
+    impl Platform for FailingSpawn {
+        type Lock<T: Send> = StdLock<T>;
+        type WaitQueue = StdWaitQueue;
+
+        fn spawn(
+            &self,
+            name: &'static str,
+            body: Box<dyn FnOnce() + Send + 'static>,
+        ) -> Result<(), SpawnError> {
+            if self.spawned.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+                return Err(SpawnError);
+            }
+            StdPlatform.spawn(name, body)
+        }
+
+        fn current_thread_id(&self) -> u64 {
+            StdPlatform.current_thread_id()
+        }
+
+        fn now_us(&self) -> u64 {
+            StdPlatform.now_us()
+        }
+    }
+
+    struct Idle;
+
+    impl Handler for Idle {
+        type Request = ();
+        fn name(&self) -> &'static str {
+            "idle"
+        }
+        fn receive(&self) -> Result<Option<()>, ServiceError> {
+            Ok(None)
+        }
+        fn handle(&self, (): ()) -> Result<(), ServiceError> {
+            Ok(())
+        }
+        fn describe(&self, (): &()) -> String {
+            String::from("nothing")
+        }
+    }
+
+    /// A service whose first or second thread cannot start reports which,
+    /// and returns (it used to wait for the never-started service thread).
+    #[test]
+    fn a_thread_that_cannot_start_is_reported_not_waited_for() {
+        for (fail_at, thread) in [(1, HANDLER_THREAD), (2, "xenbus-idle")] {
+            let platform = Arc::new(FailingSpawn {
+                fail_at,
+                spawned: AtomicUsize::new(0),
+            });
+            let timing = Timing {
+                timeout: Duration::from_secs(30),
+                period: None,
+            };
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let started = Machine::start(platform, Idle, timing, "xenbus-idle");
+                let _ = tx.send(started.err());
+            });
+            // Only a guard against hanging the suite.
+            let error = rx.recv_timeout(std::time::Duration::from_secs(20));
+            assert_eq!(error, Ok(Some(ServiceError::Spawn(thread))));
+        }
+    }
+}
