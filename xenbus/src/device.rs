@@ -25,6 +25,10 @@ pub(crate) struct DeviceState {
     pub(crate) otherend: Option<Otherend>,
     /// The other end's state as last read (`None` before the first read).
     pub(crate) seen: Option<OtherendState>,
+    /// The other end's state read since the driver was last told, waiting
+    /// for the bus worker. At most one: a newer read replaces it, so a
+    /// peer flipping its state cannot grow the worker's queue.
+    pub(crate) otherend_queued: Option<OtherendState>,
     /// The device node was removed; the device is (being) detached.
     pub(crate) removed: bool,
     /// The driver bound to it, if any.
@@ -85,6 +89,7 @@ impl<P: Platform> Device<P> {
                     ours,
                     otherend: None,
                     seen: None,
+                    otherend_queued: None,
                     removed: false,
                     driver: None,
                     last_error: None,
