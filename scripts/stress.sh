@@ -10,18 +10,26 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 rounds=${STRESS_ROUNDS:-20}
-# Kernel images booted `rounds` times each, and host tests (cargo test filters) run `rounds` times.
-kernel_images=(time xenstore_watch_flood)
+# Kernel images booted `rounds` times each: time, the watch flood, hostile and stopped daemons, the
+# shell's long lines and Ctrl-C.
+kernel_images=(time xenstore_watch_flood xenstore_hostile xenbus_shell)
+# Host tests run `rounds` times each: the arguments of `cargo test -q` (filters after `--`).
 host_tests=(
-    "-p xenstore --test real_runtime slow_callback"
-    "-p xenstore --test real_runtime a_cancelled_suspend"
     "-p xenstore --lib runtime::watch"
+    "-p xenstore --test real_runtime -- slow_callback a_cancelled_suspend"
+    "-p xenstore --test real_faults"
+    "-p xenstore --test mock_peer"
+    "-p xenbus --test service_threads"
+    "-p xenbus --test control"
+    "-p xenbus --test slow_driver_watch"
+    "-p testbed --features xenstore --lib -- xs::"
 )
 
 # Build first, on idle cores: the hog is for the tests, not the compiler.
 echo "stress: building"
 cargo build -q -p bootimage || exit 1
-cargo test -q --no-run -p xenstore 2>/dev/null || exit 1
+cargo test -q --no-run -p xenstore -p xenbus 2>/dev/null || exit 1
+cargo test -q --no-run -p testbed --features xenstore 2>/dev/null || exit 1
 
 hogs=()
 stop_hogs() {
@@ -44,13 +52,10 @@ echo "stress: kernel images done in $((SECONDS - start))s"
 start=$SECONDS
 for spec in "${host_tests[@]}"; do
     read -r -a args <<<"$spec"
-    # The last word is the test filter; the rest select the crate and binary.
-    filter=${args[-1]}
-    unset 'args[-1]'
     log=$(mktemp)
     for round in $(seq "$rounds"); do
-        if ! cargo test -q "${args[@]}" -- "$filter" >"$log" 2>&1; then
-            echo "stress: cargo test ${args[*]} -- $filter failed in round $round:"
+        if ! cargo test -q "${args[@]}" >"$log" 2>&1; then
+            echo "stress: cargo test $spec failed in round $round:"
             cat "$log"
             status=1
         fi
