@@ -74,6 +74,32 @@ fn gated() -> (Callback, Receiver<WatchEvent>, Sender<()>) {
     (callback, entered, permit)
 }
 
+/// A watch whose gated callback is blocked in its first event, `e0`, with
+/// `queued` behind it.
+fn blocked_in_e0(f: &Fixture, queued: &[&str]) -> (WatchId, Receiver<WatchEvent>, Sender<()>) {
+    let (callback, entered, permit) = gated();
+    let (id, _) = f.watches.add("/w", callback);
+    f.send(id, &["e0"]);
+    assert_eq!(entered.recv_timeout(WAIT).unwrap(), changed("e0"));
+    f.send(id, queued);
+    (id, entered, permit)
+}
+
+/// Lets the blocked callback return and collects the next `n` events it
+/// enters (permitting those to return too).
+fn release_and_collect(
+    entered: &Receiver<WatchEvent>,
+    permit: &Sender<()>,
+    n: usize,
+) -> Vec<WatchEvent> {
+    for _ in 0..=n {
+        permit.send(()).unwrap();
+    }
+    (0..n)
+        .map(|_| entered.recv_timeout(WAIT).unwrap())
+        .collect()
+}
+
 fn changed(path: &str) -> WatchEvent {
     WatchEvent::Changed { path: path.into() }
 }
@@ -236,11 +262,7 @@ fn the_reader_waits_while_a_queue_is_full_until_it_drains_to_half() {
         stall_timeout: Duration::from_secs(60),
         ..policy(4)
     });
-    let (blocked, entered, permit) = gated();
-    let (id, _) = f.watches.add("/w", blocked);
-    f.send(id, &["e0"]);
-    entered.recv_timeout(WAIT).unwrap();
-    f.send(id, &["e1", "e2", "e3", "e4"]);
+    let (_, _entered, permit) = blocked_in_e0(&f, &["e1", "e2", "e3", "e4"]);
     let (budget_tx, budget) = channel();
     let w = Arc::clone(&f.watches);
     let reader = std::thread::spawn(move || {
@@ -267,11 +289,7 @@ fn the_reader_does_not_wait_while_a_reply_is_awaited() {
         stall_timeout: Duration::from_secs(60),
         ..policy(2)
     });
-    let (blocked, entered, permit) = gated();
-    let (id, _) = f.watches.add("/w", blocked);
-    f.send(id, &["e0"]);
-    entered.recv_timeout(WAIT).unwrap();
-    f.send(id, &["e1", "e2"]);
+    let (id, entered, permit) = blocked_in_e0(&f, &["e1", "e2"]);
     let awaited = Arc::new(AtomicBool::new(false));
     let (budget_tx, budget) = channel();
     let (w, a) = (Arc::clone(&f.watches), Arc::clone(&awaited));
@@ -289,12 +307,7 @@ fn the_reader_does_not_wait_while_a_reply_is_awaited() {
     reader.join().unwrap();
     // What it reads beyond the bound is dropped and announced.
     f.send(id, &["e3", "e4"]);
-    for _ in 0..4 {
-        permit.send(()).unwrap();
-    }
-    let rest: Vec<_> = (0..3)
-        .map(|_| entered.recv_timeout(WAIT).unwrap())
-        .collect();
+    let rest = release_and_collect(&entered, &permit, 3);
     assert_eq!(
         rest,
         [
@@ -308,11 +321,7 @@ fn the_reader_does_not_wait_while_a_reply_is_awaited() {
 #[test]
 fn a_stuck_callback_stops_holding_the_reader_after_the_stall_timeout() {
     let f = Fixture::new(2);
-    let (stuck, entered, permit) = gated();
-    let (id, _) = f.watches.add("/stuck", stuck);
-    f.send(id, &["e0"]);
-    entered.recv_timeout(WAIT).unwrap();
-    f.send(id, &["e1", "e2"]);
+    let (id, entered, permit) = blocked_in_e0(&f, &["e1", "e2"]);
     // No progress for the stall timeout (300 ms): reading goes on.
     assert_eq!(f.watches.read_budget(4096, &mut || false).0, 4096);
     assert_eq!(f.watches.stats().stalls, 1);
@@ -322,12 +331,7 @@ fn a_stuck_callback_stops_holding_the_reader_after_the_stall_timeout() {
         4096,
         "still stalled"
     );
-    for _ in 0..4 {
-        permit.send(()).unwrap();
-    }
-    let rest: Vec<_> = (0..3)
-        .map(|_| entered.recv_timeout(WAIT).unwrap())
-        .collect();
+    let rest = release_and_collect(&entered, &permit, 3);
     assert_eq!(
         rest,
         [
