@@ -12,10 +12,11 @@ usage() {
     cat <<'EOF'
 Usage: ./run-tests.sh [--no-install] [--only STEP]...
 
-Steps, in order: daemon fmt clippy-host clippy-kernel host kernel fuzz
+Steps, in order: daemon fmt clippy-host clippy-kernel host kernel stress fuzz
   --no-install   do not install missing packages or fetch the xenstored binary
   --only STEP    run only the named step (repeatable)
-Environment: FUZZ_SECONDS (default 30) bounds the fuzz run.
+Environment: FUZZ_SECONDS (default 30) bounds the fuzz run; STRESS_ROUNDS (default 20) is how
+often the stress step runs each of its tests under a CPU hog.
 EOF
 }
 
@@ -88,6 +89,8 @@ run_step clippy-host cargo clippy --workspace --exclude kernel --exclude ktests 
 run_step clippy-kernel cargo clippy -p kernel -p ktests --target x86_64-unknown-none -- -D warnings
 run_step host cargo test --no-fail-fast
 run_step kernel cargo run -q -p bootimage -- test
+# The once-flaky tests and the fault tests, many times over while busy loops load every core.
+run_step stress scripts/stress.sh
 run_step fuzz xenstore/fuzz/run.sh "${FUZZ_SECONDS:-30}"
 
 echo

@@ -1,6 +1,6 @@
 //! The guest services in the kernel against the real xenstored (the
 //! `xenbus` fixture): the `data/` pool read back with the real CLI, the
-//! `vm-data/` pool written by the host, handler threads reaped, suspend
+//! `vm-data/` pool written by the host, no thread left per request, suspend
 //! waiting for a transaction while a second request is deferred, and a
 //! migration to a fresh daemon after which watches and state are back.
 
@@ -28,6 +28,7 @@ ktests::main!(
     finished_handler_threads_are_reaped,
     suspend_waits_for_a_transaction_and_a_second_request_is_deferred_then_handled,
     migration_restores_watches_and_republishes_state,
+    nothing_was_logged_under_a_spin_lock,
 );
 
 /// Long enough for a blocked suspend to have moved on had it not waited.
@@ -105,7 +106,7 @@ fn finished_handler_threads_are_reaped() {
             data.status().handled >= handled + i
         });
     }
-    // One handler thread per request, each gone once it returned.
+    // No thread per request: the service's handler thread runs them all.
     wait_until("handler threads reaped", WAIT, || {
         thread::list().len() <= threads_before
     });
@@ -221,4 +222,16 @@ fn migration_restores_watches_and_republishes_state() {
         host_sees_front_state(class, id, XenbusState::Connected);
     }
     watch.unwatch().unwrap();
+}
+
+/// Last, after the services, suspend and migration ran: no log line of
+/// the xenstore client, the bus or the services was written with a spin
+/// lock held (their locks are the kernel's spin locks, and wait-queue
+/// conditions run under one).
+fn nothing_was_logged_under_a_spin_lock() {
+    let (count, first) = kernel::logger::under_spin_locks();
+    assert_eq!(
+        count, 0,
+        "lines logged under a spin lock; the first: {first:?}"
+    );
 }

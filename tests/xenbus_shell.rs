@@ -22,13 +22,22 @@ use ktests::support::bus::{WAIT, guest, wait_for_our_state, wait_until};
 use ktests::support::{abs, client, host};
 use xenbus::XenbusState;
 
-ktests::config!(timeout_secs = 120, needs = "xenbus", expect = "poweroff");
+// A request timeout short enough for a test to wait it out (default 30 s).
+ktests::config!(
+    timeout_secs = 120,
+    needs = "xenbus",
+    expect = "poweroff",
+    cmdline = "xenstore.timeout=5"
+);
 ktests::main!(
     typed_commands_run_and_print_their_output,
     bad_input_gets_a_clear_error_and_the_shell_goes_on,
+    a_line_too_long_to_hold_is_refused_whole_and_nothing_of_it_runs,
     backspace_ctrl_u_ctrl_c_and_escape_sequences_edit_the_line,
     watch_events_are_printed_as_they_come,
     devices_services_and_vm_data_show_the_guest_side,
+    ctrl_c_abandons_a_command_waiting_for_a_stopped_daemon,
+    a_request_to_a_stopped_daemon_ends_in_an_error_and_the_shell_goes_on,
     poweroff_powers_the_guest_off,
 );
 
@@ -133,6 +142,65 @@ fn bad_input_gets_a_clear_error_and_the_shell_goes_on() {
         assert_line(&typed(&mut sh, keys), error);
     }
     // Still serving.
+    assert_line(&typed(&mut sh, "read domid\r"), "1");
+}
+
+fn a_line_too_long_to_hold_is_refused_whole_and_nothing_of_it_runs() {
+    let mut sh = shell();
+    // Three times what the shell holds, but less than the serial receive
+    // buffer (`RX_CAPACITY`): typed at once, none of it may be dropped
+    // before the shell reads it, or the Enter would be lost too.
+    const TYPED: usize = 3000;
+    let command = "write data/shell/long ";
+    let mut keys = String::from(command);
+    keys.extend(core::iter::repeat_n('x', TYPED));
+    keys.push('\r');
+    let out = typed(&mut sh, &keys);
+    assert_line(
+        &out,
+        &alloc::format!(
+            "error: line too long ({} characters, at most {}); nothing was run",
+            command.len() + TYPED,
+            kernel::shell::LINE_LIMIT
+        ),
+    );
+    assert!(
+        matches!(
+            client().read(&abs("data/shell/long")),
+            Err(::xenstore::XsError::Enoent(_))
+        ),
+        "a truncated line was run"
+    );
+    // Still serving, with an empty line editor.
+    assert_line(&typed(&mut sh, "read domid\r"), "1");
+}
+
+/// The daemon stopped (SIGSTOP): a `read` waits; Ctrl-C gives the prompt
+/// back at once, long before the request timeout.
+fn ctrl_c_abandons_a_command_waiting_for_a_stopped_daemon() {
+    let mut sh = shell();
+    host("daemon-pause", &[]);
+    let out = typed(&mut sh, "read name\r\x03");
+    host("daemon-resume", &[]);
+    assert_line(
+        &out,
+        "error: abandoned (Ctrl-C); the request may still complete, a write may still take effect",
+    );
+    assert_line(&typed(&mut sh, "read domid\r"), "1");
+}
+
+/// The daemon stopped: a `read` ends at the request timeout
+/// (`xenstore.timeout=5` here) with a typed error, and the shell takes the
+/// next command.
+fn a_request_to_a_stopped_daemon_ends_in_an_error_and_the_shell_goes_on() {
+    let mut sh = shell();
+    host("daemon-pause", &[]);
+    let out = typed(&mut sh, "read name\r");
+    host("daemon-resume", &[]);
+    assert_line(
+        &out,
+        "error: READ name: no reply within the request timeout",
+    );
     assert_line(&typed(&mut sh, "read domid\r"), "1");
 }
 

@@ -1,10 +1,13 @@
 //! 10,000 host writes to a watched directory, as fast as a dom0 socket
 //! client makes them, arrive in the guest's watch callback complete and in
 //! order, or with gaps accounted for exactly as the xenstore crate's
-//! per-watch bound policy documents: an event that does not fit the watch's
-//! queue (`Config::watch_queue_limit`) is dropped and counted in one
+//! flow-control policy documents. A callback that keeps up, or is merely
+//! slow, loses nothing: while its queue (`Config::watch_queue_limit`) is
+//! full the guest stops reading the ring. A callback that takes no event
+//! for `Config::watch_stall_timeout` stops holding reading back: what does
+//! not fit its queue is then dropped and counted in one
 //! `WatchEvent::Overflow { missed }` marker queued at that point, before the
-//! next event that fits.
+//! next event that fits; meanwhile other watches' events go on.
 
 #![no_std]
 #![no_main]
@@ -17,6 +20,7 @@ use alloc::sync::Arc;
 use core::time::Duration;
 
 use ::xenstore::WatchEvent;
+use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::sync::{SpinLock, WaitQueue};
 use kernel::time::Instant;
 use ktests::support::{abs, client, host};
@@ -24,7 +28,8 @@ use ktests::support::{abs, client, host};
 ktests::config!(timeout_secs = 120, needs = "xenstore");
 ktests::main!(
     ten_thousand_host_writes_arrive_in_order_none_lost,
-    a_slow_callback_is_told_exactly_what_its_full_queue_dropped,
+    a_slow_callback_loses_nothing,
+    a_stuck_callback_is_told_exactly_what_was_dropped_while_other_watches_go_on,
 );
 
 const WRITES: u64 = 10_000;
@@ -113,10 +118,16 @@ impl Tally {
     }
 }
 
-/// Floods `node` (a fresh directory) with [`WRITES`] host writes while a
-/// watch on it runs `slow_down` in its callback; returns the tally once
-/// every write is accounted for, after checking the policy held.
-fn flood_and_tally(node: &'static str, slow_down: fn()) -> Tally {
+/// Floods `node` (a fresh directory) with `writes` host writes while a
+/// watch on it runs `slow_down` in its callback, then runs `after_flood`;
+/// returns the tally once every write is accounted for, after checking the
+/// policy held.
+fn flood_and_tally(
+    node: &'static str,
+    writes: u64,
+    slow_down: impl Fn() + Send + 'static,
+    after_flood: impl FnOnce(),
+) -> Tally {
     let xs = client();
     // The directory is dom0's (its 10,000 children count against no guest
     // quota), readable by us (events need read access).
@@ -139,13 +150,14 @@ fn flood_and_tally(node: &'static str, slow_down: fn()) -> Tally {
     assert!(initial, "no initial watch event");
 
     let start = Instant::now();
-    let host_us: u64 = host("flood", &[&dir, &format!("{WRITES}")])[0]
+    let host_us: u64 = host("flood", &[&dir, &format!("{writes}")])[0]
         .parse()
         .unwrap();
+    after_flood();
     let done = progress.wait_until(
         || {
             let t = tally.lock();
-            t.error.is_some() || t.accounted() >= WRITES
+            t.error.is_some() || t.accounted() >= writes
         },
         Some(Duration::from_secs(60)),
     );
@@ -160,15 +172,15 @@ fn flood_and_tally(node: &'static str, slow_down: fn()) -> Tally {
     }
     assert!(
         done,
-        "only {} of {WRITES} events accounted for after 60 s ({} delivered, {} missed)",
+        "only {} of {writes} events accounted for after 60 s ({} delivered, {} missed)",
         t.accounted(),
         t.delivered,
         t.missed
     );
-    assert_eq!(t.accounted(), WRITES);
+    assert_eq!(t.accounted(), writes);
     assert_eq!(
         t.next + t.pending_gap,
-        WRITES,
+        writes,
         "the last write was accounted for"
     );
     let stats = xs.stats();
@@ -179,7 +191,7 @@ fn flood_and_tally(node: &'static str, slow_down: fn()) -> Tally {
     );
     assert_eq!(stats.core.unknown_watch_token + stats.core.malformed, 0);
     log::info!(
-        "{WRITES} host writes in {} ms (host), all accounted in the guest after {elapsed:?}: \
+        "{writes} host writes in {} ms (host), all accounted in the guest after {elapsed:?}: \
          {} delivered, {} dropped at {} overflow markers",
         host_us / 1000,
         t.delivered,
@@ -191,20 +203,86 @@ fn flood_and_tally(node: &'static str, slow_down: fn()) -> Tally {
 
 fn ten_thousand_host_writes_arrive_in_order_none_lost() {
     // A callback that keeps up: every event is delivered, in order.
-    let t = flood_and_tally("flood", || {});
+    let t = flood_and_tally("flood", WRITES, || {}, || {});
     assert_eq!((t.delivered, t.missed, t.markers), (WRITES, 0, 0));
 }
 
-fn a_slow_callback_is_told_exactly_what_its_full_queue_dropped() {
-    // A callback far slower than the flood: its queue (1024 events) fills,
-    // and what does not fit is dropped and announced by markers whose
-    // counts close every gap exactly (checked event by event in Tally).
-    let t = flood_and_tally("flood-slow", || {
-        kernel::thread::sleep(Duration::from_millis(1))
-    });
+/// Writes in the slow-callback flood: enough to fill the 1024-event queue
+/// many times over, few enough that the backlog in the daemon stays far
+/// below its watch-event timeout (20 s in 4.17: it drops events that wait
+/// longer for a guest) even on a loaded emulator.
+const SLOW_WRITES: u64 = 3000;
+
+fn a_slow_callback_loses_nothing() {
+    // Slower than the flood (300 us an event), but never stuck: the guest
+    // holds back reading while the queue is full, and nothing drops.
+    let before = client().stats();
+    let t = flood_and_tally(
+        "flood-slow",
+        SLOW_WRITES,
+        || kernel::time::spin_for(Duration::from_micros(300)),
+        || {},
+    );
+    assert_eq!((t.delivered, t.missed, t.markers), (SLOW_WRITES, 0, 0));
+    let after = client().stats();
+    assert_eq!(after.watch_stalls, before.watch_stalls, "never stalled");
+    assert!(
+        after.watch_reader_waits > before.watch_reader_waits,
+        "the queue never filled, so flow control was not exercised"
+    );
+}
+
+fn a_stuck_callback_is_told_exactly_what_was_dropped_while_other_watches_go_on() {
+    let xs = client();
+    let stalls = xs.stats().watch_stalls;
+    // The flooded watch's callback blocks (from the initial event on) until
+    // released; another watch records what it sees.
+    let released = Arc::new(AtomicBool::new(false));
+    let gate = Arc::new(WaitQueue::new());
+    let (r, g) = (released.clone(), gate.clone());
+    let other_seen = Arc::new(SpinLock::new(alloc::vec::Vec::<String>::new()));
+    let other_queue = Arc::new(WaitQueue::new());
+    let (seen, q) = (other_seen.clone(), other_queue.clone());
+    let other = xs
+        .watch("flood-other", move |event| {
+            if let Some(path) = event.path() {
+                seen.lock().push(String::from(path));
+            }
+            q.wake_all();
+        })
+        .unwrap();
+    let t = flood_and_tally(
+        "flood-stuck",
+        WRITES,
+        move || {
+            g.wait_until(|| r.load(Ordering::SeqCst), None);
+        },
+        || {
+            // The full queue holds reading back until the stall timeout;
+            // then the guest reads on and the other watch gets its event
+            // while the stuck callback still blocks.
+            let stalled = poll_until(|| client().stats().watch_stalls > stalls);
+            assert!(
+                stalled,
+                "the stuck watch never stalled: {:?}",
+                client().stats()
+            );
+            host("xenstore-write", &[&abs("flood-other"), "ping"]);
+            let got = other_queue.wait_until(
+                || other_seen.lock().len() >= 2,
+                Some(Duration::from_secs(30)),
+            );
+            // (initial event, then the ping)
+            assert!(got, "the other watch saw {:?}", *other_seen.lock());
+            assert!(!released.load(Ordering::SeqCst));
+            released.store(true, Ordering::SeqCst);
+            gate.wake_all();
+        },
+    );
+    other.unwatch().unwrap();
     assert!(
         t.markers >= 1 && t.missed > 0,
-        "the queue never overflowed: {}",
+        "nothing was dropped for the stuck watch: {} delivered",
         t.delivered
     );
     assert!(
@@ -212,4 +290,16 @@ fn a_slow_callback_is_told_exactly_what_its_full_queue_dropped() {
         "the queue's {} events were delivered",
         t.delivered
     );
+}
+
+/// Polls `cond` every 10 ms for up to 30 s; returns its last value.
+fn poll_until(cond: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > Duration::from_secs(30) {
+            return false;
+        }
+        kernel::thread::sleep(Duration::from_millis(10));
+    }
+    true
 }

@@ -57,6 +57,7 @@ commands:
       --jobs N                      images booted at once (default: number of CPUs)
       --filter TEXT                 run only tests whose name contains TEXT
       --verbose                     show serial output of passing images too
+      --repeat N                    boot each image N times (stress runs)
   check FILE                        check FILE's Xen PVH note
   demo [--release] [--accel A]      scripted session: real xenstored, boot, the host writes
                                     control/shutdown=poweroff with xenstore-write; exit 0 when
@@ -244,7 +245,10 @@ pub(crate) fn run_image(
         Ok(c) => c,
         Err(e) => return ImageReport::not_started(name, format!("bad image: {e}")),
     };
-    let workdir = std::env::temp_dir().join(format!("ktest-{}-{name}", std::process::id()));
+    // Unique per boot: `--repeat` may boot one image twice at once.
+    static BOOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let boot = BOOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let workdir = std::env::temp_dir().join(format!("ktest-{}-{boot}-{name}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(&workdir) {
         return ImageReport::not_started(name, format!("{}: {e}", workdir.display()));
     }
@@ -327,6 +331,14 @@ fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
             .max(1),
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    let repeat = match take_value(&mut args, "--repeat")? {
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("--repeat {n:?}: not a positive number"))?,
+        None => 1,
+    };
     if let Some(flag) = args.iter().find(|a| a.starts_with('-')) {
         return Err(format!("unknown option {flag}\n\n{USAGE}"));
     }
@@ -344,14 +356,20 @@ fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
     // be read stays: run_image reports why.
     images.retain(|i| image_config(&i.executable).map_or(true, |c| c.role == Role::Test));
     println!(
-        "kernel test images: {} to boot with {accel}, {jobs} at a time",
-        images.len()
+        "kernel test images: {} to boot with {accel}{}, {jobs} at a time",
+        images.len(),
+        if repeat > 1 {
+            format!(", {repeat} times each")
+        } else {
+            String::new()
+        }
     );
     let started = Instant::now();
-    let queue = Mutex::new(images.iter());
+    let boots: Vec<_> = (0..repeat).flat_map(|_| images.iter()).collect();
+    let queue = Mutex::new(boots.into_iter());
     let reports = Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for _ in 0..jobs.min(images.len().max(1)) {
+        for _ in 0..jobs.min((images.len() * repeat).max(1)) {
             s.spawn(|| {
                 loop {
                     let Some(image) = queue.lock().expect("queue").next() else {
@@ -414,6 +432,11 @@ fn main() -> ExitCode {
         };
     }
     let command = args.remove(0);
+    // `bootimage test --help` and the like: the usage, and success.
+    if args.iter().any(|a| matches!(a.as_str(), "-h" | "--help")) {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let result = match command.as_str() {
         "build" => cmd_build(args),
         "run" => cmd_run(args),

@@ -4,6 +4,9 @@
 //! console) can be added with [`add_sink`].
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use alloc::string::String;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -23,6 +26,13 @@ static BEFORE_LINE: spin::Once<BeforeLine> = spin::Once::new();
 const MAX_SINKS: usize = 4;
 /// Extra sinks besides the serial port, in registration order.
 static SINKS: SpinLock<[Option<Sink>; MAX_SINKS]> = SpinLock::new([None; MAX_SINKS]);
+
+/// Lines logged while a [`SpinLock`] was held (interrupts off for the whole
+/// serial write, so timer ticks and events wait behind it): a bug to fix by
+/// logging after the guard is dropped. See [`under_spin_locks`].
+static UNDER_SPIN_LOCKS: AtomicU64 = AtomicU64::new(0);
+/// The first such line, cut to its buffer.
+static FIRST_UNDER_SPIN_LOCK: SpinLock<([u8; 120], usize)> = SpinLock::new(([0; 120], 0));
 
 struct KernelLogger;
 
@@ -85,6 +95,14 @@ impl Log for KernelLogger {
         let tail: &[u8] = if line.cut { b"...\n" } else { b"\n" };
         line.bytes[line.len..line.len + tail.len()].copy_from_slice(tail);
         let bytes = &line.bytes[..line.len + tail.len()];
+        if crate::sync::spin_locks_held() > 0
+            && UNDER_SPIN_LOCKS.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            let mut first = FIRST_UNDER_SPIN_LOCK.lock();
+            let n = bytes.len().min(first.0.len());
+            first.0[..n].copy_from_slice(&bytes[..n]);
+            first.1 = n;
+        }
         if let Some(before) = BEFORE_LINE.get() {
             before();
         }
@@ -97,6 +115,15 @@ impl Log for KernelLogger {
     }
 
     fn flush(&self) {}
+}
+
+/// How many lines were logged while a [`SpinLock`] was held, and the first
+/// of them. Should stay 0: log after dropping the guard.
+pub fn under_spin_locks() -> (u64, Option<String>) {
+    let count = UNDER_SPIN_LOCKS.load(Ordering::Relaxed);
+    let first = FIRST_UNDER_SPIN_LOCK.lock();
+    let line = (first.1 > 0).then(|| String::from_utf8_lossy(&first.0[..first.1]).into_owned());
+    (count, line)
 }
 
 /// Installs the logger at level `Info`. Called once, first thing at boot.

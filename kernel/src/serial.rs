@@ -213,6 +213,17 @@ pub fn rx_dropped() -> u64 {
 /// `None` on timeout or when input is not enabled. Sleeps (do not call from
 /// interrupt context or with a spin lock held).
 pub fn read_byte(timeout: Option<Duration>) -> Option<u8> {
+    read_byte_or_stop(timeout, &mut || false)
+}
+
+/// Like [`read_byte`] without a timeout, but also returns `None` once
+/// `stop()` holds. A thread that makes `stop()` true must then call
+/// [`wake_readers`] (the condition is re-checked only on a wake-up).
+pub fn read_byte_until(stop: &mut dyn FnMut() -> bool) -> Option<u8> {
+    read_byte_or_stop(None, stop)
+}
+
+fn read_byte_or_stop(timeout: Option<Duration>, stop: &mut dyn FnMut() -> bool) -> Option<u8> {
     if !RX_ENABLED.load(Ordering::SeqCst) {
         return None;
     }
@@ -220,11 +231,17 @@ pub fn read_byte(timeout: Option<Duration>) -> Option<u8> {
     RX_READY.wait_until(
         || {
             byte = RX.lock().pop_front();
-            byte.is_some()
+            byte.is_some() || stop()
         },
         timeout,
     );
     byte
+}
+
+/// Wakes the threads in [`read_byte_until`] so they re-check `stop`.
+/// Thread context.
+pub fn wake_readers() {
+    RX_READY.wake_all();
 }
 
 /// Reads one line into `line` (cleared first), without its terminator.

@@ -1,4 +1,4 @@
-//! Time: a monotonic microsecond clock from the TSC, and the periodic
+//! Time: a monotonic microsecond clock from the TSC, and the
 //! scheduler tick from the local APIC timer.
 //!
 //! The TSC frequency comes from the Xen CPUID leaf when running on Xen (PVH
@@ -163,11 +163,11 @@ pub(crate) fn init() {
     );
 }
 
-/// Starts the periodic tick and enables interrupts (end of boot).
+/// Starts the tick and enables interrupts (end of boot).
 pub(crate) fn start_ticks() {
     crate::interrupts::apic::start_timer(TICK_HZ, on_tick);
     x86_64::instructions::interrupts::enable();
-    log::info!("timer: local APIC periodic at {TICK_HZ} Hz");
+    log::info!("timer: local APIC tick (one-shot, re-armed) at {TICK_HZ} Hz");
 }
 
 /// A function run on every tick, in interrupt context.

@@ -25,9 +25,9 @@ use crate::error::{Error, Result};
 /// The ring transport has two waiters at once (a sender waiting for room in
 /// the request ring, the receiver waiting for data), and a kick is meant for
 /// both: whichever consumes it must not leave the other asleep. So one waiter
-/// at a time polls the sockets; every kick is consumed under `waiters` and
-/// bumps its epoch, which wakes the others (asleep on `changed`) to re-check
-/// their conditions.
+/// at a time polls the sockets; every kick is consumed under `waiters`, and
+/// only while no waiter holds the poller role, and bumps its epoch, which
+/// wakes the others (asleep on `changed`) to re-check their conditions.
 pub struct DomainEvents {
     domain: Arc<Domain>,
     wake_rx: UnixDatagram,
@@ -122,8 +122,11 @@ impl RingEvents for DomainEvents {
         loop {
             // Consume kicks first: one arriving after `ready()` stays queued
             // and ends the poll below, or, if another waiter consumes it,
-            // moves the epoch.
-            if self.drain() {
+            // moves the epoch. Never while another waiter holds the poller
+            // role: it may be about to poll, or inside `poll` (which re-checks
+            // readiness after a wake-up), and would sleep on with its kick
+            // gone. The poller drains here itself once its poll ends.
+            if !waiters.polling && self.drain() {
                 waiters.epoch += 1;
                 self.changed.notify_all();
             }
@@ -155,6 +158,8 @@ impl RingEvents for DomainEvents {
             } else {
                 waiters.polling = true;
                 drop(waiters);
+                #[cfg(test)]
+                tests::before_poll();
                 self.poll(left);
                 waiters = self.lock();
                 waiters.polling = false;
@@ -197,7 +202,23 @@ mod tests {
     use crate::event::GuestEventChannel;
     use crate::page::SharedPage;
     use crate::toolstack::DomainConfig;
+    use std::cell::RefCell;
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    thread_local! {
+        /// Runs in the polling waiter's thread after it has taken the poller
+        /// role and released `waiters`, just before it polls: the window in
+        /// which another waiter used to consume the poller's kick.
+        static BEFORE_POLL: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    }
+
+    /// Called by `wait_until` just before `poll` (tests only).
+    pub(super) fn before_poll() {
+        if let Some(hook) = BEFORE_POLL.with(|h| h.borrow_mut().take()) {
+            hook();
+        }
+    }
 
     /// A domain whose event channel this test kicks itself (no daemon).
     fn lone_domain(name: &str) -> (Arc<Domain>, std::path::PathBuf) {
@@ -249,6 +270,58 @@ mod tests {
         assert!(
             waited < Duration::from_secs(5),
             "the kick was lost to the other waiter: woke only at the timeout ({waited:?})"
+        );
+        drop(events);
+        if let Some(dir) = guest_end.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// The race behind hung large ring writes (issue 10): a waiter had
+    /// taken the poller role but not yet entered `poll` when the kick for
+    /// its condition arrived; another waiter entering `wait_until` consumed
+    /// that kick, so the poller then slept with its condition true and
+    /// nothing left to wake it. Deterministic: the kick and the other
+    /// waiter run exactly in that window, through `before_poll`.
+    #[test]
+    fn a_kick_arriving_as_the_poller_starts_polling_still_ends_its_wait() {
+        let (domain, guest_end) = lone_domain("poll-window");
+        let events = Arc::new(DomainEvents::new(domain).unwrap());
+        let flag = Arc::new(AtomicBool::new(false));
+        let (done_tx, done_rx) = mpsc::channel();
+        let poller = {
+            let (ev, f, guest_end) = (Arc::clone(&events), Arc::clone(&flag), guest_end.clone());
+            std::thread::spawn(move || {
+                let (ev2, f2) = (Arc::clone(&ev), Arc::clone(&f));
+                BEFORE_POLL.with(|h| {
+                    *h.borrow_mut() = Some(Box::new(move || {
+                        // The poller's condition becomes true and the daemon
+                        // kicks; then a second waiter (whose condition
+                        // already holds) passes through `wait_until`.
+                        f2.store(true, Ordering::SeqCst);
+                        UnixDatagram::unbound()
+                            .unwrap()
+                            .send_to(&[1], &guest_end)
+                            .unwrap();
+                        let other = std::thread::spawn(move || ev2.wait_until(&mut || true, None));
+                        assert!(other.join().unwrap());
+                    }))
+                });
+                let woke = ev.wait_until(&mut || f.load(Ordering::SeqCst), None);
+                done_tx.send(woke).unwrap();
+            })
+        };
+        // Only a guard against hanging the suite: with the race, the poller
+        // never returns on its own.
+        let result = done_rx.recv_timeout(Duration::from_secs(30));
+        if result.is_err() {
+            events.wake_all(); // lets the stuck poller end
+        }
+        poller.join().unwrap();
+        assert_eq!(
+            result,
+            Ok(true),
+            "the poller's kick was consumed by the other waiter: it slept with its condition true"
         );
         drop(events);
         if let Some(dir) = guest_end.parent() {

@@ -25,6 +25,10 @@ pub(crate) struct DeviceState {
     pub(crate) otherend: Option<Otherend>,
     /// The other end's state as last read (`None` before the first read).
     pub(crate) seen: Option<OtherendState>,
+    /// The other end's state read since the driver was last told, waiting
+    /// for the bus worker. At most one: a newer read replaces it, so a
+    /// peer flipping its state cannot grow the worker's queue.
+    pub(crate) otherend_queued: Option<OtherendState>,
     /// The device node was removed; the device is (being) detached.
     pub(crate) removed: bool,
     /// The driver bound to it, if any.
@@ -85,6 +89,7 @@ impl<P: Platform> Device<P> {
                     ours,
                     otherend: None,
                     seen: None,
+                    otherend_queued: None,
                     removed: false,
                     driver: None,
                     last_error: None,
@@ -189,7 +194,7 @@ impl<P: Platform> Device<P> {
     /// through quickly may be missed: wait for every acceptable state.
     ///
     /// Runs on any thread, including the bus worker (the other end's watch
-    /// updates the state from the xenstore watch thread).
+    /// updates the state from a xenstore callback thread).
     ///
     /// Errors: [`BusError::Timeout`] after `timeout`;
     /// [`BusError::OtherendClosed`] if it goes Closing or Closed and

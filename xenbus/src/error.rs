@@ -282,14 +282,26 @@ pub enum ServiceError {
         /// What was written (lossily decoded, at most 64 bytes).
         value: String,
     },
-    /// The handler did not finish within the service's request timeout;
-    /// the service went back to Ready without it.
+    /// The handler did not finish within the service's request timeout.
+    /// The service still waits for it before taking another request, and
+    /// drops its late result.
     HandlerTimeout {
         /// The service.
         service: &'static str,
         /// The request, e.g. "poweroff".
         request: String,
         /// The timeout.
+        after: Duration,
+    },
+    /// The service was stopped while a handler ran, and the handler was
+    /// still running a timeout later: it was abandoned (its thread ends
+    /// when it returns and takes no other request).
+    HandlerAbandoned {
+        /// The service.
+        service: &'static str,
+        /// The request, e.g. "suspend" ("" if none was recorded).
+        request: String,
+        /// How long the stop waited.
         after: Duration,
     },
     /// An OS action failed.
@@ -345,6 +357,14 @@ impl fmt::Display for ServiceError {
             } => write!(
                 f,
                 "{service}: handler for {request:?} still running after {after:?}"
+            ),
+            ServiceError::HandlerAbandoned {
+                service,
+                request,
+                after,
+            } => write!(
+                f,
+                "{service}: stopped; handler for {request:?} still running {after:?} later, abandoned"
             ),
             ServiceError::Power { action, source } => write!(f, "{action}: {source}"),
             ServiceError::Suspend(e) => write!(f, "suspend: {e}"),

@@ -170,7 +170,13 @@ impl<P: Platform> SuspendPath for GuestSuspend<P> {
             xs.suspend()
                 .map_err(|e| BusError::store("suspending the xenstore client", e))?;
             let outcome = power.suspend();
-            if let Err(e) = xs.resume() {
+            // Only a VM that really moved has a fresh ring and daemon; after
+            // a cancelled or failed suspend everything is kept.
+            let resumed = match outcome {
+                Ok(SuspendOutcome::Resumed) => xs.resume(),
+                Ok(SuspendOutcome::Cancelled) | Err(_) => xs.resume_cancelled(),
+            };
+            if let Err(e) = resumed {
                 slot.with(|s| *s = Some(e));
             }
             outcome.map_err(|e| BusError::Platform {

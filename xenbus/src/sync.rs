@@ -69,6 +69,11 @@ impl<P: Platform, T: Send> Mailbox<P, T> {
         taken
     }
 
+    /// How many items are queued.
+    pub(crate) fn len(&self) -> usize {
+        self.state.with(|s| s.items.len())
+    }
+
     /// Refuses new items; the consumer drains what is queued, then stops.
     pub(crate) fn close(&self) {
         self.state.with(|s| s.closed = true);

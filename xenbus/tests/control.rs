@@ -85,15 +85,16 @@ fn a_second_request_while_one_is_handled_is_deferred_then_handled() {
     assert_eq!((status.handled, status.deferred), (2, 1));
 }
 
+/// Issue 10: a handler that overran its timeout used to be left running
+/// while the service took the next request, so two ran at once.
 #[test]
-fn a_handler_that_never_finishes_times_out_and_the_service_is_ready_again() {
+fn a_handler_that_overruns_the_timeout_is_reported_and_waited_for() {
     let env = Env::start();
     let power = Arc::new(RecordingPower::default());
     let guest = env.guest_services(power.clone(), short_timeout());
     power.hold();
     env.cli_write(SHUTDOWN, "poweroff");
     eventually("timed out", || guest.control().status().timed_out == 1);
-    eventually("service ready", || idle(&guest.control().status()));
     let status = guest.control().status();
     assert_eq!(
         status.last_error,
@@ -103,14 +104,26 @@ fn a_handler_that_never_finishes_times_out_and_the_service_is_ready_again() {
             after: Duration::from_millis(300),
         })
     );
-    // The stuck handler finishing late is not counted as handled.
-    power.release();
+    assert_eq!(status.state, ServiceState::HandlerOverdue);
+
+    // A request while the overdue handler runs: neither acknowledged nor
+    // started (it would run alongside poweroff).
     env.cli_write(SHUTDOWN, "reboot");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(power.calls(), ["poweroff"], "two handlers at once");
+    assert_eq!(env.cli_read(SHUTDOWN).as_deref(), Some("reboot"));
+    assert_eq!(guest.control().status().state, ServiceState::HandlerOverdue);
+
+    // Once the late handler returns, the waiting request is taken up; the
+    // late result is not counted as handled.
+    power.release();
     eventually("next request handled", || {
         power.calls() == ["poweroff", "reboot"]
     });
     eventually("counted", || guest.control().status().handled == 1);
-    assert_eq!(guest.control().status().timed_out, 1);
+    eventually("service idle", || idle(&guest.control().status()));
+    let status = guest.control().status();
+    assert_eq!((status.timed_out, status.deferred), (1, 1));
 }
 
 #[test]

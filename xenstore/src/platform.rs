@@ -55,8 +55,9 @@ pub trait Platform: Send + Sync + 'static {
     /// Wait queue (see [`WaitQueue`]).
     type WaitQueue: WaitQueue;
 
-    /// Starts a thread running `body`. The runtime starts at most two per
-    /// client: the receive thread and the watch thread.
+    /// Starts a thread running `body`. The runtime starts, per client, the
+    /// receive thread and one to `Config::watch_threads` watch callback
+    /// threads (started on demand; all but one end after a second idle).
     fn spawn(
         &self,
         name: &'static str,
@@ -64,7 +65,7 @@ pub trait Platform: Send + Sync + 'static {
     ) -> Result<(), SpawnError>;
 
     /// An id of the calling thread, unique among live threads. Lets
-    /// `unwatch` know it is being called from the watch thread.
+    /// `unwatch` know it is being called from that watch's own callback.
     fn current_thread_id(&self) -> u64;
 
     /// A monotonic clock in microseconds (for request deadlines).

@@ -10,6 +10,11 @@ use core::time::Duration;
 
 use crate::error::TransportError;
 
+/// How long a blocked [`Transport::send`] may still wait, asked before each
+/// wait: `None`, no limit; `Some(ZERO)`, the deadline has passed. (The
+/// transport has no clock of its own; the runtime's platform has one.)
+pub type TimeLeft<'a> = &'a dyn Fn() -> Option<Duration>;
+
 /// A connection to the daemon.
 ///
 /// The runtime calls `send` from one thread at a time (the requester that
@@ -18,9 +23,11 @@ use crate::error::TransportError;
 /// and `recv` do run concurrently with each other.
 pub trait Transport: Send + Sync {
     /// Sends whole messages (headers and payloads, one or more back to back),
-    /// blocking until every byte is handed to the peer. On error the
-    /// connection is unusable.
-    fn send(&self, message: &[u8]) -> Result<(), TransportError>;
+    /// blocking until every byte is handed to the peer, or until
+    /// `time_left` says the deadline has passed while the peer still had
+    /// not made room: then [`TransportError::SendTimedOut`]. On any error
+    /// the connection is unusable (part of a message may have been sent).
+    fn send(&self, message: &[u8], time_left: TimeLeft<'_>) -> Result<(), TransportError>;
 
     /// Receives at least one byte into `buf` (as many as are available, up
     /// to its length), blocking up to `timeout` (`None`: no limit).
@@ -33,6 +40,14 @@ pub trait Transport: Send + Sync {
     /// size). Default 64 KiB: many replies per system call on a socket.
     fn recv_buffer_size(&self) -> usize {
         64 * 1024
+    }
+
+    /// Whether the connection still looks usable without waiting for
+    /// anything (the ring: the daemon's `error` flag). Called when a request
+    /// times out, so a peer that flagged an error without signalling is
+    /// still noticed. Default: no way to tell, `Ok`.
+    fn health(&self) -> Result<(), TransportError> {
+        Ok(())
     }
 
     /// Makes blocked and later `send`/`recv` calls fail with
@@ -77,6 +92,9 @@ mod unix {
         /// The socket's current receive timeout in ns, so `recv` only pays
         /// for setsockopt(2) when it changes.
         read_timeout_ns: AtomicU64,
+        /// Likewise for the send timeout (`send` and `recv` run at once,
+        /// so each has its own).
+        write_timeout_ns: AtomicU64,
     }
 
     impl UnixStreamTransport {
@@ -93,6 +111,7 @@ mod unix {
                 stream,
                 closed: AtomicBool::new(false),
                 read_timeout_ns: AtomicU64::new(NO_TIMEOUT),
+                write_timeout_ns: AtomicU64::new(NO_TIMEOUT),
             }
         }
     }
@@ -105,17 +124,42 @@ mod unix {
     }
 
     impl Transport for UnixStreamTransport {
-        fn send(&self, message: &[u8]) -> Result<(), TransportError> {
-            if self.closed.load(Ordering::Acquire) {
-                return Err(TransportError::Closed);
+        fn send(&self, message: &[u8], time_left: TimeLeft<'_>) -> Result<(), TransportError> {
+            let mut sent = 0;
+            while sent < message.len() {
+                if self.closed.load(Ordering::Acquire) {
+                    return Err(TransportError::Closed);
+                }
+                let timed_out = TransportError::SendTimedOut {
+                    sent,
+                    len: message.len(),
+                };
+                // A zero timeout means "none" to the socket API.
+                let left = time_left();
+                if left == Some(Duration::ZERO) {
+                    return Err(timed_out);
+                }
+                let ns = left.map_or(NO_TIMEOUT, |t| {
+                    t.as_nanos().min(u128::from(NO_TIMEOUT - 1)) as u64
+                });
+                if self.write_timeout_ns.swap(ns, Ordering::Relaxed) != ns {
+                    self.stream.set_write_timeout(left).map_err(io_error)?;
+                }
+                // One write(2) for a whole message in the common case.
+                match (&self.stream).write(&message[sent..]) {
+                    Ok(0) => return Err(TransportError::Closed),
+                    Ok(n) => sent += n,
+                    Err(e) => match e.kind() {
+                        ErrorKind::Interrupted => {}
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut => return Err(timed_out),
+                        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => {
+                            return Err(TransportError::Closed);
+                        }
+                        _ => return Err(io_error(e)),
+                    },
+                }
             }
-            // One write(2) for a whole message in the common case.
-            (&self.stream)
-                .write_all(message)
-                .map_err(|e| match e.kind() {
-                    ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => TransportError::Closed,
-                    _ => io_error(e),
-                })
+            Ok(())
         }
 
         fn recv(&self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize, TransportError> {

@@ -122,6 +122,61 @@ fn ten_thousand_watched_writes_arrive_in_order_on_both_transports() {
     );
 }
 
+/// Flow control: a callback far slower than the writer, with a queue of 16,
+/// loses nothing on either transport. The watching clients make no request
+/// meanwhile, so their readers stop reading while the queue is full and the
+/// events wait in the ring (or socket) and in the daemon.
+#[test]
+fn a_slow_callback_loses_nothing_while_no_reply_is_awaited() {
+    let tb = start_testbed();
+    let dom = Arc::new(tb.introduce_domain(1).unwrap());
+    let config = Config {
+        watch_queue_limit: 16,
+        ..Config::default()
+    };
+    let writer = socket_client(&tb, Config::default());
+    let watchers = [socket_client(&tb, config.clone()), ring_client(dom, config)];
+    const WRITES: usize = 2000;
+    let mut seen = Vec::new();
+    for xs in &watchers {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let e = Arc::clone(&events);
+        let w = xs
+            .watch("/local/domain/1/data", move |ev| {
+                e.lock().unwrap().push(ev.clone());
+                std::thread::sleep(Duration::from_micros(200));
+            })
+            .unwrap();
+        eventually("initial event", || !events.lock().unwrap().is_empty());
+        seen.push((w, events));
+    }
+    for i in 0..WRITES {
+        writer
+            .write_display(&format!("/local/domain/1/data/s{i}"), i)
+            .unwrap();
+    }
+    let expected: Vec<WatchEvent> = std::iter::once("/local/domain/1/data".to_string())
+        .chain((0..WRITES).map(|i| format!("/local/domain/1/data/s{i}")))
+        .map(|path| WatchEvent::Changed { path })
+        .collect();
+    for ((_, events), xs) in seen.iter().zip(&watchers) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while events.lock().unwrap().len() < expected.len() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out: {} of {} events; {:?}",
+                events.lock().unwrap().len(),
+                expected.len(),
+                xs.stats()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(*events.lock().unwrap(), expected, "none lost, in order");
+        assert_eq!(xs.stats().watch_events_overflowed, 0);
+        assert_eq!(xs.stats().watch_stalls, 0);
+    }
+}
+
 #[test]
 fn a_slow_callback_gets_an_overflow_marker_counting_exactly_what_was_dropped() {
     let tb = start_testbed();
@@ -327,6 +382,59 @@ fn suspend_waits_for_a_transaction_blocks_new_ones_and_resume_rearms_watches() {
     suspend_scenario(&tb, &host, "/s", "/s");
     let guest = ring_client(dom, Config::default());
     suspend_scenario(&tb, &guest, "data/s", "/local/domain/1/data/s");
+}
+
+/// A cancelled suspend (`xl save -c`): the guest never left, so nothing is
+/// lost. The watch's callback is blocked and its queue full, so flow control
+/// leaves events unread in the ring across the suspend; all arrive after,
+/// in order, and the watch is not registered again (no second initial
+/// event).
+#[test]
+fn a_cancelled_suspend_keeps_unread_events_and_watches() {
+    let tb = start_testbed();
+    let dom = Arc::new(tb.introduce_domain(1).unwrap());
+    let guest = ring_client(
+        dom,
+        Config {
+            watch_queue_limit: 4,
+            watch_stall_timeout: Duration::from_secs(600),
+            ..Config::default()
+        },
+    );
+    let writer = socket_client(&tb, Config::default());
+    let release = Arc::new(AtomicBool::new(false));
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let (r, e) = (Arc::clone(&release), Arc::clone(&events));
+    let _w = guest
+        .watch("data/c", move |ev| {
+            e.lock().unwrap().push(ev.clone());
+            while !r.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+        .unwrap();
+    eventually("initial event", || events.lock().unwrap().len() == 1);
+    const WRITES: usize = 40;
+    for i in 0..WRITES {
+        writer
+            .write_display(&format!("/local/domain/1/data/c/n{i}"), i)
+            .unwrap();
+    }
+    guest.suspend().unwrap();
+    guest.resume_cancelled().unwrap();
+    release.store(true, Ordering::SeqCst);
+    let expected: Vec<WatchEvent> = std::iter::once("data/c".to_string())
+        .chain((0..WRITES).map(|i| format!("data/c/n{i}")))
+        .map(|path| WatchEvent::Changed { path })
+        .collect();
+    eventually("every event", || {
+        events.lock().unwrap().len() >= expected.len()
+    });
+    // Requests work, and nothing more arrives (no re-registration).
+    assert_eq!(guest.read_string("data/c/n0").unwrap(), "0");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(*events.lock().unwrap(), expected);
+    assert_eq!(guest.stats().watch_events_overflowed, 0);
 }
 
 #[test]

@@ -15,10 +15,10 @@
 //! which it calls): it starts the services, registers the sample frontend
 //! for [`SAMPLE_CLASSES`] and attaches the bus (probing the devices present).
 //!
-//! Threads: the bus worker, one thread per service, and one short-lived
-//! `xenbus-handler` thread per request (each `control/shutdown` write and
-//! each `data/` refresh, every 60 s); finished threads are reaped by the
-//! scheduler (their stacks freed when they are switched away from).
+//! Threads: the bus worker, and two per service for the guest's whole
+//! life: the service thread and its `xenbus-handler` thread, which runs the
+//! service's requests one at a time. None is started per request or per
+//! period.
 //!
 //! Locks: `STARTING` (sleeping) serialises [`start`]; it is taken before
 //! the xenstore service's `ATTACH`. Nothing else here locks.

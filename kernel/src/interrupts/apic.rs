@@ -1,7 +1,7 @@
 //! The local APIC (xAPIC, memory mapped): enable, EOI, self-IPIs and the
 //! periodic timer that drives the scheduler tick.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
 
 use spin::Once;
@@ -31,7 +31,6 @@ const REG_TIMER_INIT: usize = 0x380;
 const REG_TIMER_CURRENT: usize = 0x390;
 const REG_TIMER_DIVIDE: usize = 0x3e0;
 const LVT_MASKED: u32 = 1 << 16;
-const LVT_PERIODIC: u32 = 1 << 17;
 const ICR_PENDING: u32 = 1 << 12;
 const ICR_SELF: u32 = 1 << 18;
 
@@ -40,6 +39,8 @@ static TIMER_HANDLER: Once<fn()> = Once::new();
 /// Serialises ICR writes (a two-step, wait-for-idle protocol).
 static ICR_LOCK: SpinLock<()> = SpinLock::new(());
 static TIMER_COUNTS_PER_MS: AtomicU64 = AtomicU64::new(0);
+/// The tick's count, re-armed on each tick (0: the timer is not started).
+static TIMER_INITIAL: AtomicU32 = AtomicU32::new(0);
 
 fn lapic() -> &'static MmioRegion {
     LAPIC.get().expect("local APIC initialised at boot")
@@ -79,8 +80,16 @@ pub(super) fn init() {
     );
 }
 
-/// Calibrates the timer against the TSC clock and starts it periodic at
-/// `hz`, calling `handler` on each tick (in interrupt context).
+/// Calibrates the timer against the TSC clock and starts a tick at `hz`,
+/// calling `handler` on each tick (in interrupt context).
+///
+/// The tick is a one-shot timer re-armed by each tick, not the periodic
+/// mode: a periodic virtual timer whose vCPU is starved (a capped or busy
+/// Xen guest) has its missed ticks delivered back to back when the vCPU
+/// runs, and a guest that spends more than the tick period on each of them
+/// never catches up (seen on the real-Xen bed: stuck for good right after
+/// this function, under `cap = 5`). Re-arming keeps at most one tick
+/// pending; nothing counts ticks for time (the clock is the TSC).
 pub(crate) fn start_timer(hz: u64, handler: fn()) {
     TIMER_HANDLER.call_once(|| handler);
     let apic = lapic();
@@ -92,7 +101,9 @@ pub(crate) fn start_timer(hz: u64, handler: fn()) {
     let per_ms = (counted / 10).max(1);
     TIMER_COUNTS_PER_MS.store(per_ms, Ordering::Relaxed);
     let initial = (per_ms * 1000 / hz).clamp(1, u64::from(u32::MAX)) as u32;
-    apic.write32(REG_LVT_TIMER, LVT_PERIODIC | u32::from(TIMER_VECTOR));
+    TIMER_INITIAL.store(initial, Ordering::Relaxed);
+    // One-shot mode (bits 17-18 clear), re-armed in `on_timer`.
+    apic.write32(REG_LVT_TIMER, u32::from(TIMER_VECTOR));
     apic.write32(REG_TIMER_INIT, initial);
     log::info!(
         "local APIC timer: {} counts/ms (divide 16), period {initial} counts",
@@ -101,6 +112,11 @@ pub(crate) fn start_timer(hz: u64, handler: fn()) {
 }
 
 pub(super) fn on_timer() {
+    // Re-arm first, so the tick's period does not include the handler.
+    let initial = TIMER_INITIAL.load(Ordering::Relaxed);
+    if initial != 0 {
+        lapic().write32(REG_TIMER_INIT, initial);
+    }
     if let Some(handler) = TIMER_HANDLER.get() {
         handler();
     }

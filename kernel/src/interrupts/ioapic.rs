@@ -63,7 +63,6 @@ pub(super) fn init() {
     let Some(model) = crate::acpi::interrupt_model() else {
         return;
     };
-    let mut routing = ROUTING.lock();
     for info in model.ioapics() {
         let regs = match crate::memory::map_mmio(info.address, 0x20) {
             Ok(regs) => regs,
@@ -81,14 +80,20 @@ pub(super) fn init() {
         for pin in 0..io.pins {
             io.set_entry(pin, MASKED);
         }
+        let gsis = (
+            io.gsi_base,
+            io.gsi_base.saturating_add(io.pins.saturating_sub(1)),
+        );
+        // Logged before taking the lock: never write to the serial port
+        // under a spin lock.
         log::info!(
             "IOAPIC {} at {:#x}: GSI {}..{} masked",
             info.id,
             info.address,
-            io.gsi_base,
-            io.gsi_base.saturating_add(io.pins.saturating_sub(1))
+            gsis.0,
+            gsis.1
         );
-        routing.ioapics.push(io);
+        ROUTING.lock().ioapics.push(io);
     }
 }
 
@@ -116,6 +121,7 @@ pub(super) fn route(gsi: u32, trigger: Trigger, polarity: Polarity) -> Result<u8
     entry |= u64::from(super::apic::id()) << 56;
     io.set_entry(pin, entry);
     routing.routes.push((gsi, vector));
+    drop(routing); // log outside the spin lock
     log::debug!("GSI {gsi} -> vector {vector:#x} ({trigger:?}, {polarity:?})");
     Ok(vector)
 }

@@ -247,14 +247,15 @@ pub(crate) fn dispatch(frame: &mut TrapFrame) {
         apic::on_timer();
     } else {
         let handlers = HANDLERS[usize::from(vector)].lock();
-        if handlers.is_empty() {
-            let n = UNHANDLED.fetch_add(1, Ordering::Relaxed);
-            if n < 10 {
-                log::warn!("interrupt on vector {vector:#x} with no handler (dropped)");
-            }
-        }
+        let unhandled = handlers.is_empty();
         for (_, handler) in handlers.iter() {
             handler();
+        }
+        // Logged after the guard: never write to the serial port under a
+        // spin lock.
+        drop(handlers);
+        if unhandled && UNHANDLED.fetch_add(1, Ordering::Relaxed) < 10 {
+            log::warn!("interrupt on vector {vector:#x} with no handler (dropped)");
         }
     }
     if eoi == EoiMode::AfterHandlers {

@@ -14,6 +14,7 @@ use xenstore::{ErrorCode, Permissions, Store, XsError, path};
 use super::parse::{COMMANDS, Command, ParseError, WatchTarget, command_help};
 use super::{Shell, ShellWatch, terminal};
 use crate::guest::KernelGuest;
+use crate::xenstore::XsClient;
 
 /// Why a command failed.
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub enum ShellError {
     NoHelp(String),
     /// `poweroff` failed.
     Power(PowerError),
+    /// Ctrl-C while the command waited for the store.
+    Abandoned,
 }
 
 impl From<XsError> for ShellError {
@@ -73,11 +76,91 @@ impl fmt::Display for ShellError {
             Self::NotSet(key) => write!(f, "vm-data/{key} is not set"),
             Self::NoHelp(name) => write!(f, "no command {name:?}"),
             Self::Power(e) => write!(f, "poweroff {e}"),
+            Self::Abandoned => f.write_str(
+                "abandoned (Ctrl-C); the request may still complete, a write may still take effect",
+            ),
         }
     }
 }
 
 type Output = Result<String, ShellError>;
+
+/// Whether `command` only makes xenstore requests on the shell's client
+/// (no shell state): such a command can run on a worker thread and be
+/// abandoned with Ctrl-C while it waits.
+pub(super) fn is_store_request(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Ls(_)
+            | Command::Read(_)
+            | Command::Write { .. }
+            | Command::Rm(_)
+            | Command::Mkdir(_)
+            | Command::Perms { .. }
+    )
+}
+
+/// Runs a command for which [`is_store_request`] holds.
+pub(super) fn store_request(xs: &XsClient, command: Command) -> Output {
+    match command {
+        Command::Ls(dir) => {
+            let dir = match dir {
+                Some(d) => d,
+                None => crate::xenstore::info().map(|i| i.home).unwrap_or_default(),
+            };
+            ls(xs, &dir)
+        }
+        Command::Read(p) => Ok(format!("{}\n", shown(&xs.read(&p)?))),
+        Command::Write { path, value } => xs
+            .write(&path, &value)
+            .map(|()| String::new())
+            .map_err(Into::into),
+        Command::Rm(p) => xs.rm(&p).map(|()| String::new()).map_err(Into::into),
+        Command::Mkdir(p) => xs.mkdir(&p).map(|()| String::new()).map_err(Into::into),
+        Command::Perms { path, set: None } => {
+            let perms = xs.get_permissions(&path)?;
+            let words: Vec<String> = perms.entries().map(|g| format!("{g}")).collect();
+            Ok(format!("{}\n", words.join(" ")))
+        }
+        Command::Perms {
+            path,
+            set: Some(words),
+        } => {
+            // The parser checked each word.
+            let perms = Permissions::from_entries(words.iter().map(|w| w.as_bytes()))
+                .ok_or_else(|| ShellError::Parse(ParseError::BadPermission(words.join(" "))))?;
+            xs.set_permissions(&path, &perms)?;
+            Ok(String::new())
+        }
+        other => unreachable_command(other),
+    }
+}
+
+/// A command [`store_request`] was not made for: a shell bug, reported as
+/// an error rather than a panic (the shell never panics on input).
+fn unreachable_command(command: Command) -> Output {
+    Err(ShellError::NoHelp(format!(
+        "internal: {command:?} is not a store request"
+    )))
+}
+
+/// `name = "value"` for each child of `dir`, values read pipelined.
+fn ls(xs: &XsClient, dir: &str) -> Output {
+    let children = xs.directory(dir)?;
+    if children.is_empty() {
+        return Ok(String::from("(no children)\n"));
+    }
+    let paths: Vec<String> = children.iter().map(|c| path::join(dir, c)).collect();
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let mut out = String::new();
+    for (child, value) in children.iter().zip(xs.read_many(&refs)) {
+        let _ = match value {
+            Ok(v) => writeln!(out, "{child} = \"{}\"", quoted(&v)),
+            Err(e) => writeln!(out, "{child}  (unreadable: {e})"),
+        };
+    }
+    Ok(out)
+}
 
 /// A value as text: as is when it is printable, escaped otherwise.
 fn shown(value: &[u8]) -> String {
@@ -98,41 +181,17 @@ fn guest() -> Result<&'static KernelGuest, ShellError> {
 
 impl Shell {
     pub(super) fn execute(&mut self, command: Command) -> Output {
-        let xs = &self.xs;
         match command {
             Command::Help(topic) => help(topic.as_deref()),
-            Command::Ls(dir) => {
-                let dir = match dir {
-                    Some(d) => d,
-                    None => crate::xenstore::info().map(|i| i.home).unwrap_or_default(),
-                };
-                self.ls(&dir)
-            }
-            Command::Read(p) => Ok(format!("{}\n", shown(&xs.read(&p)?))),
-            Command::Write { path, value } => xs
-                .write(&path, &value)
-                .map(|()| String::new())
-                .map_err(Into::into),
-            Command::Rm(p) => xs.rm(&p).map(|()| String::new()).map_err(Into::into),
-            Command::Mkdir(p) => xs.mkdir(&p).map(|()| String::new()).map_err(Into::into),
+            command @ (Command::Ls(_)
+            | Command::Read(_)
+            | Command::Write { .. }
+            | Command::Rm(_)
+            | Command::Mkdir(_)
+            | Command::Perms { .. }) => store_request(&self.xs, command),
             Command::Watch(None) => Ok(self.list_watches()),
             Command::Watch(Some(p)) => self.watch(p),
             Command::Unwatch(target) => self.unwatch(target),
-            Command::Perms { path, set: None } => {
-                let perms = xs.get_permissions(&path)?;
-                let words: Vec<String> = perms.entries().map(|g| format!("{g}")).collect();
-                Ok(format!("{}\n", words.join(" ")))
-            }
-            Command::Perms {
-                path,
-                set: Some(words),
-            } => {
-                // The parser checked each word.
-                let perms = Permissions::from_entries(words.iter().map(|w| w.as_bytes()))
-                    .ok_or_else(|| ShellError::Parse(ParseError::BadPermission(words.join(" "))))?;
-                xs.set_permissions(&path, &perms)?;
-                Ok(String::new())
-            }
             Command::Devices => devices(guest()?),
             Command::Services => Ok(services(guest()?)),
             Command::VmData(key) => vm_data(guest()?, key),
@@ -145,24 +204,6 @@ impl Shell {
                     .map_err(ShellError::Power)
             }
         }
-    }
-
-    /// `name = "value"` for each child of `dir`, values read pipelined.
-    fn ls(&self, dir: &str) -> Output {
-        let children = self.xs.directory(dir)?;
-        if children.is_empty() {
-            return Ok(String::from("(no children)\n"));
-        }
-        let paths: Vec<String> = children.iter().map(|c| path::join(dir, c)).collect();
-        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-        let mut out = String::new();
-        for (child, value) in children.iter().zip(self.xs.read_many(&refs)) {
-            let _ = match value {
-                Ok(v) => writeln!(out, "{child} = \"{}\"", quoted(&v)),
-                Err(e) => writeln!(out, "{child}  (unreadable: {e})"),
-            };
-        }
-        Ok(out)
     }
 
     fn watch(&mut self, path: String) -> Output {

@@ -3,7 +3,9 @@
 //! at the end, Backspace/DEL, Ctrl-U (erase the line), Ctrl-W (erase the
 //! last word), Ctrl-C (drop the line), Ctrl-L (redraw), Enter (`\r`, `\n`
 //! or `\r\n`). Escape sequences (arrow keys, function keys) are consumed
-//! and ignored, as are other control bytes and non-ASCII bytes.
+//! and ignored, as are other control bytes and non-ASCII bytes. Past the
+//! limit, characters are refused (bell) and counted, and Enter then drops
+//! the whole line ([`Edit::TooLong`]) rather than submit a truncated one.
 //!
 //! Pure code (only `alloc`): the host runs its tests through
 //! `bootimage/tests/kernel_pure_logic.rs`.
@@ -23,6 +25,15 @@ pub enum Edit {
     Refused,
     /// Enter: here is the line (the editor is empty again).
     Submit(String),
+    /// Enter after characters were refused: the line as typed does not fit,
+    /// so it is dropped whole (running a truncated line would run
+    /// something the user did not type). The editor is empty again.
+    TooLong {
+        /// Characters typed on the line, the refused ones included.
+        typed: usize,
+        /// The editor's limit.
+        limit: usize,
+    },
     /// Ctrl-C: the line was dropped.
     Cancel,
     /// Ctrl-L: show the prompt and the line again.
@@ -42,7 +53,8 @@ enum Escape {
     Ss3,
 }
 
-const CTRL_C: u8 = 0x03;
+/// Ctrl-C: drops the line being typed; abandons a waiting command.
+pub const CTRL_C: u8 = 0x03;
 const BACKSPACE: u8 = 0x08;
 const CTRL_L: u8 = 0x0c;
 const CTRL_U: u8 = 0x15;
@@ -55,6 +67,8 @@ const DEL: u8 = 0x7f;
 pub struct LineEditor {
     line: String,
     limit: usize,
+    /// Characters refused since the line filled up (0: the line is whole).
+    refused: usize,
     escape: Escape,
     /// The previous byte ended a line with `\r`: a `\n` now is its pair.
     after_cr: bool,
@@ -66,6 +80,7 @@ impl LineEditor {
         LineEditor {
             line: String::new(),
             limit,
+            refused: 0,
             escape: Escape::No,
             after_cr: false,
         }
@@ -111,17 +126,28 @@ impl LineEditor {
             b'\n' if after_cr => Edit::None,
             b'\r' | b'\n' => {
                 self.after_cr = byte == b'\r';
-                Edit::Submit(core::mem::take(&mut self.line))
+                let line = core::mem::take(&mut self.line);
+                match core::mem::take(&mut self.refused) {
+                    0 => Edit::Submit(line),
+                    refused => Edit::TooLong {
+                        typed: line.len() + refused,
+                        limit: self.limit,
+                    },
+                }
             }
             BACKSPACE | DEL => self.erase(1),
-            CTRL_U => self.erase(self.line.chars().count()),
+            CTRL_U => self.erase(self.line.len() + self.refused),
             CTRL_W => {
+                // The refused tail was not kept, so the word it ends in is
+                // unknown: forget it with the last visible word.
+                self.refused = 0;
                 let kept = self.line.trim_end_matches(' ');
                 let word_start = kept.rfind(' ').map_or(0, |i| i + 1);
                 self.erase(self.line.len() - word_start)
             }
             CTRL_C => {
                 self.line.clear();
+                self.refused = 0;
                 Edit::Cancel
             }
             CTRL_L => Edit::Redraw,
@@ -137,6 +163,7 @@ impl LineEditor {
 
     fn insert(&mut self, c: char) -> Edit {
         if self.line.len() >= self.limit {
+            self.refused = self.refused.saturating_add(1);
             return Edit::Refused;
         }
         self.line.push(c);
@@ -144,7 +171,12 @@ impl LineEditor {
     }
 
     /// Erases up to `n` characters from the end (the line is ASCII).
+    /// Erasing refused characters costs nothing on screen (they were never
+    /// echoed) but still counts: the user takes back what did not fit.
     fn erase(&mut self, n: usize) -> Edit {
+        let unseen = n.min(self.refused);
+        self.refused -= unseen;
+        let n = n - unseen;
         let n = n.min(self.line.len());
         self.line.truncate(self.line.len() - n);
         if n == 0 { Edit::None } else { Edit::Erase(n) }
@@ -236,5 +268,41 @@ mod tests {
         let mut e = LineEditor::new(3);
         assert_eq!(feed_all(&mut e, b"abcd").last(), Some(&Edit::Refused));
         assert_eq!(e.line(), "abc");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_not_submitted_at_all() {
+        let mut e = LineEditor::new(3);
+        assert_eq!(
+            feed_all(&mut e, b"abcdef\r").last(),
+            Some(&Edit::TooLong { typed: 6, limit: 3 })
+        );
+        assert_eq!(e.line(), "");
+        assert_eq!(
+            submitted(
+                &[b'x'; 200]
+                    .iter()
+                    .chain(b"\rls\r")
+                    .copied()
+                    .collect::<Vec<u8>>()
+            ),
+            ["ls"]
+        );
+    }
+
+    #[test]
+    fn erasing_what_did_not_fit_makes_the_line_whole_again() {
+        let mut e = LineEditor::new(3);
+        feed_all(&mut e, b"abcde");
+        assert_eq!(e.feed(0x7f), Edit::None, "the refused 'e' was never shown");
+        assert_eq!(e.feed(0x7f), Edit::None);
+        assert_eq!(e.feed(0x7f), Edit::Erase(1));
+        assert_eq!(e.feed(b'\r'), Edit::Submit("ab".into()));
+        feed_all(&mut e, b"abcdef\x03");
+        assert_eq!(
+            e.feed(b'\r'),
+            Edit::Submit("".into()),
+            "Ctrl-C forgets the overflow"
+        );
     }
 }

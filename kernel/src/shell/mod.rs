@@ -17,24 +17,30 @@
 //! lives in `exec`.
 //!
 //! The shell never panics on input: bad lines and failed requests print
-//! `error: ...` and the shell goes on.
+//! `error: ...` and the shell goes on. A request to a daemon that does not
+//! answer ends at the client's request timeout (30 s by default,
+//! `xenstore.timeout=SECS` on the kernel command line); Ctrl-C abandons it
+//! sooner. A line longer than [`LINE_LIMIT`] is refused whole.
 
 mod exec;
 pub mod line;
 pub mod parse;
 pub mod terminal;
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use core::fmt;
 use core::time::Duration;
 
 use xenstore::Watch;
 
+use crate::sync::SpinLock;
 use crate::time::Instant;
 use crate::xenstore::{KernelPlatform, StoreError, XsClient};
 use line::{Edit, LineEditor};
+use parse::Command;
 
 /// Longest line the editor takes (xenstore payloads are at most 4096 bytes).
 pub const LINE_LIMIT: usize = 1024;
@@ -71,6 +77,8 @@ pub struct Shell {
     /// By the number `watch` printed.
     watches: BTreeMap<u32, ShellWatch>,
     next_watch: u32,
+    /// Keys typed while a command ran, for the next line.
+    typed_ahead: VecDeque<u8>,
 }
 
 impl Shell {
@@ -85,6 +93,7 @@ impl Shell {
             editor: LineEditor::new(LINE_LIMIT),
             watches: BTreeMap::new(),
             next_watch: 1,
+            typed_ahead: VecDeque::new(),
         })
     }
 
@@ -107,6 +116,39 @@ impl Shell {
         }
     }
 
+    /// Runs a store request on a worker thread while watching the console
+    /// for Ctrl-C, which abandons it: the shell goes on at once and the
+    /// worker ends, its outcome unseen, when the request does (at the
+    /// latest at the client's request timeout). Other keys typed meanwhile
+    /// are kept for the next line.
+    fn run_abandonable(&mut self, command: Command) -> Result<String, exec::ShellError> {
+        type Outcome = Result<String, exec::ShellError>;
+        let done: Arc<SpinLock<Option<Outcome>>> = Arc::new(SpinLock::new(None));
+        let slot = Arc::clone(&done);
+        let xs = self.xs.clone();
+        let job = command.clone();
+        let spawned = crate::thread::Builder::new("shell-request").spawn(move || {
+            let outcome = exec::store_request(&xs, job);
+            *slot.lock() = Some(outcome);
+            crate::serial::wake_readers();
+        });
+        if spawned.is_err() {
+            // No thread to spare: run it here, without Ctrl-C.
+            return exec::store_request(&self.xs, command);
+        }
+        loop {
+            if let Some(outcome) = done.lock().take() {
+                return outcome;
+            }
+            let finished = &done;
+            match crate::serial::read_byte_until(&mut || finished.lock().is_some()) {
+                Some(line::CTRL_C) => return Err(exec::ShellError::Abandoned),
+                Some(byte) => self.typed_ahead.push_back(byte),
+                None => {}
+            }
+        }
+    }
+
     /// Shows the prompt, reads one line with editing (up to `timeout`,
     /// `None`: forever), and executes it, printing its output or error.
     /// Returns after one line (Enter or Ctrl-C). Thread context.
@@ -118,7 +160,8 @@ impl Shell {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let Some(byte) = crate::serial::read_byte(left) else {
+            let next = self.typed_ahead.pop_front();
+            let Some(byte) = next.or_else(|| crate::serial::read_byte(left)) else {
                 terminal::end_line("");
                 self.editor = LineEditor::new(LINE_LIMIT);
                 return Err(InputError::Timeout);
@@ -138,14 +181,23 @@ impl Shell {
                     self.execute_line(&line);
                     return Ok(());
                 }
+                Edit::TooLong { typed, limit } => {
+                    terminal::end_line("");
+                    terminal::print(&format!(
+                        "error: line too long ({typed} characters, at most {limit}); nothing was run\n"
+                    ));
+                    return Ok(());
+                }
             }
         }
     }
 
     /// Parses and executes `line`, printing the output or `error: ...`.
+    /// A command that waits for the store can be abandoned with Ctrl-C.
     pub fn execute_line(&mut self, line: &str) {
         let output = match parse::parse(line) {
             Ok(None) => return,
+            Ok(Some(command)) if exec::is_store_request(&command) => self.run_abandonable(command),
             Ok(Some(command)) => self.execute(command),
             Err(e) => Err(exec::ShellError::Parse(e)),
         };

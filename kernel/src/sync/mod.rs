@@ -17,5 +17,5 @@ mod wait_queue;
 pub use completion::Completion;
 pub use mutex::{Mutex, MutexGuard};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard, SxLock};
-pub use spin::{RawSpinLock, SpinLock, SpinLockGuard};
+pub use spin::{RawSpinLock, SpinLock, SpinLockGuard, held as spin_locks_held};
 pub use wait_queue::WaitQueue;

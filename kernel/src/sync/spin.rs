@@ -6,7 +6,7 @@
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::arch::cpu::{IrqState, irq_restore, irq_save};
 
@@ -64,6 +64,18 @@ impl Default for RawSpinLock {
     }
 }
 
+/// [`SpinLock`]s held now. The kernel runs on one CPU and a held spin lock
+/// keeps interrupts off, so nothing else runs between a lock and its
+/// unlock: one count serves. The logger reads it (see [`held`]).
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// How many [`SpinLock`]s this CPU holds now. The logger uses it to count
+/// lines written under one (interrupts off for the whole serial write:
+/// they must be logged after the guard is dropped).
+pub fn held() -> usize {
+    HELD.load(Ordering::Relaxed)
+}
+
 /// An IRQ-safe spin lock protecting a `T`.
 pub struct SpinLock<T: ?Sized> {
     raw: RawSpinLock,
@@ -105,6 +117,7 @@ impl<T: ?Sized> SpinLock<T> {
     pub fn lock(&self) -> SpinLockGuard<'_, T> {
         let irq = irq_save();
         self.raw.lock();
+        HELD.fetch_add(1, Ordering::Relaxed);
         SpinLockGuard {
             lock: self,
             irq,
@@ -116,6 +129,7 @@ impl<T: ?Sized> SpinLock<T> {
     pub fn try_lock(&self) -> Option<SpinLockGuard<'_, T>> {
         let irq = irq_save();
         if self.raw.try_lock() {
+            HELD.fetch_add(1, Ordering::Relaxed);
             Some(SpinLockGuard {
                 lock: self,
                 irq,
@@ -150,6 +164,7 @@ impl<T: ?Sized> DerefMut for SpinLockGuard<'_, T> {
 
 impl<T: ?Sized> Drop for SpinLockGuard<'_, T> {
     fn drop(&mut self) {
+        HELD.fetch_sub(1, Ordering::Relaxed);
         self.lock.raw.unlock();
         irq_restore(self.irq);
     }

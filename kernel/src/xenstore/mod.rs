@@ -12,8 +12,9 @@
 //!
 //! Shape (FreeBSD's xenstore.c): the platform's interrupt only wakes
 //! ([`channel::on_store_event`]); the runtime's receive thread reads the
-//! ring and demultiplexes replies and watch events; its watch thread runs
-//! callbacks; requesters sleep until their reply is in.
+//! ring and demultiplexes replies and watch events; its callback threads
+//! run each watch's callbacks (watches in parallel); requesters sleep until
+//! their reply is in.
 //!
 //! Platform choice happens once, in [`init`]: on Xen (the [`crate::hypervisor`]
 //! bring-up succeeded) the ring comes from the HVM params; otherwise from
@@ -35,6 +36,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use core::fmt;
+use core::time::Duration;
 
 use spin::Once;
 use xenstore::{Client, Config, DomId, Store, XsError};
@@ -48,6 +50,44 @@ use crate::sync::{Mutex, SpinLock};
 /// A xenstore client on the kernel's platform. Cheap to clone (clones share
 /// the connection).
 pub type XsClient = Client<KernelPlatform>;
+
+/// How long a request waits for its reply (and a write for room in the
+/// ring) by default: a dead or stopped daemon then fails requests with
+/// `XsError::Timeout` (a write that could not be sent whole fails the
+/// connection with `SendTimedOut`) instead of blocking their callers for
+/// ever. Generous: a live daemon answers in microseconds, a busy one in
+/// milliseconds. The command line's `xenstore.timeout=SECS` overrides it
+/// (`0`: wait for ever, as FreeBSD and Linux do).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The client configuration: [`Config::default`] with the request timeout
+/// of [`request_timeout`].
+pub fn config() -> Config {
+    Config {
+        request_timeout: request_timeout(),
+        ..Config::default()
+    }
+}
+
+/// The request timeout: `xenstore.timeout=SECS` from the command line
+/// (`0`: none), else [`DEFAULT_REQUEST_TIMEOUT`]. An unreadable value is
+/// logged and the default used.
+pub fn request_timeout() -> Option<Duration> {
+    let Some(value) = crate::boot::info().cmdline_value("xenstore.timeout") else {
+        return Some(DEFAULT_REQUEST_TIMEOUT);
+    };
+    match value.parse::<u64>() {
+        Ok(0) => None,
+        Ok(secs) => Some(Duration::from_secs(secs)),
+        Err(_) => {
+            log::warn!(
+                "xenstore: ignoring xenstore.timeout={value} (want whole seconds); using {}s",
+                DEFAULT_REQUEST_TIMEOUT.as_secs()
+            );
+            Some(DEFAULT_REQUEST_TIMEOUT)
+        }
+    }
+}
 
 /// What [`init`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,7 +189,7 @@ fn attach(channel: &'static dyn StoreChannel) -> Result<Attached, StoreError> {
         KernelPlatform,
         channel.page(),
         StoreEvents::new(channel),
-        Config::default(),
+        config(),
     )?;
     // Anything the daemon sent while events were not yet routed is seen
     // now: the receive thread checks the ring before it first sleeps, and

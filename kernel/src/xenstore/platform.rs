@@ -20,8 +20,8 @@ use xenstore::{Platform, SpawnError};
 use crate::sync::{SpinLock, WaitQueue};
 use crate::thread;
 
-/// Stack of the runtime's threads (receive and watch). Watch callbacks run
-/// driver code on the watch thread, so it gets more than the default.
+/// Stack of the runtime's threads (receive and watch callbacks). Watch
+/// callbacks run driver code, so they get more than the default.
 pub const RUNTIME_STACK_SIZE: u64 = 128 * 1024;
 
 /// The kernel as a xenstore [`Platform`]. Zero-sized: every client shares

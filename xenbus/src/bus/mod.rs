@@ -3,11 +3,18 @@
 //!
 //! # Threading model
 //!
-//! - The **xenstore watch thread** runs the bus's watch callbacks. They
+//! - **xenstore callback threads** run the bus's watch callbacks (each
+//!   watch on its own, so a driver's slow watch never delays them). They
 //!   never wait for the bus: the watch on `device` only queues a rescan;
 //!   the watch on each other end's `state` reads that node (one request),
 //!   records it in the device (waking [`Device::wait_for_otherend`]
 //!   callers) and queues the change for the driver.
+//! - The worker's queue is bounded whatever the peers send: changes under
+//!   `device` merge into one pending rescan (of up to 64 paths, then of
+//!   everything), and a device's other-end changes into one pending state
+//!   (the newest; the driver may miss transient states, as [`Driver`]
+//!   allows). The rest are items of callers waiting on the bus; see
+//!   [`Bus::queued_work`].
 //! - The **bus worker** (one thread, started by [`Bus::new`]) does
 //!   everything else in order: enumeration, probe, attach, detach,
 //!   `otherend_changed`, suspend and resume. All driver callbacks run on
@@ -25,7 +32,7 @@
 mod worker;
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -44,6 +51,10 @@ pub(crate) use worker::Work;
 
 /// How many errors [`Bus::problems`] keeps (the oldest go first).
 const PROBLEM_LOG: usize = 32;
+
+/// How many changed paths a pending rescan names before it becomes a
+/// rescan of everything.
+const RESCAN_PATHS: usize = 64;
 
 /// What [`Bus::suspend_and_resume`]'s platform step reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +104,18 @@ struct ProblemLog {
     dropped: u64,
 }
 
+/// Changes under the root that the worker has not looked at yet.
+#[derive(Default)]
+pub(crate) struct PendingRescans {
+    /// A [`Work::Rescan`] for them is queued.
+    queued: bool,
+    /// Look at everything (a lost event, attach, resume, or more than
+    /// [`RESCAN_PATHS`] paths).
+    pub(crate) all: bool,
+    /// The changed paths (relative to our home), at most [`RESCAN_PATHS`].
+    pub(crate) paths: BTreeSet<String>,
+}
+
 pub(crate) struct BusShared<P: Platform> {
     pub(crate) xs: Client<P>,
     pub(crate) resources: Arc<dyn DeviceResources>,
@@ -100,7 +123,12 @@ pub(crate) struct BusShared<P: Platform> {
     pub(crate) root: String,
     /// Guards the driver and device tables.
     pub(crate) registry: P::Lock<Registry<P>>,
+    /// The worker's queue. Bounded by construction: at most one
+    /// [`Work::Rescan`], one [`Work::Otherend`] per device, and one item per
+    /// caller waiting on the bus (bind, suspend, settle, stop).
     pub(crate) work: Mailbox<P, Work<P>>,
+    /// Guards the changes a queued [`Work::Rescan`] is for.
+    pub(crate) rescans: P::Lock<PendingRescans>,
     /// The watch on `root`; set by `attach`, taken by `stop`.
     root_watch: P::Lock<Option<Watch<P>>>,
     /// Guards the problem log.
@@ -119,6 +147,30 @@ impl<P: Platform> BusShared<P> {
             }
             log.entries.push_back((String::from(nodename), err));
         });
+    }
+
+    /// Asks the worker to look at `changed` (`None`: everything), merged
+    /// into the rescan already queued if there is one.
+    /// Errors: the bus is stopped.
+    pub(crate) fn rescan(&self, changed: Option<String>) -> Result<(), BusError> {
+        let queue = self.rescans.with(|r| {
+            match changed {
+                Some(_) if r.all => {}
+                Some(path) if r.paths.len() < RESCAN_PATHS || r.paths.contains(&path) => {
+                    r.paths.insert(path);
+                }
+                // Too many, or a lost event (`None`): look at everything.
+                _ => {
+                    r.all = true;
+                    r.paths.clear();
+                }
+            }
+            !core::mem::replace(&mut r.queued, true)
+        });
+        if queue && self.work.push(Work::Rescan).is_err() {
+            return Err(BusError::InvalidState("the bus is stopped"));
+        }
+        Ok(())
     }
 
     pub(crate) fn driver_for(&self, class: &str) -> Option<Arc<dyn Driver<P>>> {
@@ -197,6 +249,7 @@ impl<P: Platform> Bus<P> {
                 devices: BTreeMap::new(),
             }),
             work: Mailbox::new(),
+            rescans: Lock::new(PendingRescans::default()),
             root_watch: Lock::new(None),
             problems: Lock::new(ProblemLog::default()),
         });
@@ -252,13 +305,13 @@ impl<P: Platform> Bus<P> {
                 let Some(bus) = weak.upgrade() else { return };
                 // A lost event (queue overflow) means: look at everything.
                 let path = event.path().map(String::from);
-                let _ = bus.work.push(Work::Rescan(path));
+                let _ = bus.rescan(path);
             })
             .map_err(|e| BusError::store("watching the device directory", e))?;
         shared.root_watch.with(|w| *w = Some(watch));
         // The watch's first event queues a rescan too; this one makes
         // `attach` return only once it is done.
-        self.push(Work::Rescan(None))?;
+        shared.rescan(None)?;
         self.settle()
     }
 
@@ -316,6 +369,14 @@ impl<P: Platform> Bus<P> {
         self.shared()
             .problems
             .with(|log| (log.entries.iter().cloned().collect(), log.dropped))
+    }
+
+    /// How many work items wait for the bus worker now. Bounded whatever
+    /// the peers do: at most one rescan, one other-end change per device
+    /// (a newer state replaces a queued one), and one item per caller
+    /// waiting on the bus.
+    pub fn queued_work(&self) -> usize {
+        self.shared().work.len()
     }
 
     /// The xenstore client the bus runs on.

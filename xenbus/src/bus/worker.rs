@@ -18,11 +18,12 @@ use crate::sync::Completion;
 
 /// A job for the worker.
 pub(crate) enum Work<P: Platform> {
-    /// Something changed at this path under the root (`None`: look at
-    /// everything, e.g. after a lost event).
-    Rescan(Option<String>),
-    /// The other end of this device was read in this state.
-    Otherend(Device<P>, OtherendState),
+    /// Something changed under the root: the paths are in
+    /// [`BusShared::rescans`] (at most one such item is queued).
+    Rescan,
+    /// The other end of this device was read in a new state, kept in the
+    /// device (at most one such item per device is queued).
+    Otherend(Device<P>),
     /// A driver was registered for this class: bind its devices.
     Bind(String),
     /// Suspend and resume the bus around the platform step.
@@ -42,8 +43,19 @@ pub(crate) enum Work<P: Platform> {
 pub(super) fn run<P: Platform>(bus: &Arc<BusShared<P>>) {
     while let Some(work) = bus.work.pop() {
         match work {
-            Work::Rescan(path) => rescan(bus, path.as_deref()),
-            Work::Otherend(dev, state) => otherend_changed(bus, &dev, &state),
+            Work::Rescan => {
+                let pending = bus.rescans.with(core::mem::take);
+                if pending.all {
+                    rescan_all(bus);
+                } else {
+                    pending.paths.iter().for_each(|p| rescan(bus, Some(p)));
+                }
+            }
+            Work::Otherend(dev) => {
+                if let Some(state) = dev.inner.state.with(|s| s.otherend_queued.take()) {
+                    otherend_changed(bus, &dev, &state);
+                }
+            }
             Work::Bind(class) => bind_class(bus, &class),
             Work::Suspend(done, step) => done.complete(suspend_resume(bus, step)),
             Work::Barrier(done) => done.complete(()),
@@ -217,7 +229,7 @@ fn bind<P: Platform>(bus: &Arc<BusShared<P>>, dev: &Device<P>, driver: &Arc<dyn 
     }
 }
 
-/// Watches the other end's `state`. The callback (xenstore watch thread)
+/// Watches the other end's `state`. The callback (a xenstore callback thread)
 /// reads the node, records it in the device, wakes its waiters and queues
 /// the change for the driver.
 fn watch_otherend<P: Platform>(bus: &Arc<BusShared<P>>, dev: &Device<P>) -> Result<(), BusError> {
@@ -245,9 +257,14 @@ fn watch_otherend<P: Platform>(bus: &Arc<BusShared<P>>, dev: &Device<P>) -> Resu
         }
         match otherend::read_state(&bus.xs, &watched) {
             Ok(state) => {
-                dev.inner.state.with(|s| s.seen = Some(state.clone()));
+                let queue = dev.inner.state.with(|s| {
+                    s.seen = Some(state.clone());
+                    s.otherend_queued.replace(state).is_none()
+                });
                 dev.inner.changed.wake_all();
-                let _ = bus.work.push(Work::Otherend(dev, state));
+                if queue {
+                    let _ = bus.work.push(Work::Otherend(dev));
+                }
             }
             Err(e) => {
                 let err = BusError::store("reading the other end's state", e);
@@ -331,7 +348,7 @@ fn suspend_resume<P: Platform>(
         }
     }
     // Devices may have come or gone while we were away.
-    let _ = bus.work.push(Work::Rescan(None));
+    let _ = bus.rescan(None);
     outcome
 }
 

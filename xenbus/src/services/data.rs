@@ -82,9 +82,8 @@ pub(crate) struct DataHandler<P: Platform> {
     xs: Client<P>,
     info: Arc<dyn SystemInfo>,
     /// Guards the cache of published values. Taken alone, never across a
-    /// request. Two refreshes overlap only if one outlived its timeout (a
-    /// store request hung); the cache may then disagree with the store
-    /// about a key until that key's value next changes.
+    /// request. Refreshes never overlap (the service runs one handler at a
+    /// time, even past its timeout).
     published: P::Lock<Published>,
 }
 

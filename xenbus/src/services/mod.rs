@@ -48,7 +48,8 @@ pub trait PowerControl: Send + Sync + 'static {
 
 /// Figures the `data/` pool publishes (the kernel implements it).
 pub trait SystemInfo: Send + Sync + 'static {
-    /// The figures now. Called on a handler thread, once per period.
+    /// The figures now. Called on the publisher's handler thread, once per
+    /// period.
     fn guest_info(&self) -> GuestInfo;
 }
 
@@ -62,8 +63,9 @@ pub trait SuspendPath: Send + Sync + 'static {
 /// Timing of a request-driven service.
 #[derive(Clone, Copy, Debug)]
 pub struct ServiceConfig {
-    /// How long a request's handler may run before the service gives up
-    /// on it and goes back to Ready.
+    /// How long a request's handler may run before the service reports it
+    /// ([`ServiceError::HandlerTimeout`]); it is still waited for. Also how
+    /// long stopping the service waits for a running handler.
     pub handler_timeout: Duration,
 }
 
@@ -81,7 +83,8 @@ pub struct DataConfig {
     /// How often the figures are refreshed (the guest agent's default is
     /// 60 s).
     pub period: Duration,
-    /// How long one refresh may take.
+    /// How long one refresh may take before it is reported (it is still
+    /// waited for; the next period starts after it).
     pub handler_timeout: Duration,
 }
 

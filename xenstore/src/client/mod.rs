@@ -74,14 +74,22 @@ impl<P: Platform> Client<P> {
     }
 
     /// A client over a xenstore ring page, signalled through `events` (the
-    /// guest kernel's constructor).
+    /// guest kernel's constructor). The ring is taken over as
+    /// [`RingTransport::connect`] says: with the daemon's reconnection
+    /// handshake where it offers one (bounded by
+    /// [`Config::request_timeout`]), else discarding stale responses.
+    ///
+    /// Errors: [`XsError::Disconnected`] if the handshake did not complete;
+    /// [`XsError::Spawn`].
     pub fn over_ring<E: RingEvents + 'static>(
         platform: P,
         page: RingPage,
         events: E,
         config: Config,
     ) -> Result<Client<P>, XsError> {
-        Client::new(platform, RingTransport::new(page, events), config)
+        let transport = RingTransport::connect(page, events, config.request_timeout)
+            .map_err(XsError::Disconnected)?;
+        Client::new(platform, transport, config)
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared<P>> {
@@ -134,11 +142,12 @@ impl<P: Platform> Client<P> {
         Err(last.unwrap_or(XsError::InvalidState("no transaction attempt made")))
     }
 
-    /// Watches `path` (or an `@special` path): `callback` runs on the watch
-    /// thread for the daemon's initial event (possibly before this returns)
-    /// and for each change at or below `path`. Events per watch are queued
-    /// up to `Config::watch_queue_limit`; beyond it see
-    /// [`WatchEvent::Overflow`].
+    /// Watches `path` (or an `@special` path): `callback` runs on a
+    /// callback thread for the daemon's initial event (possibly before this
+    /// returns) and for each change at or below `path`, one event at a time
+    /// in the daemon's order; other watches' callbacks may run meanwhile.
+    /// Events per watch are queued up to `Config::watch_queue_limit`, with
+    /// flow control; when events are dropped see [`WatchEvent::Overflow`].
     ///
     /// The returned handle removes the watch when dropped or on
     /// [`Watch::unwatch`]; [`Watch::detach`] keeps it for the client's life.
@@ -175,10 +184,20 @@ impl<P: Platform> Client<P> {
 
     /// After the VM resumed (and the platform re-established the ring):
     /// discards stale input, re-registers every watch (each gets an initial
-    /// event again), and lets waiting requests go.
+    /// event again), and lets waiting requests go. For a suspend that did
+    /// not happen use [`Client::resume_cancelled`], which loses nothing.
     /// Errors: the first failure met; the client is resumed regardless.
     pub fn resume(&self) -> Result<(), XsError> {
         self.shared().resume()
+    }
+
+    /// After a suspend that did not happen (cancelled, as after a
+    /// checkpoint, or a failed suspend hypercall): the guest never left its
+    /// daemon, so everything is kept: watches, unread events in the ring,
+    /// the connection. Lets waiting requests go.
+    /// Errors: [`XsError::InvalidState`] if not suspended.
+    pub fn resume_cancelled(&self) -> Result<(), XsError> {
+        self.shared().resume_cancelled()
     }
 
     /// Sends any request (e.g. the toolstack's INTRODUCE) outside a

@@ -72,6 +72,11 @@ pub enum Event<W> {
     /// A message dropped without a requester to tell; already counted in
     /// [`CoreStats`]. Reported so the runtime can log it.
     Dropped(Dropped),
+    /// The byte stream cannot be framed any more (a header announcing more
+    /// than [`crate::wire::PAYLOAD_MAX`] bytes): where the next message
+    /// starts is unknown, so the core parses nothing more until
+    /// [`Core::reset_connection`]. Reported once; the connection is lost.
+    Broken(ProtocolViolation),
 }
 
 /// Why a received message was dropped.
@@ -89,11 +94,6 @@ pub enum Dropped {
     },
     /// A watch event that is not `<path>|<token>|`.
     MalformedWatchEvent,
-    /// A message over the payload limit that no request was waiting for.
-    Oversized {
-        /// The message header.
-        header: Header,
-    },
 }
 
 /// Counters of what the core has seen. Every dropped or rejected message is
@@ -108,7 +108,7 @@ pub struct CoreStats {
     pub unknown_req_id: u64,
     /// Watch events with an unregistered token: dropped.
     pub unknown_watch_token: u64,
-    /// Messages announcing more than 4096 bytes: body skipped.
+    /// Messages announcing more than 4096 bytes (each breaks the stream).
     pub oversized: u64,
     /// Replies or events with a malformed payload (missing NUL, bad shape).
     pub malformed: u64,
@@ -132,6 +132,8 @@ pub struct Core<W> {
     pending: InFlight<Pending<W>>,
     watches: BTreeMap<String, WatchId>,
     transactions: BTreeSet<u32>,
+    /// Set by an unframeable message: nothing more is parsed.
+    broken: bool,
     stats: CoreStats,
 }
 
@@ -143,6 +145,7 @@ impl<W> Default for Core<W> {
             pending: InFlight::default(),
             watches: BTreeMap::new(),
             transactions: BTreeSet::new(),
+            broken: false,
             stats: CoreStats::default(),
         }
     }
@@ -224,8 +227,12 @@ impl<W> Core<W> {
 
     /// Processes received bytes, reporting each event to `sink` in order.
     /// Any split of a byte stream into `feed` calls gives the same events.
+    /// After [`Event::Broken`], bytes are ignored until
+    /// [`Core::reset_connection`].
     pub fn feed(&mut self, mut bytes: &[u8], sink: &mut impl FnMut(Event<W>)) {
-        while let Some(frame) = self.parser.next_frame(&mut bytes) {
+        while !self.broken
+            && let Some(frame) = self.parser.next_frame(&mut bytes)
+        {
             let event = match frame {
                 Frame::Oversized(header) => self.on_oversized(header),
                 Frame::Message(header, body) if header.ty == MsgType::WatchEvent as u32 => {
@@ -237,15 +244,14 @@ impl<W> Core<W> {
         }
     }
 
+    /// A header announcing more than the payload limit. Skipping that many
+    /// bytes would trust the peer to send them: one that sent a short body
+    /// would have later replies swallowed as "body". So the stream is
+    /// declared lost instead.
     fn on_oversized(&mut self, header: Header) -> Event<W> {
         self.stats.oversized += 1;
-        let violation = ProtocolViolation::PayloadTooLong { len: header.len };
-        if header.ty != MsgType::WatchEvent as u32
-            && let Some(p) = self.pending.remove(header.req_id)
-        {
-            return self.complete(p, Err(ReplyError::Protocol(violation)));
-        }
-        Event::Dropped(Dropped::Oversized { header })
+        self.broken = true;
+        Event::Broken(ProtocolViolation::PayloadTooLong { len: header.len })
     }
 
     fn on_watch_event(&mut self, body: &[u8]) -> Event<W> {
@@ -352,8 +358,20 @@ impl<W> Core<W> {
     /// they can be registered again.
     pub fn reset_connection(&mut self) -> Vec<W> {
         self.parser.reset();
+        self.broken = false;
         self.transactions.clear();
         self.pending.drain().filter_map(|p| p.waiter).collect()
+    }
+
+    /// How much of a message has arrived, if one is part-way: (bytes
+    /// received, bytes it has), as [`Parser::partial`]. The runtime uses it
+    /// to notice a peer that stops in the middle of a message.
+    pub fn partial_message(&self) -> Option<(u32, u32)> {
+        if self.broken {
+            None
+        } else {
+            self.parser.partial()
+        }
     }
 
     /// Some requester still waiting for its reply, if any (the runtime

@@ -3,8 +3,9 @@
 //! Bytes arrive in arbitrary pieces (a socket read, a ring chunk that wraps).
 //! The parser keeps its place between pieces and yields whole messages. It
 //! never parses a header from the middle of a body: a body announced longer
-//! than [`PAYLOAD_MAX`] is reported at once and then skipped in full, so the
-//! stream stays in step whatever a peer sends.
+//! than [`PAYLOAD_MAX`] is reported at once (and would be skipped in full if
+//! fed on; the core stops feeding instead, since a peer that announces such
+//! a length cannot be trusted to send it: see [`super::Event::Broken`]).
 
 use alloc::vec::Vec;
 
@@ -118,6 +119,20 @@ impl Parser {
     pub fn is_idle(&self) -> bool {
         matches!(self.state, State::Header { have: 0, .. })
     }
+
+    /// Where the parser is within a message it has started: (bytes
+    /// received, bytes the message has), headers included; 16 stands for
+    /// the length while the header itself is incomplete. `None` between
+    /// messages and while skipping an oversized body.
+    pub fn partial(&self) -> Option<(u32, u32)> {
+        const HEADER: u32 = HEADER_LEN as u32;
+        match &self.state {
+            State::Header { have: 0, .. } | State::Skip { .. } => None,
+            State::Header { have, .. } => Some((*have as u32, HEADER)),
+            // Both fit: the body is at most PAYLOAD_MAX here.
+            State::Body { header, body } => Some((HEADER + body.len() as u32, HEADER + header.len)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -200,6 +215,22 @@ mod tests {
             ))
         );
         assert!(p.is_idle());
+    }
+
+    #[test]
+    fn partial_reports_how_much_of_a_message_came() {
+        let stream = message(2, 1, b"abc");
+        let mut p = Parser::default();
+        assert_eq!(p.partial(), None);
+        let mut some = &stream[..5];
+        p.next_frame(&mut some);
+        assert_eq!(p.partial(), Some((5, 16)));
+        let mut more = &stream[5..17];
+        p.next_frame(&mut more);
+        assert_eq!(p.partial(), Some((17, 19)));
+        let mut rest = &stream[17..];
+        assert!(p.next_frame(&mut rest).is_some());
+        assert_eq!(p.partial(), None);
     }
 
     #[test]

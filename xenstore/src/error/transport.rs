@@ -9,11 +9,23 @@ use crate::wire::MsgType;
 /// Something the peer sent that the protocol does not allow.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProtocolViolation {
-    /// A message announced a payload over [`crate::wire::PAYLOAD_MAX`]; its
-    /// body was skipped in full.
+    /// A message announced a payload over [`crate::wire::PAYLOAD_MAX`].
+    /// Fatal to the connection ([`TransportError::Framing`]): a peer that
+    /// sends such a header cannot be trusted to send that many bytes, so
+    /// where the next message starts is unknown.
     PayloadTooLong {
         /// The announced length.
         len: u32,
+    },
+    /// A message stopped arriving part-way: no byte of it came for the
+    /// request timeout ([`crate::Config::request_timeout`]). Fatal to the
+    /// connection ([`TransportError::Framing`]).
+    TruncatedMessage {
+        /// Bytes of the message received (header included).
+        received: u32,
+        /// Bytes the message has (header included), or 16 while the
+        /// header itself is incomplete.
+        expected: u32,
     },
     /// A payload that must end in NUL does not.
     MissingNul,
@@ -39,6 +51,10 @@ impl fmt::Display for ProtocolViolation {
             ProtocolViolation::PayloadTooLong { len } => {
                 write!(f, "payload of {len} bytes exceeds the 4096-byte limit")
             }
+            ProtocolViolation::TruncatedMessage { received, expected } => write!(
+                f,
+                "message cut short: {received} of {expected} bytes, then nothing until the deadline"
+            ),
             ProtocolViolation::MissingNul => f.write_str("payload lacks its terminating NUL"),
             ProtocolViolation::UnexpectedReplyType { expected, got } => {
                 write!(f, "reply of type {got} to a {expected} request")
@@ -89,6 +105,22 @@ pub enum TransportError {
         /// The value of the `error` field.
         code: u32,
     },
+    /// The bytes from the peer cannot be framed into messages any more
+    /// (see the violation): every request in flight fails, and nothing
+    /// more is parsed from this connection, since the next header's place
+    /// in the stream is unknown.
+    Framing(ProtocolViolation),
+    /// The peer took too long to take our bytes: `sent` of `len` bytes of
+    /// a write were handed over when the request timeout passed (a daemon
+    /// that stopped reading, e.g. killed or stopped, leaves the ring
+    /// full). The connection is unusable: a message cannot be abandoned
+    /// half-written.
+    SendTimedOut {
+        /// Bytes handed to the peer.
+        sent: usize,
+        /// Bytes the write had.
+        len: usize,
+    },
 }
 
 impl TransportError {
@@ -119,6 +151,13 @@ impl fmt::Display for TransportError {
             TransportError::PeerReported { code } => {
                 write!(f, "the daemon flagged error {code} in the ring page")
             }
+            TransportError::Framing(violation) => {
+                write!(f, "cannot frame the daemon's messages: {violation}")
+            }
+            TransportError::SendTimedOut { sent, len } => write!(
+                f,
+                "the daemon stopped taking our messages ({sent} of {len} bytes sent by the deadline)"
+            ),
         }
     }
 }

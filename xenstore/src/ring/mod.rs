@@ -35,7 +35,7 @@ pub use page::{
 };
 
 use crate::error::{RingSide, TransportError};
-use crate::transport::Transport;
+use crate::transport::{TimeLeft, Transport};
 
 /// Event delivery between us and the daemon for one ring page.
 pub trait RingEvents: Send + Sync {
@@ -67,7 +67,8 @@ pub struct RingTransport<E: RingEvents> {
 }
 
 impl<E: RingEvents> RingTransport<E> {
-    /// A transport over `page`, signalled through `events`.
+    /// A transport over `page`, signalled through `events`, without the
+    /// reconnection handshake (see [`RingTransport::connect`]).
     ///
     /// Like FreeBSD's `xs_init_comms`, anything left unread in the response
     /// ring (by a previous kernel, before a kexec) is discarded: it cannot
@@ -80,6 +81,60 @@ impl<E: RingEvents> RingTransport<E> {
         };
         t.discard_stale_responses();
         t
+    }
+
+    /// A transport over `page` that starts on a packet boundary where the
+    /// daemon makes that possible: if it offers ring reconnection
+    /// ([`FEATURE_RECONNECTION`]), or a reconnection is already under way
+    /// (`connection` is [`RECONNECT`], as for a dom0less guest), this runs
+    /// the handshake of Xen's `docs/misc/xenstore-ring.txt`: set
+    /// `connection` to [`RECONNECT`], notify, and wait (up to `timeout`,
+    /// `None`: no limit) for the daemon to empty both rings, drop this
+    /// connection's requests, watches and transactions, and set it back to
+    /// [`CONNECTED`]. Otherwise (the C daemon of Xen 4.17 offers nothing)
+    /// it does what [`RingTransport::new`] does.
+    ///
+    /// Errors: [`TransportError::TimedOut`] if the daemon did not finish
+    /// the handshake in time.
+    pub fn connect(
+        page: RingPage,
+        events: E,
+        timeout: Option<Duration>,
+    ) -> Result<RingTransport<E>, TransportError> {
+        let t = RingTransport {
+            page,
+            events,
+            closed: AtomicBool::new(false),
+        };
+        if t.page.server_features() & FEATURE_RECONNECTION != 0 || t.page.connection() == RECONNECT
+        {
+            t.reconnect(timeout)?;
+        } else {
+            t.discard_stale_responses();
+        }
+        Ok(t)
+    }
+
+    /// The handshake (see [`RingTransport::connect`]). Only the daemon may
+    /// set `connection` back to [`CONNECTED`]; until it does, every other
+    /// field belongs to it.
+    fn reconnect(&self, timeout: Option<Duration>) -> Result<(), TransportError> {
+        log::info!("xenstore: asking the daemon to reset the ring (reconnection)");
+        if self.page.connection() != RECONNECT {
+            self.page.set_connection(RECONNECT);
+        }
+        // Our write of `connection` before the daemon's look at it (notify
+        // implies a full barrier).
+        self.events.notify();
+        let page = &self.page;
+        let mut done = || page.connection() == CONNECTED;
+        if !self.events.wait_until(&mut done, timeout) {
+            log::error!("xenstore: the daemon did not complete the ring reconnection");
+            return Err(TransportError::TimedOut);
+        }
+        // The daemon's reset of the indexes before our first use of them.
+        fence(Ordering::Acquire);
+        Ok(())
     }
 
     /// The page (for diagnostics and fault injection in tests).
@@ -108,35 +163,47 @@ impl<E: RingEvents> RingTransport<E> {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Whether the daemon advertises its `error` field and has set it.
+    fn peer_flagged_error(&self) -> bool {
+        self.page.server_features() & FEATURE_ERROR != 0 && self.page.error() != 0
+    }
+
     /// The daemon's `error` field, when it advertises one.
     fn check_peer_error(&self) -> Result<(), TransportError> {
         if self.page.server_features() & FEATURE_ERROR != 0 {
             let code = self.page.error();
             if code != 0 {
-                log::error!("xenstore: the daemon flagged ring error {code}");
+                // Logged once, by the runtime that fails the connection.
                 return Err(TransportError::PeerReported { code });
             }
         }
         Ok(())
     }
 
+    /// Logged once, by the runtime that fails the connection.
     fn bad_indexes(ring: RingSide, cons: u32, prod: u32) -> TransportError {
-        log::error!(
-            "xenstore: {ring:?} ring indexes cons={cons:#x} prod={prod:#x} are corrupt; not trusted"
-        );
         TransportError::BadRingIndexes { ring, cons, prod }
     }
 }
 
 impl<E: RingEvents> Transport for RingTransport<E> {
-    fn send(&self, message: &[u8]) -> Result<(), TransportError> {
+    fn send(&self, message: &[u8], time_left: TimeLeft<'_>) -> Result<(), TransportError> {
         let mut rest = message;
         while !rest.is_empty() {
             let page = &self.page;
-            // Wait for space; a corrupt gap also ends the wait so we report it.
-            let mut has_room =
-                || self.is_closed() || page.req_prod().wrapping_sub(page.req_cons()) != RING_SIZE;
-            self.events.wait_until(&mut has_room, None);
+            // Wait for space; a corrupt gap or the daemon's error flag also
+            // ends the wait so we report it.
+            let mut has_room = || {
+                self.is_closed()
+                    || page.req_prod().wrapping_sub(page.req_cons()) != RING_SIZE
+                    || self.peer_flagged_error()
+            };
+            if !self.events.wait_until(&mut has_room, time_left()) {
+                return Err(TransportError::SendTimedOut {
+                    sent: message.len() - rest.len(),
+                    len: message.len(),
+                });
+            }
             if self.is_closed() {
                 return Err(TransportError::Closed);
             }
@@ -161,7 +228,10 @@ impl<E: RingEvents> Transport for RingTransport<E> {
 
     fn recv(&self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize, TransportError> {
         let page = &self.page;
-        let mut has_data = || self.is_closed() || page.rsp_prod() != page.rsp_cons();
+        // The daemon's error flag ends the wait too: it stops answering
+        // once it sets it, so waiting for data would wait for ever.
+        let mut has_data =
+            || self.is_closed() || page.rsp_prod() != page.rsp_cons() || self.peer_flagged_error();
         if !self.events.wait_until(&mut has_data, timeout) {
             return Err(TransportError::TimedOut);
         }
@@ -193,6 +263,10 @@ impl<E: RingEvents> Transport for RingTransport<E> {
         page.set_rsp_cons(at);
         self.events.notify();
         Ok(total)
+    }
+
+    fn health(&self) -> Result<(), TransportError> {
+        self.check_peer_error()
     }
 
     /// A ring never holds more than its size.

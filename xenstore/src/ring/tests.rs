@@ -114,6 +114,11 @@ fn setup(start: u32) -> (RingTransport<StepEvents>, Arc<Peer>) {
     )
 }
 
+/// A send with no deadline.
+fn no_limit() -> Option<Duration> {
+    None
+}
+
 fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 % 251) as u8).collect()
 }
@@ -125,7 +130,7 @@ fn message_wraps_around_the_ring_and_the_index_space() {
     let start = u32::MAX - 9;
     let (t, peer) = setup(start);
     let msg = pattern(100);
-    t.send(&msg).unwrap();
+    t.send(&msg, &no_limit).unwrap();
     assert_eq!(t.page().req_prod(), start.wrapping_add(100));
     assert_eq!(peer.take_requests(1000), msg);
     assert_eq!(peer.put_responses(&msg), 100);
@@ -165,7 +170,7 @@ fn full_ring_makes_the_sender_wait_for_the_peer() {
     *t.events().step.lock().unwrap() = Some(Box::new(move || {
         r.lock().unwrap().extend(p.take_requests(500))
     }));
-    t.send(&msg).unwrap();
+    t.send(&msg, &no_limit).unwrap();
     received
         .lock()
         .unwrap()
@@ -229,7 +234,7 @@ fn bad_response_indexes_are_reported_and_not_trusted() {
 fn bad_request_indexes_are_reported_and_nothing_is_written() {
     let (t, peer) = setup(100);
     peer.page.set_req_cons(100 + 5000);
-    let err = t.send(b"hello").unwrap_err();
+    let err = t.send(b"hello", &no_limit).unwrap_err();
     assert!(
         matches!(
             err,
@@ -248,10 +253,10 @@ fn daemon_error_field_is_reported_only_when_advertised() {
     let (t, peer) = setup(0);
     peer.page.set_error(2);
     // Without FEATURE_ERROR the field means nothing.
-    t.send(b"x").unwrap();
+    t.send(b"x", &no_limit).unwrap();
     peer.page.set_server_features(FEATURE_ERROR);
     assert_eq!(
-        t.send(b"x").unwrap_err(),
+        t.send(b"x", &no_limit).unwrap_err(),
         TransportError::PeerReported { code: 2 }
     );
 }
@@ -281,5 +286,123 @@ fn timeout_and_shutdown() {
     );
     t.shutdown();
     assert_eq!(t.recv(&mut buf, None), Err(TransportError::Closed));
-    assert_eq!(t.send(b"x"), Err(TransportError::Closed));
+    assert_eq!(t.send(b"x", &no_limit), Err(TransportError::Closed));
+}
+
+#[test]
+fn send_gives_up_at_the_deadline_when_the_daemon_takes_nothing() {
+    // A daemon that stopped reading: the ring fills and stays full.
+    let (t, peer) = setup(0);
+    let deadline_passed = || Some(Duration::ZERO);
+    assert_eq!(
+        t.send(&pattern(1500), &deadline_passed),
+        Err(TransportError::SendTimedOut {
+            sent: 1024,
+            len: 1500
+        })
+    );
+    assert_eq!(peer.page.req_prod(), 1024, "what fitted was handed over");
+}
+
+#[test]
+fn daemon_error_field_ends_a_wait_for_data_or_room() {
+    // The daemon flags an error and stops: no data will come, no room free.
+    let (t, peer) = setup(0);
+    peer.page.set_server_features(FEATURE_ERROR);
+    let p = Arc::clone(&peer);
+    *t.events().step.lock().unwrap() = Some(Box::new(move || p.page.set_error(3)));
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        t.recv(&mut buf, None),
+        Err(TransportError::PeerReported { code: 3 })
+    );
+    let (t, peer) = setup(0);
+    peer.page.set_server_features(FEATURE_ERROR);
+    let p = Arc::clone(&peer);
+    *t.events().step.lock().unwrap() = Some(Box::new(move || p.page.set_error(1)));
+    assert_eq!(
+        t.send(&pattern(2000), &no_limit),
+        Err(TransportError::PeerReported { code: 1 })
+    );
+}
+
+/// A MOCK daemon's side of the reconnection handshake
+/// (docs/misc/xenstore-ring.txt): on `connection == RECONNECT` it empties
+/// both rings (indexes to `reset_to`) and sets `connection` back.
+fn mock_reconnecting_peer(peer: &Arc<Peer>, reset_to: u32) -> Step {
+    let p = Arc::clone(peer);
+    Box::new(move || {
+        if p.page.connection() == RECONNECT {
+            for set in [
+                RingPage::set_req_cons,
+                RingPage::set_req_prod,
+                RingPage::set_rsp_cons,
+                RingPage::set_rsp_prod,
+            ] {
+                set(&p.page, reset_to);
+            }
+            p.page.set_connection(CONNECTED);
+        }
+    })
+}
+
+#[test]
+fn mock_peer_offering_reconnection_gets_the_handshake_on_connect() {
+    let local = LocalPage::new();
+    let peer = Arc::new(Peer {
+        page: RingPage::local(&local),
+    });
+    peer.page.set_server_features(FEATURE_RECONNECTION);
+    // Half a message left from before: without the handshake the client
+    // would have to guess where the next one starts.
+    peer.put_responses(b"half a repl");
+    let events = StepEvents::new();
+    *events.step.lock().unwrap() = Some(mock_reconnecting_peer(&peer, 0));
+    let t = RingTransport::connect(RingPage::local(&local), events, None).unwrap();
+    assert_eq!(t.page().connection(), CONNECTED);
+    assert_eq!((t.page().rsp_cons(), t.page().rsp_prod()), (0, 0));
+    assert!(
+        t.events().notifies.load(Ordering::SeqCst) >= 1,
+        "the daemon was signalled"
+    );
+    t.send(b"fresh", &no_limit).unwrap();
+    assert_eq!(peer.take_requests(100), b"fresh");
+}
+
+#[test]
+fn mock_peer_already_reconnecting_is_waited_for() {
+    // Someone else (a dom0less toolstack) started the handshake.
+    let local = LocalPage::new();
+    let peer = Arc::new(Peer {
+        page: RingPage::local(&local),
+    });
+    peer.page.set_connection(RECONNECT);
+    let events = StepEvents::new();
+    *events.step.lock().unwrap() = Some(mock_reconnecting_peer(&peer, 0));
+    let t = RingTransport::connect(RingPage::local(&local), events, None).unwrap();
+    assert_eq!(t.page().connection(), CONNECTED);
+}
+
+#[test]
+fn mock_peer_that_never_completes_the_handshake_times_out() {
+    let local = LocalPage::new();
+    let page = RingPage::local(&local);
+    page.set_server_features(FEATURE_RECONNECTION);
+    let err = RingTransport::connect(page, StepEvents::new(), Some(Duration::from_millis(1)))
+        .err()
+        .expect("no handshake without the daemon");
+    assert_eq!(err, TransportError::TimedOut);
+}
+
+#[test]
+fn without_the_feature_connect_does_not_touch_the_connection_field() {
+    let local = LocalPage::new();
+    let peer = Peer {
+        page: RingPage::local(&local),
+    };
+    peer.put_responses(b"stale");
+    let t = RingTransport::connect(RingPage::local(&local), StepEvents::new(), None).unwrap();
+    assert_eq!(t.page().connection(), CONNECTED);
+    assert_eq!(t.page().rsp_cons(), 5, "stale responses discarded instead");
+    assert_eq!(t.events().notifies.load(Ordering::SeqCst), 0);
 }

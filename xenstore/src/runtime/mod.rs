@@ -14,8 +14,11 @@
 //!   reads on the calling thread while no watch exists). The receive thread
 //!   is started when the first watch is registered, or at once for
 //!   [`ReceiveMode::Dedicated`] and for transports that need it (the ring).
-//! - Watch events go to per-watch bounded queues and a watch thread runs
-//!   the callbacks in order ([`watch`]). Reading never waits for callbacks.
+//! - Watch events go to per-watch bounded queues; callback threads run
+//!   each watch's callbacks in order, different watches in parallel
+//!   ([`watch`]). The receive thread reads only as much as the queues can
+//!   take and pauses while one is full, unless a reply is awaited
+//!   (flow control, see [`watch`]).
 //!
 //! Locks, and the order they are taken in (never the other way round):
 //! `suspend` (sleepable, held shared by each open transaction and during
@@ -31,13 +34,14 @@
 //! and go wait. So there is no send lock to sleep on, and requests that
 //! pile up while a write is under way leave in one write.
 
+mod framing;
 mod reader;
 mod requests;
 mod suspend;
 pub(crate) mod watch;
 
 use alloc::boxed::Box;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -66,23 +70,39 @@ pub enum ReceiveMode {
 /// Tunables of a client. `Config::default()` suits a kernel component.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// How long a request waits for its reply. `None` (the default): for
-    /// ever, as FreeBSD and Linux do; a daemon that never answers then
-    /// blocks its callers, which for a guest kernel is the honest outcome.
-    /// With a timeout, the request fails with [`crate::XsError::Timeout`];
-    /// a late reply is dropped (counted), a transaction it started is
-    /// aborted and a watch it added is removed (those clean-ups go out with
-    /// the client's next request).
-    ///
-    /// The timeout bounds the wait for a reply, not the writing of a
-    /// request: a requester writing to a daemon that has stopped reading
-    /// (a full ring, a full socket buffer) waits for room for ever, since a
-    /// message cannot be abandoned half-written. Requesters queued behind
-    /// it still time out.
+    /// How long a request may take: `None` (the default) is for ever, as
+    /// FreeBSD and Linux wait; a kernel should set one (ours: 30 s, see
+    /// `kernel::xenstore::DEFAULT_REQUEST_TIMEOUT`), so that a dead or
+    /// stopped daemon ends every request with a typed error:
+    /// - waiting for the reply: [`crate::XsError::Timeout`]. The late reply
+    ///   is dropped (counted); a transaction it started is aborted and a
+    ///   watch it added is removed (those clean-ups go out with the
+    ///   client's next request).
+    /// - writing: each write of the outbox may wait for room (a full ring,
+    ///   a full socket buffer) this long. Past it the connection fails with
+    ///   [`crate::TransportError::SendTimedOut`], for every request in
+    ///   flight, since a message cannot be abandoned half-written.
+    /// - a reply that stops part-way (a header without its body) for this
+    ///   long fails the connection with
+    ///   [`crate::TransportError::Framing`]
+    ///   ([`crate::ProtocolViolation::TruncatedMessage`]).
+    /// - the ring's reconnection handshake, where the daemon offers it
+    ///   ([`crate::ring::RingTransport::connect`]).
     pub request_timeout: Option<Duration>,
-    /// Events queued per watch before the overflow policy applies (see
-    /// [`crate::WatchEvent::Overflow`]). Default 1024.
+    /// Events queued per watch. While a queue is full the receive thread
+    /// stops reading so the callback catches up; events are dropped (and
+    /// announced, see [`crate::WatchEvent::Overflow`]) only while a reply is
+    /// awaited or after the callback stalls. Default 1024.
     pub watch_queue_limit: usize,
+    /// How long a full watch queue whose callback takes no event may hold
+    /// reading back; the watch is then stalled and its excess events are
+    /// dropped until it drains half its queue. Default 2 s.
+    pub watch_stall_timeout: Duration,
+    /// Callback threads at most: this many watches run callbacks at the
+    /// same time, and only beyond it does a watch wait for another. Threads
+    /// are started on demand; all but one end after a second idle.
+    /// Default 16.
+    pub watch_threads: usize,
     /// Attempts `transaction()` makes before returning the last EAGAIN.
     /// Default 16.
     pub transaction_attempts: u32,
@@ -97,6 +117,8 @@ impl Default for Config {
         Config {
             request_timeout: None,
             watch_queue_limit: 1024,
+            watch_stall_timeout: Duration::from_secs(2),
+            watch_threads: 16,
             transaction_attempts: 16,
             pipeline_depth: 16,
             receive_mode: ReceiveMode::Auto,
@@ -117,6 +139,14 @@ pub struct Stats {
     pub watch_events_after_unwatch: u64,
     /// Watch callbacks run.
     pub watch_callbacks: u64,
+    /// Times a full watch queue stopped holding reading back because its
+    /// callback took no event for `Config::watch_stall_timeout`.
+    pub watch_stalls: u64,
+    /// Times the receive thread stopped reading because a watch queue was
+    /// full (flow control at work).
+    pub watch_reader_waits: u64,
+    /// Callback threads alive now.
+    pub watch_threads: usize,
     /// Fatal transport errors (at most one per connection).
     pub transport_failures: u64,
 }
@@ -198,6 +228,9 @@ pub(crate) struct ConnState<P: Platform> {
     failed: Option<TransportError>,
     deferred: Vec<Deferred>,
     transport_failures: u64,
+    /// When bytes last arrived (platform µs; kept only with a request
+    /// timeout): a message left part-way for that long breaks the stream.
+    last_input_us: u64,
 }
 
 /// What the reader token holder works with; parked here between holders.
@@ -244,9 +277,14 @@ impl<P: Platform> Shared<P> {
         let dedicated =
             config.receive_mode == ReceiveMode::Dedicated || !transport.allows_caller_reads();
         let reader = ReaderCtx::fresh(transport.recv_buffer_size());
-        let shared = Arc::new(Shared {
+        let policy = watch::WatchPolicy {
+            limit: config.watch_queue_limit,
+            threads: config.watch_threads,
+            stall_timeout: config.watch_stall_timeout,
+        };
+        let shared = Arc::new_cyclic(|this: &Weak<Self>| Shared {
             platform,
-            watches: watch::Watches::new(config.watch_queue_limit),
+            watches: watch::Watches::new(policy, Self::callback_spawner(this.clone())),
             config,
             transport,
             conn: Lock::new(ConnState {
@@ -258,6 +296,7 @@ impl<P: Platform> Shared<P> {
                 failed: None,
                 deferred: Vec::new(),
                 transport_failures: 0,
+                last_input_us: 0,
             }),
             conn_queue: WaitQueue::new(),
             reader_busy: AtomicBool::new(false),
@@ -274,6 +313,26 @@ impl<P: Platform> Shared<P> {
         Ok(shared)
     }
 
+    /// Starts callback threads for [`watch::Watches`]; each holds the
+    /// runtime alive until the watches close.
+    fn callback_spawner(this: Weak<Self>) -> watch::Spawner {
+        Box::new(move || {
+            let shared = this.upgrade().ok_or(crate::platform::SpawnError)?;
+            let body = Arc::clone(&shared);
+            shared.platform.spawn(
+                "xenwatch",
+                Box::new(move || body.watches.run(&body.platform)),
+            )
+        })
+    }
+
+    /// Whether the receive thread must read now whatever the watch queues
+    /// hold: a reply is awaited, or the connection failed.
+    pub(crate) fn must_read(&self) -> bool {
+        self.conn
+            .with(|c| c.failed.is_some() || c.core.any_waiter().is_some())
+    }
+
     /// The counters.
     pub(crate) fn stats(&self) -> Stats {
         let (core, transport_failures) = self.conn.with(|c| (c.core.stats(), c.transport_failures));
@@ -283,6 +342,9 @@ impl<P: Platform> Shared<P> {
             watch_events_overflowed: w.overflowed,
             watch_events_after_unwatch: w.after_unwatch,
             watch_callbacks: w.callbacks,
+            watch_stalls: w.stalls,
+            watch_reader_waits: w.reader_waits,
+            watch_threads: w.threads,
             transport_failures,
         }
     }
@@ -312,6 +374,7 @@ impl<P: Platform> Shared<P> {
             w.queue.wake_all();
         }
         self.conn_queue.wake_all();
+        self.watches.wake_reader();
     }
 
     /// Closes the connection for good (the last `Client` handle is gone).

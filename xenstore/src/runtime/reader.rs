@@ -16,17 +16,25 @@ use crate::sync::Deadline;
 use crate::wire::MsgType;
 
 impl<P: Platform> Shared<P> {
-    /// Reads once from the transport and dispatches what arrived: replies
-    /// to their slots (waking exactly those requesters), watch events to the
-    /// watch queues. Called only by the reader token holder.
+    /// Reads once, at most `limit` bytes, from the transport and dispatches
+    /// what arrived: replies to their slots (waking exactly those
+    /// requesters), watch events to the watch queues. Called only by the
+    /// reader token holder.
     pub(super) fn read_once(
         &self,
         ctx: &mut ReaderCtx<P>,
+        limit: usize,
         deadline: Deadline,
     ) -> Result<(), TransportError> {
-        let n = self
+        let limit = limit.clamp(1, ctx.buf.len());
+        let n = match self
             .transport
-            .recv(&mut ctx.buf, deadline.remaining(&self.platform))?;
+            .recv(&mut ctx.buf[..limit], self.recv_timeout(deadline))
+        {
+            Err(TransportError::TimedOut) => return Err(self.stalled_message()),
+            received => received?,
+        };
+        let mut broken = None;
         let ReaderCtx {
             buf,
             wakes,
@@ -56,8 +64,10 @@ impl<P: Platform> Shared<P> {
                 Event::Dropped(why) => {
                     log::warn!("xenstore: dropped a message from the daemon: {why:?}")
                 }
+                Event::Broken(violation) => broken = Some(violation),
             });
             c.deferred.append(deferred);
+            self.note_input(c);
         });
         for slot in wakes.drain(..) {
             slot.queue.wake_all();
@@ -65,7 +75,8 @@ impl<P: Platform> Shared<P> {
         if !events.is_empty() {
             self.watches.enqueue(events.drain(..));
         }
-        Ok(())
+        // The caller fails the connection: everyone waiting hears at once.
+        broken.map_or(Ok(()), |v| Err(TransportError::Framing(v)))
     }
 
     /// Takes the reader token if it is free (and the receive thread does not
@@ -152,7 +163,9 @@ impl<P: Platform> Shared<P> {
             }
             if let Some(mut ctx) = self.try_take_reader() {
                 let result = loop {
-                    match self.read_once(&mut ctx, deadline) {
+                    // No receive thread, so no watch: nothing to hold back.
+                    let all = ctx.buf.len();
+                    match self.read_once(&mut ctx, all, deadline) {
                         Ok(()) | Err(TransportError::TimedOut) => {}
                         Err(e) => break Err(e),
                     }
@@ -221,7 +234,16 @@ impl<P: Platform> Shared<P> {
             .with(Option::take)
             .unwrap_or_else(|| ReaderCtx::fresh(self.transport.recv_buffer_size()));
         loop {
-            match self.read_once(&mut ctx, Deadline::never()) {
+            // Flow control: no more than the watch queues can take.
+            let (budget, waited) = self
+                .watches
+                .read_budget(ctx.buf.len(), &mut || self.must_read());
+            if waited {
+                // Not reading is no silence of the daemon's: a message
+                // part-way counts as stalled only while we wait for it.
+                self.conn.with(|c| self.note_input(c));
+            }
+            match self.read_once(&mut ctx, budget, Deadline::never()) {
                 Ok(()) | Err(TransportError::TimedOut) => {}
                 Err(e) => {
                     self.fail(e);

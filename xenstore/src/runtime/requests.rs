@@ -85,9 +85,11 @@ impl<P: Platform> Shared<P> {
             });
             match step {
                 Step::Queued { req_id, batch } => {
+                    // A reply is awaited now: a reader paused for a full
+                    // watch queue must go on (see `watch`'s flow control).
+                    self.watches.wake_reader();
                     // The deadline starts before sending, so the time spent
-                    // writing counts against it (the write itself is not cut
-                    // short: see `Config::request_timeout`).
+                    // writing counts against it.
                     let deadline = Deadline::after(&self.platform, self.config.request_timeout);
                     if let Some(batch) = batch {
                         self.write_outbox(batch);
@@ -116,6 +118,12 @@ impl<P: Platform> Shared<P> {
 
     /// The sender's loop: writes the outbox until it is empty. `batch` is an
     /// empty buffer to swap with it.
+    ///
+    /// Each write may wait for room for at most the request timeout (from
+    /// the start of that write): a daemon that stopped reading fails the
+    /// connection with [`crate::TransportError::SendTimedOut`], and with it
+    /// every request in flight, since a message cannot be taken back
+    /// half-written.
     fn write_outbox(&self, mut batch: Vec<u8>) {
         loop {
             let more = self.conn.with(|c| {
@@ -131,7 +139,9 @@ impl<P: Platform> Shared<P> {
             if !more {
                 return;
             }
-            if let Err(e) = self.transport.send(&batch) {
+            let deadline = Deadline::after(&self.platform, self.config.request_timeout);
+            let time_left = || deadline.remaining(&self.platform);
+            if let Err(e) = self.transport.send(&batch, &time_left) {
                 // Fails every request in flight, these included.
                 self.fail(e);
                 self.conn.with(|c| c.sending = false);
@@ -163,12 +173,22 @@ impl<P: Platform> Shared<P> {
             }
         });
         if outcome.is_none() {
+            // The ring's error flag may have been set with no event to
+            // tell us: a timeout is when to look.
+            if let Err(e) = self.transport.health() {
+                self.fail(e);
+            }
             self.pass_reader_on();
         }
         self.leave_gate();
         self.recycle_slot(slot);
         match outcome {
-            None => Err(XsError::Timeout(Context::new(op, path))),
+            // Gave up; if the connection failed meanwhile (the health
+            // check above, say), that is the better answer.
+            None => match self.failure() {
+                Some(cause) => Err(XsError::Disconnected(cause)),
+                None => Err(XsError::Timeout(Context::new(op, path))),
+            },
             Some(Outcome::Reply(Ok(body))) => Ok(body),
             Some(Outcome::Reply(Err(ReplyError::Daemon(code)))) => {
                 Err(XsError::from_code(code, Context::new(op, path)))

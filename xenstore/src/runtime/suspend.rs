@@ -13,7 +13,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
 use super::requests::Gate;
-use super::watch::{Callback, Watches};
+use super::watch::Callback;
 use super::{Deferred, Shared};
 use crate::XsError;
 use crate::core::WatchId;
@@ -31,7 +31,7 @@ impl<P: Platform> Shared<P> {
         callback: Callback,
     ) -> Result<WatchId, XsError> {
         path::validate(path, PathKind::Watch)?;
-        Watches::ensure_thread(this)?;
+        this.watches.ensure_thread()?;
         // Watch events arrive unasked: someone must always be reading.
         Self::ensure_receiver(this)?;
         this.suspend_lock.lock_shared();
@@ -157,10 +157,27 @@ impl<P: Platform> Shared<P> {
                 }
             }
         }
+        self.open_gate();
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Undoes [`Shared::suspend`] when the VM did not move (the suspend was
+    /// cancelled, e.g. `xl save -c`, or the suspend hypercall failed): the
+    /// daemon kept our watches and the ring holds a valid stream, so
+    /// everything is kept (unread events included); requests go again.
+    pub(crate) fn resume_cancelled(&self) -> Result<(), XsError> {
+        if !self.gate_closed.load(Ordering::SeqCst) {
+            return Err(XsError::InvalidState("resume without suspend"));
+        }
+        self.open_gate();
+        Ok(())
+    }
+
+    /// Lets requests through again and ends the suspension.
+    fn open_gate(&self) {
         self.conn
             .with(|_| self.gate_closed.store(false, Ordering::SeqCst));
         self.conn_queue.wake_all();
         self.suspend_lock.unlock_exclusive();
-        first_error.map_or(Ok(()), Err)
     }
 }

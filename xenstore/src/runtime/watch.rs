@@ -1,26 +1,43 @@
-//! Watch callbacks: per-watch bounded queues and the watch thread.
+//! Watch callbacks: per-watch bounded queues, callback threads, and flow
+//! control of the reader.
 //!
-//! The receive side appends events here and never waits for a consumer.
-//! One watch thread runs callbacks one at a time, in arrival order across
-//! all watches (so per watch, in the daemon's order).
+//! Delivery ([`delivery`]): each watch has its own queue, and at most one
+//! thread runs its callback at a time, so a watch sees its events in the
+//! daemon's order. Different watches do not wait for each other: a watch
+//! with events and no thread gets an idle callback thread, or a new one is
+//! started (up to `Config::watch_threads`; only beyond that does a watch
+//! wait for a free thread). Threads beyond the first retire after a second
+//! without work.
 //!
-//! Queue bound policy: each watch may have at most `limit` change events
-//! queued. An event that does not fit is not queued; instead one
-//! [`WatchEvent::Overflow`] marker is queued at that point of the sequence
-//! and counts every event dropped there, until the next event that fits
-//! (which is queued after the marker). The callback thus learns exactly
-//! where and how many events were lost and should re-read what it watches;
-//! nothing is lost silently. Markers do not count against the bound.
+//! Bound and flow control ([`flow`]): a watch queues at most `limit` change
+//! events. The receive thread reads no more than every watch can take, and
+//! while a queue is full it stops reading, so the events wait in the ring
+//! and in the daemon while the callback catches up: nothing is lost for a
+//! callback that is merely slow. Reading goes on regardless, and what does
+//! not fit is dropped, in two cases: a request is waiting for its reply
+//! (replies share the ring with events, so holding reading back could
+//! deadlock, for example a callback that makes a request), or the full
+//! watch's callback made no progress for `Config::watch_stall_timeout`
+//! (it is then *stalled* until it drains its queue to half).
+//!
+//! A drop is never silent: one [`WatchEvent::Overflow`] marker is queued at
+//! that point of the watch's sequence and counts every event dropped there,
+//! until the next event that fits (queued after the marker). The callback
+//! thus learns where and how many events were lost and should re-read what
+//! it watches. Markers do not count against the bound. (The 4.17 daemon
+//! itself drops events a guest leaves unread for 20 s, or past its memory
+//! quota; no client can see those: see xenstore/README.md.)
+
+mod delivery;
+mod flow;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::AtomicBool;
+use core::time::Duration;
 
-use super::Shared;
-use crate::XsError;
 use crate::core::WatchId;
 use crate::platform::{Lock, Platform, SpawnError, WaitQueue};
 
@@ -35,8 +52,8 @@ pub enum WatchEvent {
         /// The path the daemon reported.
         path: String,
     },
-    /// `missed` events for this watch did not fit its queue and were
-    /// dropped here; re-read the watched subtree to catch up.
+    /// `missed` events for this watch were dropped here (see the module
+    /// docs for when); re-read the watched subtree to catch up.
     Overflow {
         /// How many events were dropped at this point.
         missed: u64,
@@ -53,25 +70,35 @@ impl WatchEvent {
     }
 }
 
-/// A watch callback. Runs on the watch thread; may make xenstore requests
-/// and may remove its own watch.
+/// A watch callback. Runs on a callback thread (never two at once for one
+/// watch); may make xenstore requests and may remove any watch, its own
+/// included. It must not panic: the runtime cannot catch a panic in a
+/// `no_std` kernel, and on the host it would end the thread with its watch
+/// marked running (so removing that watch would wait for ever).
 pub type Callback = Box<dyn FnMut(&WatchEvent) + Send + 'static>;
+
+/// Starts one callback thread running [`Watches::run`].
+pub(crate) type Spawner = Box<dyn Fn() -> Result<(), SpawnError> + Send + Sync>;
 
 enum Queued {
     Changed(String),
-    Overflow(Arc<AtomicU64>),
+    /// Events dropped at this point (still counting while it is the last
+    /// thing queued).
+    Overflow(u64),
 }
 
 struct WatchEntry {
     path: String,
     token: String,
-    /// `None` while the watch thread runs it.
+    /// `None` while a thread runs it.
     callback: Option<Callback>,
-    /// Change events queued (markers excluded).
+    events: VecDeque<Queued>,
+    /// Change events in `events` (markers excluded).
     queued: usize,
-    /// The marker still counting drops, if the last thing queued for this
-    /// watch is one.
-    open_overflow: Option<Arc<AtomicU64>>,
+    /// In `ready` or being delivered: no other thread may take it.
+    claimed: bool,
+    /// The reader stopped waiting for this watch (see the module docs).
+    stalled: bool,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -79,45 +106,81 @@ pub(crate) struct WatchStats {
     pub(crate) overflowed: u64,
     pub(crate) after_unwatch: u64,
     pub(crate) callbacks: u64,
+    pub(crate) stalls: u64,
+    pub(crate) reader_waits: u64,
+    pub(crate) threads: usize,
 }
 
 #[derive(Default)]
 struct WatchTable {
     entries: BTreeMap<WatchId, WatchEntry>,
-    queue: VecDeque<(WatchId, Queued)>,
-    /// The watch whose callback is running.
-    running: Option<WatchId>,
-    thread_id: Option<u64>,
-    thread_started: bool,
+    /// Watches with events and no thread, in the order they became ready.
+    ready: VecDeque<WatchId>,
+    /// Watches whose callback runs, with the id of the thread running it.
+    running: BTreeMap<WatchId, u64>,
+    /// Callback threads alive (or being started), and how many of them wait
+    /// for work (or are about to).
+    threads: usize,
+    idle: usize,
     closing: bool,
-    /// Threads in `unwatch` waiting for a callback to finish.
+    /// Threads in `wait_idle` waiting for a callback to finish.
     unwatch_waiters: usize,
+    /// Events handed to callbacks so far: the flow control's progress mark.
+    handed_out: u64,
     next_id: WatchId,
     stats: WatchStats,
 }
 
-/// The registered watches and their pending events. `table` is a short
-/// lock, never held together with the connection lock, and never while a
-/// callback runs.
+/// Tunables of watch delivery (from `Config`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WatchPolicy {
+    /// Change events queued per watch.
+    pub(crate) limit: usize,
+    /// Callback threads at most.
+    pub(crate) threads: usize,
+    /// How long the reader waits for a full watch that makes no progress.
+    pub(crate) stall_timeout: Duration,
+}
+
+/// The registered watches, their pending events and the callback threads.
+///
+/// `table` is a short lock, never held together with the connection lock,
+/// and never while a callback runs or a thread is started.
 pub(crate) struct Watches<P: Platform> {
     table: P::Lock<WatchTable>,
-    /// The watch thread waits here for events; `unwatch` waits here for a
-    /// running callback to finish.
-    queue: P::WaitQueue,
-    limit: usize,
+    /// Idle callback threads wait here for work; `wait_idle` waits here for
+    /// a running callback to finish.
+    work: P::WaitQueue,
+    /// The reader waits here while a queue is full ([`flow`]).
+    room: P::WaitQueue,
+    /// The reader is (about to be) waiting on `room`.
+    reader_waiting: AtomicBool,
+    spawner: Spawner,
+    policy: WatchPolicy,
 }
 
 impl<P: Platform> Watches<P> {
-    pub(crate) fn new(limit: usize) -> Self {
+    /// Empty; `spawner` starts a callback thread (see [`Watches::run`]).
+    pub(crate) fn new(policy: WatchPolicy, spawner: Spawner) -> Self {
         Watches {
             table: Lock::new(WatchTable::default()),
-            queue: WaitQueue::new(),
-            limit: limit.max(1),
+            work: WaitQueue::new(),
+            room: WaitQueue::new(),
+            reader_waiting: AtomicBool::new(false),
+            spawner,
+            policy: WatchPolicy {
+                limit: policy.limit.max(1),
+                threads: policy.threads.max(1),
+                ..policy
+            },
         }
     }
 
     pub(crate) fn stats(&self) -> WatchStats {
-        self.table.with(|t| t.stats)
+        self.table.with(|t| WatchStats {
+            threads: t.threads,
+            ..t.stats
+        })
     }
 
     /// Registers a callback; returns its id and the token to send.
@@ -130,8 +193,10 @@ impl<P: Platform> Watches<P> {
                 path: String::from(path),
                 token: token.clone(),
                 callback: Some(callback),
+                events: VecDeque::new(),
                 queued: 0,
-                open_overflow: None,
+                claimed: false,
+                stalled: false,
             };
             t.entries.insert(id, entry);
             (id, token)
@@ -140,13 +205,16 @@ impl<P: Platform> Watches<P> {
 
     /// Unregisters `id` and discards its queued events: from now on none of
     /// its events is queued or delivered. Returns its path and token, and
-    /// its callback unless it is running (the watch thread drops it then).
+    /// its callback unless it is running (its thread drops it then).
     pub(crate) fn remove(&self, id: WatchId) -> Option<(String, String, Option<Callback>)> {
-        self.table.with(|t| {
+        let removed = self.table.with(|t| {
             let entry = t.entries.remove(&id)?;
-            t.queue.retain(|(w, _)| *w != id);
+            // A stale id left in `ready` is skipped when popped.
             Some((entry.path, entry.token, entry.callback))
-        })
+        });
+        // A full queue gone may let the reader go on.
+        self.wake_reader();
+        removed
     }
 
     /// (path, token) of every registered watch.
@@ -163,11 +231,13 @@ impl<P: Platform> Watches<P> {
         self.table.with(|t| t.entries.is_empty())
     }
 
-    /// Queues events from the receive side, applying the bound policy.
+    /// Queues events from the receive side, applying the bound policy, and
+    /// finds each watch that now has work a thread (starting one if none is
+    /// idle and the limit allows).
     pub(crate) fn enqueue(&self, events: impl Iterator<Item = (WatchId, String)>) {
-        let limit = self.limit;
-        let queued_any = self.table.with(|t| {
-            let before = t.queue.len();
+        let limit = self.policy.limit;
+        let (any_ready, to_start) = self.table.with(|t| {
+            let mut any_ready = false;
             for (id, path) in events {
                 let Some(entry) = t.entries.get_mut(&id) else {
                     t.stats.after_unwatch += 1;
@@ -175,141 +245,57 @@ impl<P: Platform> Watches<P> {
                 };
                 if entry.queued < limit {
                     entry.queued += 1;
-                    entry.open_overflow = None;
-                    t.queue.push_back((id, Queued::Changed(path)));
+                    entry.events.push_back(Queued::Changed(path));
                 } else {
                     t.stats.overflowed += 1;
-                    match &entry.open_overflow {
-                        Some(count) => {
-                            count.fetch_add(1, Ordering::Relaxed);
-                        }
-                        None => {
-                            let count = Arc::new(AtomicU64::new(1));
-                            entry.open_overflow = Some(Arc::clone(&count));
-                            t.queue.push_back((id, Queued::Overflow(count)));
-                        }
+                    match entry.events.back_mut() {
+                        Some(Queued::Overflow(missed)) => *missed += 1,
+                        _ => entry.events.push_back(Queued::Overflow(1)),
                     }
                 }
+                if !entry.claimed {
+                    entry.claimed = true;
+                    t.ready.push_back(id);
+                    any_ready = true;
+                }
             }
-            t.queue.len() > before
+            (any_ready, self.threads_to_start(t))
         });
-        if queued_any {
-            self.queue.wake_all();
+        self.start_threads(to_start);
+        if any_ready {
+            self.work.wake_all();
         }
     }
 
-    /// Stops the watch thread (queued events are not delivered).
+    /// Stops the callback threads (queued events are not delivered) and
+    /// ends the reader's wait for room.
     pub(crate) fn close(&self) {
         self.table.with(|t| t.closing = true);
-        self.queue.wake_all();
+        self.work.wake_all();
+        self.room.wake_all();
     }
 
-    /// Waits until no callback of `id` runs, unless called from the watch
-    /// thread itself (a callback removing a watch must not wait for itself).
+    /// Waits until no callback of `id` runs, unless it runs on the calling
+    /// thread (a callback removing its own watch must not wait for itself).
+    ///
+    /// A callback may remove another watch: it then waits for that watch's
+    /// running callback to return. Two callbacks that remove each other's
+    /// watches at the same moment wait for each other for ever, as two
+    /// threads taking two locks in opposite orders would.
     pub(crate) fn wait_idle(&self, id: WatchId, current_thread: u64) {
         let must_wait = self.table.with(|t| {
-            let wait = t.running == Some(id) && t.thread_id != Some(current_thread);
+            let wait = t.running.get(&id).is_some_and(|&th| th != current_thread);
             if wait {
                 t.unwatch_waiters += 1;
             }
             wait
         });
         if must_wait {
-            self.queue
-                .wait_until(&mut || self.table.with(|t| t.running != Some(id)), None);
+            self.work.wait_until(
+                &mut || self.table.with(|t| !t.running.contains_key(&id)),
+                None,
+            );
             self.table.with(|t| t.unwatch_waiters -= 1);
-        }
-    }
-
-    /// Starts the watch thread if it is not running.
-    pub(crate) fn ensure_thread(shared: &Arc<Shared<P>>) -> Result<(), XsError> {
-        let start = shared
-            .watches
-            .table
-            .with(|t| !core::mem::replace(&mut t.thread_started, true));
-        if !start {
-            return Ok(());
-        }
-        let s = Arc::clone(shared);
-        let spawned = shared
-            .platform
-            .spawn("xenwatch", Box::new(move || s.watches.run(&s.platform)));
-        spawned.map_err(|SpawnError| {
-            shared.watches.table.with(|t| t.thread_started = false);
-            XsError::Spawn("xenwatch")
-        })
-    }
-
-    /// The watch thread: pops events in order and runs their callbacks with
-    /// no lock held.
-    fn run(&self, platform: &P) {
-        let me = platform.current_thread_id();
-        self.table.with(|t| t.thread_id = Some(me));
-        loop {
-            let mut next = None;
-            let mut pop = || {
-                self.table.with(|t| {
-                    if t.closing {
-                        return true;
-                    }
-                    while let Some((id, queued)) = t.queue.pop_front() {
-                        // `remove` purges a watch's events, so the entry is there
-                        // and its callback is not running (one watch thread).
-                        let Some(entry) = t.entries.get_mut(&id) else {
-                            continue;
-                        };
-                        let event = match queued {
-                            Queued::Changed(path) => {
-                                entry.queued -= 1;
-                                WatchEvent::Changed { path }
-                            }
-                            Queued::Overflow(count) => {
-                                // Close the marker so later drops start a new one.
-                                if entry
-                                    .open_overflow
-                                    .as_ref()
-                                    .is_some_and(|open| Arc::ptr_eq(open, &count))
-                                {
-                                    entry.open_overflow = None;
-                                }
-                                WatchEvent::Overflow {
-                                    missed: count.load(Ordering::Relaxed),
-                                }
-                            }
-                        };
-                        let Some(callback) = entry.callback.take() else {
-                            continue;
-                        };
-                        t.running = Some(id);
-                        next = Some((id, event, callback));
-                        return true;
-                    }
-                    false
-                })
-            };
-            self.queue.wait_until(&mut pop, None);
-            let Some((id, event, mut callback)) = next else {
-                return;
-            };
-            callback(&event);
-            // Put the callback back unless its watch was removed meanwhile;
-            // then drop it here, outside the lock (its drop may run user code).
-            let (orphan, wake) = self.table.with(|t| {
-                t.running = None;
-                t.stats.callbacks += 1;
-                let orphan = match t.entries.get_mut(&id) {
-                    Some(entry) => {
-                        entry.callback = Some(callback);
-                        None
-                    }
-                    None => Some(callback),
-                };
-                (orphan, t.unwatch_waiters > 0)
-            });
-            drop(orphan);
-            if wake {
-                self.queue.wake_all();
-            }
         }
     }
 }

@@ -12,7 +12,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use xenstore::ring::{LocalPage, RingEvents, RingPage, input_chunk, output_chunk};
+use xenstore::ring::{
+    CONNECTED, FEATURE_RECONNECTION, LocalPage, RECONNECT, RingEvents, RingPage, input_chunk,
+    output_chunk,
+};
 use xenstore::wire::{Header, MsgType};
 use xenstore::{Client, Config, StdPlatform, UnixStreamTransport};
 
@@ -84,22 +87,37 @@ trait Wire: Send {
     fn read_exact(&mut self, buf: &mut [u8]) -> bool;
     fn write_all(&mut self, data: &[u8]) -> bool;
     fn close(&mut self);
+    /// After a failed read or write: if the client asked for a ring
+    /// reconnection, performs the daemon's side of it and returns true
+    /// (serving goes on, from a packet boundary).
+    fn reset(&mut self) -> bool {
+        false
+    }
 }
 
 fn serve(mut wire: impl Wire, mut script: Script) {
     loop {
         let mut h = [0u8; 16];
         if !wire.read_exact(&mut h) {
+            if wire.reset() {
+                continue;
+            }
             return;
         }
         let header = Header::decode(&h);
         let mut body = vec![0; header.len as usize];
         if !wire.read_exact(&mut body) {
+            if wire.reset() {
+                continue;
+            }
             return;
         }
         match script(&Req { header, body }) {
             Act::Send(bytes) => {
                 if !wire.write_all(&bytes) {
+                    if wire.reset() {
+                        continue;
+                    }
                     return;
                 }
             }
@@ -236,6 +254,15 @@ struct RingWire {
     mine: Arc<Signal>,
     client: Arc<Signal>,
     closed: Arc<Mutex<bool>>,
+    /// Plays the ring reconnection feature (advertised in the page).
+    reconnects: bool,
+}
+
+impl RingWire {
+    /// The client asked for a reconnection (only if we offer it).
+    fn reconnect_asked(&self) -> bool {
+        self.reconnects && self.page.connection() == RECONNECT
+    }
 }
 
 impl Wire for RingWire {
@@ -245,10 +272,14 @@ impl Wire for RingWire {
             let page = &self.page;
             let closed = &self.closed;
             self.mine.wait_until(
-                &mut || *closed.lock().unwrap() || page.req_prod() != page.req_cons(),
+                &mut || {
+                    *closed.lock().unwrap()
+                        || page.req_prod() != page.req_cons()
+                        || self.reconnect_asked()
+                },
                 None,
             );
-            if *closed.lock().unwrap() {
+            if *closed.lock().unwrap() || self.reconnect_asked() {
                 return false;
             }
             let (cons, prod) = (page.req_cons(), page.req_prod());
@@ -269,11 +300,13 @@ impl Wire for RingWire {
             let closed = &self.closed;
             self.mine.wait_until(
                 &mut || {
-                    *closed.lock().unwrap() || page.rsp_prod().wrapping_sub(page.rsp_cons()) < 1024
+                    *closed.lock().unwrap()
+                        || page.rsp_prod().wrapping_sub(page.rsp_cons()) < 1024
+                        || self.reconnect_asked()
                 },
                 None,
             );
-            if *closed.lock().unwrap() {
+            if *closed.lock().unwrap() || self.reconnect_asked() {
                 return false;
             }
             let (cons, prod) = (page.rsp_cons(), page.rsp_prod());
@@ -288,6 +321,22 @@ impl Wire for RingWire {
     }
 
     fn close(&mut self) {}
+
+    /// The daemon's side of docs/misc/xenstore-ring.txt's reconnection:
+    /// drop the partial packet (the caller's), empty both rings, set the
+    /// connection back to CONNECTED, signal.
+    fn reset(&mut self) -> bool {
+        if *self.closed.lock().unwrap() || !self.reconnect_asked() {
+            return false;
+        }
+        let p = &self.page;
+        let (req, rsp) = (p.req_prod(), p.rsp_prod());
+        p.set_req_cons(req);
+        p.set_rsp_cons(rsp);
+        p.set_connection(CONNECTED);
+        self.client.raise();
+        true
+    }
 }
 
 /// A mock daemon on the other side of an in-memory ring page.
@@ -305,7 +354,19 @@ pub struct RingMock {
 
 impl RingMock {
     pub fn start(config: Config, script: impl FnMut(&Req) -> Act + Send + 'static) -> RingMock {
+        Self::start_with_features(0, config, script)
+    }
+
+    /// A mock whose page advertises `features` from the start; with
+    /// [`FEATURE_RECONNECTION`] it plays the daemon's side of a ring
+    /// reconnection.
+    pub fn start_with_features(
+        features: u32,
+        config: Config,
+        script: impl FnMut(&Req) -> Act + Send + 'static,
+    ) -> RingMock {
         let local = LocalPage::new();
+        RingPage::local(&local).set_server_features(features);
         let client_signal = Arc::new(Signal::default());
         let peer_signal = Arc::new(Signal::default());
         let closed = Arc::new(Mutex::new(false));
@@ -314,6 +375,7 @@ impl RingMock {
             mine: Arc::clone(&peer_signal),
             client: Arc::clone(&client_signal),
             closed: Arc::clone(&closed),
+            reconnects: features & FEATURE_RECONNECTION != 0,
         };
         let thread = std::thread::spawn(move || serve(wire, Box::new(script)));
         let events = LocalEvents {
@@ -331,6 +393,18 @@ impl RingMock {
             closed,
             thread: Some(thread),
         }
+    }
+}
+
+impl RingMock {
+    /// Another client over the same page and event channel, as a kernel
+    /// makes after its first connection failed.
+    pub fn new_client(&self, config: Config) -> Result<Client<StdPlatform>, xenstore::XsError> {
+        let events = LocalEvents {
+            mine: Arc::clone(&self.client_signal),
+            peer: Arc::clone(&self.peer_signal),
+        };
+        Client::over_ring(StdPlatform, RingPage::local(&self.local), events, config)
     }
 }
 

@@ -3,25 +3,41 @@
 
 use super::*;
 use crate::StdPlatform;
+use crate::platform::SpawnError;
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 struct Fixture {
     watches: Arc<Watches<StdPlatform>>,
-    thread: Option<JoinHandle<()>>,
+}
+
+fn policy(limit: usize) -> WatchPolicy {
+    WatchPolicy {
+        limit,
+        threads: 16,
+        stall_timeout: Duration::from_millis(300),
+    }
 }
 
 impl Fixture {
     fn new(limit: usize) -> Fixture {
-        let watches = Arc::new(Watches::<StdPlatform>::new(limit));
-        let w = Arc::clone(&watches);
-        let thread = std::thread::spawn(move || w.run(&StdPlatform));
-        Fixture {
-            watches,
-            thread: Some(thread),
-        }
+        Fixture::with(policy(limit))
+    }
+
+    fn with(policy: WatchPolicy) -> Fixture {
+        let watches = Arc::new_cyclic(|this: &std::sync::Weak<Watches<StdPlatform>>| {
+            let this = this.clone();
+            let spawner: Spawner = Box::new(move || {
+                let w = this.upgrade().ok_or(SpawnError)?;
+                std::thread::spawn(move || w.run(&StdPlatform));
+                Ok(())
+            });
+            Watches::new(policy, spawner)
+        });
+        watches.ensure_thread().unwrap();
+        Fixture { watches }
     }
 
     fn send(&self, id: WatchId, paths: &[&str]) {
@@ -33,23 +49,55 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         self.watches.close();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        while self.watches.stats().threads > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if !std::thread::panicking() {
+            assert_eq!(self.watches.stats().threads, 0, "callback threads ended");
         }
     }
 }
 
 /// A callback that reports each event on `entered` and then waits for one
-/// permit on `permits` before returning.
+/// permit on `permits` before returning (or returns at once once the permit
+/// sender is gone). It must not panic: a test's receivers may be dropped
+/// before the fixture ends the callback threads.
 fn gated() -> (Callback, Receiver<WatchEvent>, Sender<()>) {
     let (entered_tx, entered) = channel();
     let (permit, permits) = channel::<()>();
     let permits = Mutex::new(permits);
     let callback: Callback = Box::new(move |e: &WatchEvent| {
-        entered_tx.send(e.clone()).unwrap();
+        let _ = entered_tx.send(e.clone());
         let _ = permits.lock().unwrap().recv();
     });
     (callback, entered, permit)
+}
+
+/// A watch whose gated callback is blocked in its first event, `e0`, with
+/// `queued` behind it.
+fn blocked_in_e0(f: &Fixture, queued: &[&str]) -> (WatchId, Receiver<WatchEvent>, Sender<()>) {
+    let (callback, entered, permit) = gated();
+    let (id, _) = f.watches.add("/w", callback);
+    f.send(id, &["e0"]);
+    assert_eq!(entered.recv_timeout(WAIT).unwrap(), changed("e0"));
+    f.send(id, queued);
+    (id, entered, permit)
+}
+
+/// Lets the blocked callback return and collects the next `n` events it
+/// enters (permitting those to return too).
+fn release_and_collect(
+    entered: &Receiver<WatchEvent>,
+    permit: &Sender<()>,
+    n: usize,
+) -> Vec<WatchEvent> {
+    for _ in 0..=n {
+        permit.send(()).unwrap();
+    }
+    (0..n)
+        .map(|_| entered.recv_timeout(WAIT).unwrap())
+        .collect()
 }
 
 fn changed(path: &str) -> WatchEvent {
@@ -95,8 +143,17 @@ fn overflow_is_reported_where_it_happened_and_never_silently() {
     permit.send(()).unwrap();
 }
 
+/// Polls `cond` until it holds or [`WAIT`] passes.
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
-fn events_of_several_watches_keep_arrival_order() {
+fn each_watch_sees_its_events_in_order() {
     let f = Fixture::new(100);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut ids = Vec::new();
@@ -111,15 +168,183 @@ fn events_of_several_watches_keep_arrival_order() {
     for i in 0..50 {
         f.send(ids[i % 2], &[&i.to_string()]);
     }
-    let deadline = std::time::Instant::now() + WAIT;
-    while seen.lock().unwrap().len() < 50 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    eventually("50 events", || seen.lock().unwrap().len() == 50);
     let seen = seen.lock().unwrap();
-    let expected: Vec<_> = (0..50)
-        .map(|i| (["a", "b"][i % 2], changed(&i.to_string())))
-        .collect();
-    assert_eq!(*seen, expected);
+    for (k, name) in ["a", "b"].into_iter().enumerate() {
+        let got: Vec<_> = seen
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, e)| e.clone())
+            .collect();
+        let expected: Vec<_> = (0..50)
+            .filter(|i| i % 2 == k)
+            .map(|i| changed(&i.to_string()))
+            .collect();
+        assert_eq!(got, expected, "watch {name}");
+    }
+}
+
+#[test]
+fn a_blocked_callback_does_not_hold_back_another_watch() {
+    let f = Fixture::new(100);
+    let (blocked, entered, permit) = gated();
+    let (a, _) = f.watches.add("/a", blocked);
+    let (seen_tx, seen) = channel();
+    let (b, _) = f.watches.add(
+        "/b",
+        Box::new(move |e: &WatchEvent| {
+            let _ = seen_tx.send(e.clone());
+        }),
+    );
+    f.send(a, &["a0", "a1"]);
+    assert_eq!(entered.recv_timeout(WAIT).unwrap(), changed("a0"));
+    // /a's callback is stuck in a0; /b's events go through meanwhile.
+    f.send(b, &["b0", "b1"]);
+    assert_eq!(seen.recv_timeout(WAIT).unwrap(), changed("b0"));
+    assert_eq!(seen.recv_timeout(WAIT).unwrap(), changed("b1"));
+    assert!(f.watches.stats().threads >= 2);
+    permit.send(()).unwrap();
+    assert_eq!(entered.recv_timeout(WAIT).unwrap(), changed("a1"));
+    permit.send(()).unwrap();
+    // The thread started for the second watch ends once idle.
+    eventually("one thread left", || f.watches.stats().threads == 1);
+}
+
+#[test]
+fn a_callback_may_remove_another_watch_whose_callback_runs() {
+    let f = Fixture::new(100);
+    let (blocked, entered, permit) = gated();
+    let (victim, _) = f.watches.add("/victim", blocked);
+    let w = Arc::clone(&f.watches);
+    let (removed_tx, removed) = channel();
+    let (remover, _) = f.watches.add(
+        "/remover",
+        Box::new(move |_: &WatchEvent| {
+            w.remove(victim);
+            w.wait_idle(victim, StdPlatform.current_thread_id());
+            let _ = removed_tx.send(());
+        }),
+    );
+    f.send(victim, &["v0", "v1"]);
+    assert_eq!(entered.recv_timeout(WAIT).unwrap(), changed("v0"));
+    f.send(remover, &["go"]);
+    // The remover waits for the victim's running callback...
+    assert!(removed.recv_timeout(Duration::from_millis(100)).is_err());
+    permit.send(()).unwrap();
+    // ...then returns, and the victim's queued v1 is never delivered.
+    removed.recv_timeout(WAIT).unwrap();
+    assert!(entered.recv_timeout(Duration::from_millis(100)).is_err());
+}
+
+#[test]
+fn the_reader_reads_only_what_every_queue_can_take() {
+    let f = Fixture::new(10);
+    let (blocked, entered, permit) = gated();
+    let (id, _) = f.watches.add("/w", blocked);
+    assert_eq!(
+        f.watches.read_budget(4096, &mut || false).0,
+        10 * 19 - 1,
+        "an empty queue of 10"
+    );
+    f.send(id, &["e0"]);
+    entered.recv_timeout(WAIT).unwrap();
+    f.send(id, &["1", "2", "3", "4", "5", "6", "7"]);
+    // Room for 3 events: 3 * 19 - 1 bytes hold at most 3 events, even if
+    // the first of them was partly read before.
+    assert_eq!(f.watches.read_budget(4096, &mut || false).0, 56);
+    assert_eq!(f.watches.read_budget(40, &mut || false).0, 40);
+    drop(permit);
+}
+
+#[test]
+fn the_reader_waits_while_a_queue_is_full_until_it_drains_to_half() {
+    let f = Fixture::with(WatchPolicy {
+        stall_timeout: Duration::from_secs(60),
+        ..policy(4)
+    });
+    let (_, _entered, permit) = blocked_in_e0(&f, &["e1", "e2", "e3", "e4"]);
+    let (budget_tx, budget) = channel();
+    let w = Arc::clone(&f.watches);
+    let reader = std::thread::spawn(move || {
+        budget_tx
+            .send(w.read_budget(4096, &mut || false).0)
+            .unwrap();
+    });
+    assert!(
+        budget.recv_timeout(Duration::from_millis(200)).is_err(),
+        "read with a full queue"
+    );
+    // e0 and e1 done: e2 runs, e3 and e4 queued: half of 4.
+    permit.send(()).unwrap();
+    permit.send(()).unwrap();
+    assert_eq!(budget.recv_timeout(WAIT).unwrap(), 2 * 19 - 1);
+    reader.join().unwrap();
+    assert_eq!(f.watches.stats().overflowed, 0);
+    drop(permit);
+}
+
+#[test]
+fn the_reader_does_not_wait_while_a_reply_is_awaited() {
+    let f = Fixture::with(WatchPolicy {
+        stall_timeout: Duration::from_secs(60),
+        ..policy(2)
+    });
+    let (id, entered, permit) = blocked_in_e0(&f, &["e1", "e2"]);
+    let awaited = Arc::new(AtomicBool::new(false));
+    let (budget_tx, budget) = channel();
+    let (w, a) = (Arc::clone(&f.watches), Arc::clone(&awaited));
+    let reader = std::thread::spawn(move || {
+        let mut must_read = || a.load(Ordering::SeqCst);
+        budget_tx
+            .send(w.read_budget(4096, &mut must_read).0)
+            .unwrap();
+    });
+    assert!(budget.recv_timeout(Duration::from_millis(200)).is_err());
+    // A request is sent: the reader is woken and reads everything.
+    awaited.store(true, Ordering::SeqCst);
+    f.watches.wake_reader();
+    assert_eq!(budget.recv_timeout(WAIT).unwrap(), 4096);
+    reader.join().unwrap();
+    // What it reads beyond the bound is dropped and announced.
+    f.send(id, &["e3", "e4"]);
+    let rest = release_and_collect(&entered, &permit, 3);
+    assert_eq!(
+        rest,
+        [
+            changed("e1"),
+            changed("e2"),
+            WatchEvent::Overflow { missed: 2 }
+        ]
+    );
+}
+
+#[test]
+fn a_stuck_callback_stops_holding_the_reader_after_the_stall_timeout() {
+    let f = Fixture::new(2);
+    let (id, entered, permit) = blocked_in_e0(&f, &["e1", "e2"]);
+    // No progress for the stall timeout (300 ms): reading goes on.
+    assert_eq!(f.watches.read_budget(4096, &mut || false).0, 4096);
+    assert_eq!(f.watches.stats().stalls, 1);
+    f.send(id, &["e3", "e4", "e5"]);
+    assert_eq!(
+        f.watches.read_budget(4096, &mut || false).0,
+        4096,
+        "still stalled"
+    );
+    let rest = release_and_collect(&entered, &permit, 3);
+    assert_eq!(
+        rest,
+        [
+            changed("e1"),
+            changed("e2"),
+            WatchEvent::Overflow { missed: 3 }
+        ]
+    );
+    // Caught up: the watch holds reading back again when full.
+    eventually("queue drained", || {
+        f.watches.read_budget(4096, &mut || false).0 == 2 * 19 - 1
+    });
+    assert_eq!(f.watches.stats().stalls, 1);
 }
 
 #[test]
@@ -181,7 +406,7 @@ fn a_callback_may_remove_its_own_watch() {
             w.remove(id);
             // Must not wait for itself.
             w.wait_idle(id, StdPlatform.current_thread_id());
-            calls_tx.send(e.clone()).unwrap();
+            let _ = calls_tx.send(e.clone());
         }),
     );
     *my_id.lock().unwrap() = id;
