@@ -56,10 +56,12 @@ for spec in "${host_tests[@]}"; do
     for round in $(seq "$rounds"); do
         if ! cargo test -q "${args[@]}" >"$log" 2>&1; then
             echo "stress: cargo test $spec failed in round $round:"
-            cat "$log"
+            cat "$log" # its summary lines included, counted once
+            grep -q '^test result' "$log" || echo "stress: round $round printed no result"
             status=1
+            continue
         fi
-        # Only the summary (the runner counts it); a failure showed everything above.
+        # Only the summary (the runner counts it).
         grep -E '^test result' "$log" || { echo "stress: round $round printed no result"; status=1; }
     done
     rm -f "$log"
