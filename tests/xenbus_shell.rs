@@ -44,6 +44,12 @@ ktests::main!(
 /// A shell with the bus and services running, and the console drained.
 fn shell() -> Shell {
     guest();
+    // The bus logs as it connects its devices (on its own thread): wait
+    // until it has, so no log line lands in the middle of a typed one.
+    wait_until("every device Connected", WAIT, || {
+        let devices = guest().bus().devices();
+        !devices.is_empty() && devices.iter().all(|d| d.state == XenbusState::Connected)
+    });
     let shell = Shell::new().expect("the xenstore service is up");
     host("console-lines", &[]);
     shell
