@@ -5,8 +5,13 @@
 //! Output takes [`TX_LOCK`] (IRQ-safe, a leaf in the kernel's lock order),
 //! so whole log lines never interleave, even with interrupt handlers.
 //! Input: the IRQ 4 handler drains the UART into [`RX`] and wakes
-//! [`RX_READY`]. When the buffer is full, further bytes are dropped and
-//! counted ([`rx_dropped`]); nothing is lost silently.
+//! [`RX_READY`]. When the buffer is full the handler stops draining and
+//! masks the receive interrupt, so further bytes wait in the UART; a reader
+//! that has taken the buffer down to half unmasks it. Under QEMU the
+//! UART's input then simply waits (its character backend is not read while
+//! the FIFO is full), so a reply longer than the buffer arrives whole
+//! however late its reader runs. A real UART's FIFO overruns instead; that
+//! loss is counted ([`rx_dropped`]), never silent.
 
 use alloc::collections::VecDeque;
 use core::fmt;
@@ -29,8 +34,10 @@ const LSR_DATA_READY: u8 = 0x01;
 const LSR_OVERRUN: u8 = 0x02;
 const LSR_THR_EMPTY: u8 = 0x20;
 
-/// Receive buffer size; bytes arriving when it is full are dropped (counted).
+/// Receive buffer size; when it is full, input waits in the UART.
 pub const RX_CAPACITY: usize = 4096;
+/// A full buffer's reader unmasks the receive interrupt at this fill.
+const RX_RESUME_AT: usize = RX_CAPACITY / 2;
 
 /// Serialises writers so lines do not interleave. Guards nothing else.
 static TX_LOCK: SpinLock<()> = SpinLock::new(());
@@ -40,6 +47,11 @@ static RX: SpinLock<VecDeque<u8>> = SpinLock::new(VecDeque::new());
 static RX_READY: WaitQueue = WaitQueue::new();
 static RX_DROPPED: AtomicU64 = AtomicU64::new(0);
 static RX_ENABLED: AtomicBool = AtomicBool::new(false);
+/// The receive interrupt is masked because [`RX`] filled up. Changed only
+/// with [`RX`] held.
+static RX_THROTTLED: AtomicBool = AtomicBool::new(false);
+/// IER value with the received-data-available interrupt on.
+const IER_RX: u8 = 0x01;
 
 /// Errors of [`read_line`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +173,16 @@ macro_rules! println {
 }
 
 fn on_rx_interrupt() {
-    let mut rx = RX.lock();
+    let got = drain_uart(&mut RX.lock());
+    if got {
+        RX_READY.wake_all();
+    }
+}
+
+/// Moves bytes from the UART into `rx` until the UART is empty or `rx` is
+/// full; in the latter case masks the receive interrupt (see the module
+/// doc). Returns whether any byte was moved. Called with [`RX`] held.
+fn drain_uart(rx: &mut VecDeque<u8>) -> bool {
     let mut got = false;
     loop {
         let lsr = inb(COM1 + REG_LSR);
@@ -169,20 +190,32 @@ fn on_rx_interrupt() {
             RX_DROPPED.fetch_add(1, Ordering::Relaxed); // the UART lost at least one
         }
         if lsr & LSR_DATA_READY == 0 || lsr == 0xff {
-            break;
+            return got;
         }
-        let byte = inb(COM1 + REG_DATA);
-        if rx.len() < RX_CAPACITY {
-            rx.push_back(byte);
-            got = true;
-        } else {
-            RX_DROPPED.fetch_add(1, Ordering::Relaxed);
+        if rx.len() >= RX_CAPACITY {
+            outb(COM1 + REG_IER, 0x00);
+            RX_THROTTLED.store(true, Ordering::SeqCst);
+            return got;
         }
+        rx.push_back(inb(COM1 + REG_DATA));
+        got = true;
     }
-    drop(rx);
-    if got {
-        RX_READY.wake_all();
+}
+
+/// Takes the oldest received byte. Once a throttled buffer is down to
+/// [`RX_RESUME_AT`], unmasks the receive interrupt and takes what waited in
+/// the UART meanwhile; returns whether that moved bytes other readers may
+/// want (the caller wakes them: this runs inside a wait queue's condition).
+fn take_byte() -> (Option<u8>, bool) {
+    let mut rx = RX.lock();
+    let byte = rx.pop_front();
+    let mut refilled = false;
+    if RX_THROTTLED.load(Ordering::SeqCst) && rx.len() <= RX_RESUME_AT {
+        RX_THROTTLED.store(false, Ordering::SeqCst);
+        outb(COM1 + REG_IER, IER_RX);
+        refilled = drain_uart(&mut rx);
     }
+    (byte, refilled)
 }
 
 /// Enables the receive interrupt (IRQ 4 through the IOAPIC). Called by boot
@@ -191,7 +224,7 @@ pub fn enable_input() {
     RX.lock().reserve(RX_CAPACITY);
     match crate::interrupts::register_legacy_irq(COM1_IRQ, on_rx_interrupt) {
         Ok(_) => {
-            outb(COM1 + REG_IER, 0x01); // received-data-available interrupt
+            outb(COM1 + REG_IER, IER_RX);
             RX_ENABLED.store(true, Ordering::SeqCst);
             on_rx_interrupt(); // anything that arrived before the IRQ was routed
         }
@@ -204,7 +237,8 @@ pub fn input_enabled() -> bool {
     RX_ENABLED.load(Ordering::SeqCst)
 }
 
-/// Bytes dropped because the receive buffer or the UART FIFO overflowed.
+/// Overruns the UART reported: input lost because its FIFO was full (at
+/// least one byte each). QEMU's UART never overruns.
 pub fn rx_dropped() -> u64 {
     RX_DROPPED.load(Ordering::Relaxed)
 }
@@ -228,13 +262,19 @@ fn read_byte_or_stop(timeout: Option<Duration>, stop: &mut dyn FnMut() -> bool) 
         return None;
     }
     let mut byte = None;
+    let mut refilled = false;
     RX_READY.wait_until(
         || {
-            byte = RX.lock().pop_front();
+            let (taken, moved) = take_byte();
+            byte = taken;
+            refilled |= moved;
             byte.is_some() || stop()
         },
         timeout,
     );
+    if refilled {
+        RX_READY.wake_all();
+    }
     byte
 }
 
