@@ -12,8 +12,9 @@ usage() {
     cat <<'EOF'
 Usage: ./run-tests.sh [--no-install] [--only STEP]...
 
-Steps, in order: daemon fmt clippy-host clippy-kernel host kernel xen stress fuzz
-  --no-install   do not install missing packages or fetch the xenstored binary
+Steps, in order: daemon fmt clippy-host clippy-kernel doc host kernel xen stress fuzz
+  --no-install   install and fetch nothing: no apt packages, no toolchain, no xenstored
+                 binary, no real-Xen packages (a missing one fails its step and says so)
   --only STEP    run only the named step (repeatable)
 Environment: FUZZ_SECONDS (default 30) bounds the fuzz run; STRESS_ROUNDS (default 20) is how
 often the stress step runs each of its tests under a CPU hog. XEN_STEP=skip skips the xen
@@ -83,6 +84,9 @@ if [ "$install" -eq 1 ]; then
 fi
 
 export CARGO_TERM_COLOR=never
+if [ "$install" -eq 0 ]; then
+    export TESTBED_OFFLINE=1 REALXEN_OFFLINE=1
+fi
 
 # The real Xen xenstored the host and kernel tests talk to: fetched once into .cache/, named here so
 # the run's output says which daemon binary and version the results are against.
@@ -90,6 +94,7 @@ run_step daemon testbed/fetch-xenstored.sh
 run_step fmt cargo fmt --all -- --check
 run_step clippy-host cargo clippy --workspace --exclude kernel --exclude ktests --all-targets -- -D warnings
 run_step clippy-kernel cargo clippy -p kernel -p ktests --target x86_64-unknown-none -- -D warnings
+run_step doc scripts/doc.sh
 run_step host cargo test --no-fail-fast
 run_step kernel cargo run -q -p bootimage -- test
 # The kernel as PVH domUs under the real hypervisor (realxen/): Xen and dom0 boot once in QEMU. Only an

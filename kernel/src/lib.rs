@@ -23,6 +23,10 @@
 //! take wait-queue locks (to wake threads), never the other way round.
 
 #![no_std]
+// The kernel's docs are for its maintainers, built with
+// --document-private-items (run-tests.sh's doc step): module docs name the
+// private locks and statics they are about, on purpose.
+#![allow(rustdoc::private_intra_doc_links)]
 
 extern crate alloc;
 

@@ -1,6 +1,6 @@
 //! The kernel's page tables: built at boot to replace the loader-time
 //! identity map (see [`super`] for the layout), then edited through
-//! [`map_page`], [`unmap_page`] and [`map_mmio`].
+//! [`map_page`], [`unmap_page`] and [`map_mmio`](super::mmio::map_mmio).
 //!
 //! Page-table frames are RAM, hence identity mapped, so the tables are
 //! walked with `x86_64`'s `OffsetPageTable` at offset 0. All edits happen
@@ -302,7 +302,7 @@ pub fn virt_to_phys_nonblocking(addr: u64) -> Option<PhysAddr> {
 }
 
 /// The kernel virtual address of physical RAM at `phys` (the identity map),
-/// or `None` if `phys` is not RAM mapped there (MMIO needs [`map_mmio`]).
+/// or `None` if `phys` is not RAM mapped there (MMIO needs [`map_mmio`](super::mmio::map_mmio)).
 pub fn phys_to_virt(phys: PhysAddr) -> Option<VirtAddr> {
     let addr = phys.as_u64();
     let ram = crate::boot::info().memory_map().iter().any(|r| {

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The `doc` step: every crate's documentation builds without a warning (broken intra-doc links
+# included), the kernel's with its private items (its docs are for maintainers), and no tracked file
+# holds a merge's conflict markers (a doc once shipped with them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if markers=$(git grep -n -E '^(<<<<<<<|>>>>>>>)( |$)|^=======$' -- . ':!*.patch'); then
+    echo "merge conflict markers left in:" >&2
+    echo "$markers" >&2
+    exit 1
+fi
+export RUSTDOCFLAGS="-D warnings"
+cargo doc --workspace --exclude kernel --exclude ktests --no-deps
+cargo doc -p kernel -p ktests --target x86_64-unknown-none --no-deps --document-private-items
+echo "docs: every crate documented without warnings; no conflict markers"
