@@ -34,12 +34,25 @@ pub fn extraction(pin: &Pin) -> PathBuf {
         .join(format!("{}_{version}", pin.name))
 }
 
-/// Makes sure every pinned package is extracted; fetches the missing ones.
+/// Makes sure every pinned package is extracted; fetches the missing ones,
+/// unless `$REALXEN_OFFLINE` is set (`./run-tests.sh --no-install`): then a
+/// missing package is an error that says so.
 pub fn fetch_all(lock: &Lock, progress: &Progress) -> Result<()> {
     for pin in &lock.pins {
         let target = extraction(pin);
         if target.is_dir() {
             continue;
+        }
+        if std::env::var_os("REALXEN_OFFLINE").is_some() {
+            return Err(Error::Usage {
+                reason: format!(
+                    "{} {} is not in {} and $REALXEN_OFFLINE is set (--no-install): \
+                     run once without it to fetch the packages",
+                    pin.name,
+                    pin.version,
+                    cache_dir().display()
+                ),
+            });
         }
         progress.say(format!("fetching {} {} (once)", pin.name, pin.version));
         download_into(pin, &target)?;

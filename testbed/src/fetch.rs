@@ -75,6 +75,15 @@ fn locate() -> Result<Xenstored> {
     if let Some(found) = from_cache(&extracted) {
         return Ok(found);
     }
+    if std::env::var_os("TESTBED_OFFLINE").is_some() {
+        return Err(Error::Fetch {
+            reason: format!(
+                "xenstored is not in {} and $TESTBED_OFFLINE is set (--no-install): run once \
+                 without it, or name a daemon with $XENSTORED",
+                extracted.display()
+            ),
+        });
+    }
     download_into(&extracted)?;
     from_cache(&extracted).ok_or_else(|| Error::Fetch {
         reason: format!(
