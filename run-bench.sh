@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark of issue 3: our xenstore client against libxenstore (the system's C client) and against
+# The benchmark: our xenstore client against libxenstore (the system's C client) and against
 # the daemon's own limit, all on ONE real Xen xenstored (Debian's 4.17, run by the testbed with fake Xen
 # libraries; trace off), all as dom0 over its unix socket. Installs and builds what it needs first.
 #
@@ -23,8 +23,8 @@
 #   ratio_read_4t_vs_pipelined ours_read_4t / daemon_read_pipelined
 #   pinned_*                   the main figures again with the daemon on CPU 0 and every client on
 #                              CPU 1 (the layout of a guest, whose daemon runs in another domain)
-# Targets (issue 3; asserted nowhere, this only reports): ratio_read_1t >= 1.0, ratio_read_4t >= 1.5,
-# ours_read_4t >= 0.8 x daemon_read_pipelined.
+# Targets (the project's performance goals; asserted nowhere, this only reports): ratio_read_1t >= 1.0,
+# ratio_read_4t >= 1.5, ours_read_4t >= 0.8 x daemon_read_pipelined.
 #
 # Method: release builds; a warm-up before each sample; several rounds, each taking one sample of every
 # figure in the order above (ours and libxenstore alternate); the median is printed, and every sample as

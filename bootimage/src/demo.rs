@@ -16,7 +16,7 @@ use crate::agent::Agent;
 use crate::fixtures::Fixture;
 use crate::fixtures::xenbus::XenbusFixture;
 use crate::fixtures::xenstore::DOMID;
-use crate::{build_boot_dir, parse_accel, process, qemu, reject_rest, take_flag};
+use crate::{build_boot_dir, parse_accel, process, qemu, reject_rest, take_flag, take_value};
 
 /// What the guest logs once its watch is in place.
 pub const READY_LINE: &str = "xenstore: watching control/shutdown";
@@ -59,8 +59,15 @@ impl Agent for ShutdownAgent {
 
 /// Runs the demo; exit status 0 only after a clean, acknowledged poweroff.
 pub fn cmd_demo(mut args: Vec<String>) -> Result<ExitCode, String> {
+    // The options ./run-qemu.sh's usage offers for every mode.
+    let qemu_extra: Vec<String> = match args.iter().position(|a| a == "--") {
+        Some(i) => args.split_off(i).into_iter().skip(1).collect(),
+        None => Vec::new(),
+    };
     let release = take_flag(&mut args, "--release");
     let accel = parse_accel(&mut args)?;
+    let append = take_value(&mut args, "--append")?.unwrap_or_default();
+    let memory = take_value(&mut args, "--memory")?.unwrap_or_else(|| "128M".into());
     reject_rest(&args)?;
     let boot = build_boot_dir(release)?;
     let mut fixture = XenbusFixture::start()?;
@@ -75,8 +82,15 @@ pub fn cmd_demo(mut args: Vec<String>) -> Result<ExitCode, String> {
         sent: AtomicBool::new(false),
         outcome: Mutex::new(None),
     });
-    let mut cmd = qemu::command(qemu::Boot::Kernel(&boot.kernel), accel, "128M", "", false);
+    let mut cmd = qemu::command(
+        qemu::Boot::Kernel(&boot.kernel),
+        accel,
+        &memory,
+        &append,
+        false,
+    );
     cmd.args(fixture.qemu_args());
+    cmd.args(&qemu_extra);
     let options = process::RunOptions {
         input: None,
         agent: Some(agent.clone()),

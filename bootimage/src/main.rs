@@ -59,9 +59,10 @@ commands:
       --verbose                     show serial output of passing images too
       --repeat N                    boot each image N times (stress runs)
   check FILE                        check FILE's Xen PVH note
-  demo [--release] [--accel A]      scripted session: real xenstored, boot, the host writes
+  demo [options] [-- QEMU-ARGS...]  scripted session: real xenstored, boot, the host writes
                                     control/shutdown=poweroff with xenstore-write; exit 0 when
                                     the guest acknowledges and powers off
+      --release, --accel, --append, --memory   as for run
   bench [--debug] [--accel A]       boot the benchmark images (release build) against the real
                                     daemon; print their key=value results and accel=
 ";
@@ -149,8 +150,8 @@ fn cmd_run(mut args: Vec<String>) -> Result<ExitCode, String> {
                 probe.render()
             );
             eprintln!(
-                "bootimage: the same kernel boots on real Xen with target/boot/kernel-pvh.cfg or \
-                 kernel-hvm.cfg (xl create), and under plain QEMU with ./run-qemu.sh"
+                "bootimage: the same kernel boots on real Xen as a PVH guest with \
+                 target/boot/kernel-pvh.cfg (xl create), and under plain QEMU with ./run-qemu.sh"
             );
             return Ok(ExitCode::from(3));
         }
