@@ -44,9 +44,38 @@ const FATAL: [&str; 4] = [
     "(XEN) Hardware Dom0 crashed",
 ];
 
+/// Which of Xen's two xenstore daemons dom0 runs (both from xen-utils).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Daemon {
+    /// The C `xenstored`.
+    Xenstored,
+    /// The OCaml `oxenstored` (configured by /etc/xen/oxenstored.conf).
+    Oxenstored,
+}
+
+impl Daemon {
+    /// Both, in the order the suite runs them.
+    pub const ALL: [Daemon; 2] = [Daemon::Xenstored, Daemon::Oxenstored];
+
+    /// The daemon's program name (what dom0's init starts).
+    pub fn name(self) -> &'static str {
+        match self {
+            Daemon::Xenstored => "xenstored",
+            Daemon::Oxenstored => "oxenstored",
+        }
+    }
+
+    /// Parses a program name.
+    pub fn parse(text: &str) -> Option<Daemon> {
+        Daemon::ALL.into_iter().find(|d| d.name() == text)
+    }
+}
+
 /// How to boot the machine.
 #[derive(Clone, Debug)]
 pub struct BedOptions {
+    /// The xenstore daemon dom0 runs.
+    pub daemon: Daemon,
     pub cpu: String,
     pub smp: u32,
     /// Appended to Xen's command line (experiments: `--xen-append`).
@@ -64,6 +93,7 @@ impl Default for BedOptions {
     fn default() -> Self {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         BedOptions {
+            daemon: Daemon::Xenstored,
             cpu: std::env::var("REALXEN_CPU").unwrap_or_else(|_| DEFAULT_CPU.to_string()),
             smp: 1,
             xen_append: String::new(),
@@ -168,7 +198,7 @@ impl Bed {
         bed.wait_phase(
             "dom0 kernel booting",
             "@realxen daemons up",
-            "dom0 up: xenstored, xenconsoled",
+            &format!("dom0 up: {}, xenconsoled", options.daemon.name()),
             options.phase_limit,
         )?;
         bed.agent
@@ -176,6 +206,14 @@ impl Bed {
             .map_err(|e| bed.boot_error("dom0 up", &e.to_string()))?;
         bed.dom0_up_secs = bed.progress.elapsed();
         bed.progress.say("dom0 agent ready");
+        // The tests must run against the daemon they are named for.
+        let daemon = options.daemon.name();
+        let running = bed
+            .run(&format!("pidof {daemon}"), Duration::from_secs(60))
+            .map_err(|e| bed.boot_error("dom0 up", &e.to_string()))?;
+        if !running.success() {
+            return Err(bed.boot_error("dom0 up", &format!("{daemon} is not running in dom0")));
+        }
         Ok(bed)
     }
 
@@ -278,8 +316,9 @@ fn qemu_command(
         .arg(format!("{XEN_CMDLINE} {}", options.xen_append).trim_end())
         .arg("-initrd")
         .arg(format!(
-            "{} {DOM0_CMDLINE},{}",
+            "{} {DOM0_CMDLINE} realxen.xenstored={},{}",
             dom0_kernel.display(),
+            options.daemon.name(),
             initrd.display()
         ));
     cmd

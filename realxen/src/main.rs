@@ -34,14 +34,17 @@ commands:
                           boot Xen + dom0, copy each HOST file to DOM0 (a path in dom0), run SCRIPT
                           with sh in dom0, print its output; exit with its status. --put copies
                           through the command channel (~5 KB/s), --preload in the initramfs (any size)
-  soak N [--filter TEXT] [--kernel FILE]
+  soak N [--filter TEXT] [--kernel FILE] [--daemon D]
                           boot N times, running the tests in each boot (the determinism check);
                           exit 0 only if every boot passed every test
-  test [--filter TEXT] [--kernel FILE]
-                          the `xen` step: build the kernel (or take FILE), boot Xen + dom0 once, run
-                          each test on PVH guests made with xl; libtest-style output
+  test [--filter TEXT] [--kernel FILE] [--daemon D]
+                          the `xen` step: build the kernel (or take FILE); for each daemon boot
+                          Xen + dom0 once and run each test on PVH guests made with xl;
+                          libtest-style output
 
 options (run, test, soak):
+  --daemon D              dom0's xenstore daemon: xenstored (C) or oxenstored (OCaml); test and
+                          soak also take `both`, their default (one boot each)
   --cpu MODEL             QEMU -cpu (default: bed::DEFAULT_CPU; $REALXEN_CPU also sets it)
   --smp N                 QEMU -smp (default 1)
   --xen-append TEXT       appended to Xen's command line
@@ -74,6 +77,10 @@ fn bed_options(args: &mut Vec<String>) -> Result<BedOptions, String> {
     }
     if let Some(append) = take_value(args, "--xen-append")? {
         options.xen_append = append;
+    }
+    if let Some(name) = take_value(args, "--daemon")? {
+        options.daemon = bed::Daemon::parse(&name)
+            .ok_or_else(|| format!("--daemon {name:?}: want xenstored or oxenstored"))?;
     }
     if let Some(smp) = take_value(args, "--smp")? {
         options.smp = smp

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use crate::xentest;
 
 pub fn cmd_soak(mut args: Vec<String>) -> Result<ExitCode, String> {
+    let daemons = xentest::suite_daemons(&mut args)?;
     let options = xentest::suite_options(&mut args)?;
     let filter = crate::take_value(&mut args, "--filter")?;
     let count: u32 = match args.as_slice() {
@@ -19,7 +20,7 @@ pub fn cmd_soak(mut args: Vec<String>) -> Result<ExitCode, String> {
     let mut verdicts = Vec::new();
     for n in 1..=count {
         println!("\n==== soak: boot {n} of {count}");
-        let ok = xentest::run_suite(&options, filter.as_deref());
+        let ok = xentest::run_suites(&options, &daemons, filter.as_deref());
         clean += u32::from(ok);
         verdicts.push(if ok { "ok" } else { "FAILED" });
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use crate::bed::{Bed, BedOptions};
+use crate::bed::{Bed, BedOptions, Daemon};
 use crate::preload::Preload;
 use crate::progress::Progress;
 
@@ -18,10 +18,11 @@ use crate::progress::Progress;
 const BED_SOUND: &str = "xen::bed_no_dom0_process_crashed";
 
 pub fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
+    let daemons = suite_daemons(&mut args)?;
     let options = suite_options(&mut args)?;
     let filter = crate::take_value(&mut args, "--filter")?;
     crate::no_more(&args)?;
-    Ok(if run_suite(&options, filter.as_deref()) {
+    Ok(if run_suites(&options, &daemons, filter.as_deref()) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -49,9 +50,49 @@ pub fn suite_options(args: &mut Vec<String>) -> Result<BedOptions, String> {
     Ok(options)
 }
 
-/// Boots the bed once and runs the tests whose name contains `filter`;
-/// prints libtest-style lines; true if every test passed.
+/// The daemons to run the suite against: `--daemon xenstored|oxenstored|
+/// both` (default both: every test runs against each of Xen's daemons).
+pub fn suite_daemons(args: &mut Vec<String>) -> Result<Vec<Daemon>, String> {
+    match crate::take_value(args, "--daemon")?.as_deref() {
+        None | Some("both") => Ok(Daemon::ALL.to_vec()),
+        Some(name) => Daemon::parse(name)
+            .map(|d| vec![d])
+            .ok_or_else(|| format!("--daemon {name:?}: want xenstored, oxenstored or both")),
+    }
+}
+
+/// [`run_suite`] once per daemon, each on a bed of its own (dom0's daemon
+/// cannot be swapped under a running Xen); true if every run passed.
+pub fn run_suites(options: &BedOptions, daemons: &[Daemon], filter: Option<&str>) -> bool {
+    let mut all_passed = true;
+    for &daemon in daemons {
+        let options = BedOptions {
+            daemon,
+            ..options.clone()
+        };
+        all_passed &= run_suite(&options, filter);
+    }
+    all_passed
+}
+
+/// A test's name as printed: the case's name, tagged with the daemon when
+/// it is not the C xenstored (`xen::oxenstored::...`).
+fn shown_name(case: &str, daemon: Daemon) -> String {
+    match daemon {
+        Daemon::Xenstored => case.to_string(),
+        other => format!(
+            "xen::{}::{}",
+            other.name(),
+            case.strip_prefix("xen::").unwrap_or(case)
+        ),
+    }
+}
+
+/// Boots the bed once (with `options.daemon`) and runs the tests whose
+/// name contains `filter`; prints libtest-style lines; true if every test
+/// passed.
 pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
+    let daemon = options.daemon;
     let selected: Vec<_> = cases::CASES
         .iter()
         .filter(|(name, _)| filter.is_none_or(|f| name.contains(f)))
@@ -62,8 +103,9 @@ pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
         Ok(bed) => bed,
         Err(e) => {
             // Loud: the step cannot pass without the bed.
-            println!("test xen::bed_boots ... FAILED");
-            println!("\nfailures:\n\n---- xen::bed_boots ----\n{e}\n");
+            let name = shown_name("xen::bed_boots", daemon);
+            println!("test {name} ... FAILED");
+            println!("\nfailures:\n\n---- {name} ----\n{e}\n");
             println!(
                 "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; {filtered_out} filtered out"
             );
@@ -71,16 +113,21 @@ pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
         }
     };
     let start = Instant::now();
-    println!("\nrunning {} tests", selected.len() + 1);
+    println!(
+        "\nrunning {} tests (dom0 runs {})",
+        selected.len() + 1,
+        daemon.name()
+    );
     let mut failures = Vec::new();
     let mut passed = 0;
-    for (name, test) in selected {
+    for (case, test) in selected {
+        let name = shown_name(case, daemon);
         bed.progress.say(format!("{name}: starting"));
         let result = test(&mut bed);
-        report(name, &result);
+        report(&name, &result);
         match result {
             Ok(()) => passed += 1,
-            Err(why) => failures.push((*name, why)),
+            Err(why) => failures.push((name, why)),
         }
     }
     // A crash anywhere in dom0 is a flaky bed, whatever the tests said.
@@ -94,10 +141,11 @@ pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
             crashes.join("\n")
         ))
     };
-    report(BED_SOUND, &sound);
+    let name = shown_name(BED_SOUND, daemon);
+    report(&name, &sound);
     match sound {
         Ok(()) => passed += 1,
-        Err(why) => failures.push((BED_SOUND, why)),
+        Err(why) => failures.push((name, why)),
     }
     if !failures.is_empty() {
         println!("\nfailures:\n");
