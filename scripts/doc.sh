@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The `doc` step: every crate's documentation builds without a warning (broken intra-doc links
-# included), the kernel's with its private items (its docs are for maintainers), and no tracked file
-# holds a merge's conflict markers (a doc once shipped with them).
+# included), the kernel's with its private items (its docs are for maintainers); the publishable
+# crates (xen-guest, xenstore-client, xenbus) pass `cargo package`, which builds each from its
+# packaged files; and no tracked file holds a merge's conflict markers (a doc once shipped with them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,4 +14,6 @@ fi
 export RUSTDOCFLAGS="-D warnings"
 cargo doc --workspace --exclude kernel --exclude ktests --no-deps
 cargo doc -p kernel -p ktests --target x86_64-unknown-none --no-deps --document-private-items
-echo "docs: every crate documented without warnings; no conflict markers"
+# The publishable crates package cleanly and build from their packages alone.
+cargo package -q -p xen-guest -p xenstore-client -p xenbus --allow-dirty
+echo "docs: every crate documented without warnings; crates package; no conflict markers"

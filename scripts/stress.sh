@@ -15,10 +15,10 @@ rounds=${STRESS_ROUNDS:-20}
 kernel_images=(time xenstore_watch_flood xenstore_hostile xenbus_shell)
 # Host tests run `rounds` times each: the arguments of `cargo test -q` (filters after `--`).
 host_tests=(
-    "-p xenstore --lib runtime::watch"
-    "-p xenstore --test real_runtime -- slow_callback a_cancelled_suspend"
-    "-p xenstore --test real_faults"
-    "-p xenstore --test mock_peer"
+    "-p xenstore-client --lib runtime::watch"
+    "-p xenstore-client --test real_runtime -- slow_callback a_cancelled_suspend"
+    "-p xenstore-client --test real_faults"
+    "-p xenstore-client --test mock_peer"
     "-p xenbus --test service_threads"
     "-p xenbus --test control"
     "-p xenbus --test slow_driver_watch"
@@ -28,7 +28,7 @@ host_tests=(
 # Build first, on idle cores: the hog is for the tests, not the compiler.
 echo "stress: building"
 cargo build -q -p bootimage || exit 1
-cargo test -q --no-run -p xenstore -p xenbus 2>/dev/null || exit 1
+cargo test -q --no-run -p xenstore-client -p xenbus 2>/dev/null || exit 1
 cargo test -q --no-run -p testbed --features xenstore 2>/dev/null || exit 1
 
 hogs=()

@@ -13,8 +13,8 @@
 //! - [`Client`], [`Store`], [`Transaction`], [`Watch`]: the driver API.
 //!
 //! ```no_run
-//! # #[cfg(feature = "std")] fn demo() -> Result<(), xenstore::XsError> {
-//! use xenstore::{Client, Store};
+//! # #[cfg(feature = "std")] fn demo() -> Result<(), xenstore_client::XsError> {
+//! use xenstore_client::{Client, Store};
 //! let xs = Client::connect("/run/xenstored/socket")?;
 //! let name: String = xs.read_string("/local/domain/1/name")?;
 //! let vcpus: u32 = xs.read_parsed("/local/domain/1/vcpus")?;

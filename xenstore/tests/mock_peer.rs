@@ -5,6 +5,10 @@
 //! clear typed error or drops and counts the message, does not panic, and
 //! stays usable where the protocol allows.
 
+// The package is xenstore-client; its code and its users' code in this
+// repository call it `xenstore`.
+extern crate xenstore_client as xenstore;
+
 mod support;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -2,6 +2,10 @@
 //! testbed), over both transports: its unix socket as dom0 (privileged), and
 //! a domain's ring page as guest 1 (unprivileged).
 
+// The package is xenstore-client; its code and its users' code in this
+// repository call it `xenstore`.
+extern crate xenstore_client as xenstore;
+
 mod support;
 
 use std::sync::Arc;

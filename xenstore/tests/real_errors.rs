@@ -5,6 +5,10 @@
 //! (that is oxenstored): past the nodes and transactions quotas it answers
 //! ENOSPC, past the watches quota E2BIG (testbed/README.md).
 
+// The package is xenstore-client; its code and its users' code in this
+// repository call it `xenstore`.
+extern crate xenstore_client as xenstore;
+
 mod support;
 
 use std::sync::Arc;

@@ -4,6 +4,10 @@
 //! reply can come, so every assertion is about *which* typed error ends a
 //! request, never about how fast.
 
+// The package is xenstore-client; its code and its users' code in this
+// repository call it `xenstore`.
+extern crate xenstore_client as xenstore;
+
 mod support;
 
 use std::process::Command;

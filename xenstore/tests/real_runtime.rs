@@ -2,6 +2,10 @@
 //! requests in flight from many threads, watch ordering and the overflow
 //! policy, the unwatch guarantee, suspend/resume, and typed errors.
 
+// The package is xenstore-client; its code and its users' code in this
+// repository call it `xenstore`.
+extern crate xenstore_client as xenstore;
+
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
