@@ -19,6 +19,7 @@ host_tests=(
     "-p xenstore-client --test real_runtime -- slow_callback a_cancelled_suspend"
     "-p xenstore-client --test real_faults"
     "-p xenstore-client --test mock_peer"
+    "-p xenstore-client --test real_daemon -- transactions_contending"
     "-p xenbus --test service_threads"
     "-p xenbus --test control"
     "-p xenbus --test slow_driver_watch"

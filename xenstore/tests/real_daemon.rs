@@ -327,6 +327,48 @@ fn transaction_helper_gives_up_after_its_attempt_bound_with_the_last_eagain() {
     );
 }
 
+/// Four threads incrementing one counter in transactions, each on its own
+/// connection and all on one shared client: commits that lose a race get
+/// EAGAIN and the helper runs them again until they win, so every
+/// increment lands and none comes back as an error. (Without back-off the
+/// same thread could lose 16 races in a row and the helper gave up.)
+#[test]
+fn transactions_contending_for_one_node_all_commit() {
+    const THREADS: u32 = 4;
+    const INCREMENTS: u32 = 50;
+    let tb = start_testbed();
+    let shared = socket_client(&tb, Config::default());
+    shared.write("/contended/v", "0").unwrap();
+    let clients: Vec<_> = (0..THREADS)
+        .map(|i| {
+            if i % 2 == 0 {
+                shared.clone()
+            } else {
+                socket_client(&tb, Config::default())
+            }
+        })
+        .collect();
+    let workers: Vec<_> = clients
+        .into_iter()
+        .map(|xs| {
+            std::thread::spawn(move || {
+                for _ in 0..INCREMENTS {
+                    xs.transaction(|t| {
+                        let n: u32 = t.read_parsed("/contended/v")?;
+                        t.write_display("/contended/v", n + 1)
+                    })?;
+                }
+                Ok::<(), XsError>(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap().expect("every transaction commits");
+    }
+    let total: u32 = shared.read_parsed("/contended/v").unwrap();
+    assert_eq!(total, THREADS * INCREMENTS);
+}
+
 /// A listing too long for one reply: the daemon answers E2BIG to a plain
 /// DIRECTORY, and `directory()` pages it with DIRECTORY_PART. The guest
 /// reads a dom0 directory made readable to it (its own could not grow so

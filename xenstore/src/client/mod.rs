@@ -11,6 +11,7 @@
 //! every later call, at once. Watches stop firing. There is no automatic
 //! reconnection: make a new client.
 
+mod backoff;
 mod store;
 mod transaction;
 mod watch;
@@ -23,7 +24,7 @@ pub use transaction::Transaction;
 pub use watch::Watch;
 
 use crate::error::{TransportError, XsError};
-use crate::platform::Platform;
+use crate::platform::{Platform, WaitQueue as _};
 use crate::request::Request;
 use crate::ring::{RingEvents, RingPage, RingTransport};
 use crate::runtime::{Config, Shared, Stats, WatchEvent};
@@ -114,17 +115,22 @@ impl<P: Platform> Client<P> {
 
     /// Runs `body` in a transaction and commits it, retrying the whole
     /// transaction while the daemon answers EAGAIN (a conflicting change),
-    /// at most `Config::transaction_attempts` times. An error from `body`
-    /// aborts the transaction and is returned (EAGAIN from `body` retries).
+    /// at most `Config::transaction_attempts` times. Before each retry it
+    /// waits a random time in a window that doubles with each loss (see
+    /// `backoff`), so clients contending for the same nodes stop colliding.
+    /// An error from `body` aborts the transaction and is returned (EAGAIN
+    /// from `body` retries).
     ///
     /// Errors: `body`'s error; the last EAGAIN once attempts run out.
     pub fn transaction<R>(
         &self,
         mut body: impl FnMut(&Transaction<P>) -> Result<R, XsError>,
     ) -> Result<R, XsError> {
-        let attempts = self.shared().config.transaction_attempts.max(1);
+        let shared = self.shared();
+        let attempts = shared.config.transaction_attempts.max(1);
         let mut last = None;
-        for _ in 0..attempts {
+        for losses in 1..=attempts {
+            let started_us = shared.platform.now_us();
             let t = self.transaction_start()?;
             let result = match body(&t) {
                 Ok(value) => t.commit().map(|()| value),
@@ -137,6 +143,12 @@ impl<P: Platform> Client<P> {
             match result {
                 Err(e) if e.is_eagain() => last = Some(e),
                 other => return other,
+            }
+            if losses < attempts {
+                let now = shared.platform.now_us();
+                let seed = now ^ shared.platform.current_thread_id().rotate_left(32);
+                let pause = backoff::after_eagain(losses, now.saturating_sub(started_us), seed);
+                P::WaitQueue::new().wait_until(&mut || false, Some(pause));
             }
         }
         Err(last.unwrap_or(XsError::InvalidState("no transaction attempt made")))
