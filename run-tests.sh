@@ -12,7 +12,7 @@ usage() {
     cat <<'EOF'
 Usage: ./run-tests.sh [--no-install] [--only STEP]...
 
-Steps, in order: daemon fmt clippy-host clippy-kernel doc host kernel xen stress fuzz
+Steps, in order: daemon fmt clippy-host clippy-kernel doc host examples kernel xen stress fuzz
   --no-install   install and fetch nothing: no apt packages, no toolchain, no xenstored
                  binary, no real-Xen packages (a missing one fails its step and says so)
   --only STEP    run only the named step (repeatable)
@@ -96,6 +96,7 @@ run_step clippy-host cargo clippy --workspace --exclude kernel --exclude ktests 
 run_step clippy-kernel cargo clippy -p kernel -p ktests --target x86_64-unknown-none -- -D warnings
 run_step doc scripts/doc.sh
 run_step host cargo test --no-fail-fast
+run_step examples scripts/examples.sh
 run_step kernel cargo run -q -p bootimage -- test
 # The kernel as PVH domUs under the real hypervisor (realxen/): Xen and dom0 boot once in QEMU. Only an
 # explicit opt-out skips it; a bed that cannot boot fails the step.

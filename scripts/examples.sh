@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The `examples` step: builds every example of the publishable crates and runs each against the real
+# xenstored (started by the testbed, as dom0 over its socket, the way an example's user runs it with
+# XENSTORED_PATH). Prints libtest-style lines; an example passes when it exits 0.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+examples=(read_write watch_subtree transaction_retry)
+
+cargo build -q -p xenstore-client --examples || exit 1
+cargo build -q -p testbed || exit 1
+
+dir=$(mktemp -d)
+trap 'kill "$daemon_pid" 2>/dev/null; wait "$daemon_pid" 2>/dev/null; rm -rf "$dir"' EXIT
+target/debug/testbed up --no-trace < /dev/null > "$dir/up.out" 2> "$dir/up.err" &
+daemon_pid=$!
+for _ in $(seq 600); do
+    grep -q '^ready=1' "$dir/up.out" && break
+    kill -0 "$daemon_pid" 2>/dev/null || break
+    sleep 0.1
+done
+if ! grep -q '^ready=1' "$dir/up.out"; then
+    echo "the real xenstored did not start (testbed up):" >&2
+    cat "$dir/up.out" "$dir/up.err" >&2
+    exit 1
+fi
+socket=$(sed -n 's/^socket=//p' "$dir/up.out")
+echo "real xenstored at $socket ($(sed -n 's/^daemon_version=//p' "$dir/up.out"))"
+
+echo
+echo "running ${#examples[@]} tests"
+passed=0
+failed=()
+start=$SECONDS
+for example in "${examples[@]}"; do
+    if XENSTORED_PATH=$socket timeout 120 "target/debug/examples/$example" > "$dir/$example.out" 2>&1; then
+        echo "test examples::$example ... ok"
+        passed=$((passed + 1))
+    else
+        echo "test examples::$example ... FAILED"
+        failed+=("$example")
+    fi
+done
+for example in "${failed[@]}"; do
+    printf '\n---- examples::%s output ----\n' "$example"
+    cat "$dir/$example.out"
+done
+status=ok
+[ ${#failed[@]} -eq 0 ] || status=FAILED
+echo
+echo "test result: $status. $passed passed; ${#failed[@]} failed; 0 ignored; 0 measured; 0 filtered out; finished in $((SECONDS - start))s"
+[ ${#failed[@]} -eq 0 ]
