@@ -18,6 +18,18 @@ use crate::tool;
 
 const INIT: &str = include_str!("../dom0/init");
 const AGENT: &str = include_str!("../dom0/agent");
+/// The project's hotplug scripts for a busybox dom0, where libxl looks for
+/// Xen's own (`/etc/xen/scripts`, the defaults for `phy` disks and vifs).
+const HOTPLUG: [(&str, &str); 2] = [
+    (
+        "etc/xen/scripts/block",
+        include_str!("../dom0/hotplug/block"),
+    ),
+    (
+        "etc/xen/scripts/vif-bridge",
+        include_str!("../dom0/hotplug/vif-bridge"),
+    ),
+];
 
 /// Where xl and libxl look for their helpers (fixed when Xen was built).
 const XEN_BIN: &str = "usr/lib/xen-4.17/bin";
@@ -40,8 +52,14 @@ const XENSTORE_VERBS: [&str; 9] = [
 ];
 /// dlopen'ed by glibc's pthread_cancel, so ldd does not name it.
 const RUNTIME_LIBS: [&str; 1] = ["/lib/x86_64-linux-gnu/libgcc_s.so.1"];
-/// dom0's modules, from the kernel package.
-const MODULE_DIRS: [&str; 1] = ["kernel/drivers/xen"];
+/// dom0's modules, from the kernel package: the Xen drivers, the real
+/// backends (netback, blkback), and loop for file-backed disks.
+const MODULE_DIRS: [&str; 3] = [
+    "kernel/drivers/xen",
+    "kernel/drivers/net/xen-netback",
+    "kernel/drivers/block/xen-blkback",
+];
+const MODULE_FILES: [&str; 1] = ["kernel/drivers/block/loop.ko"];
 
 /// Returns the archive for `lock`, building it if this content has none.
 pub fn dom0_archive(lock: &Lock, progress: &Progress) -> Result<PathBuf> {
@@ -64,6 +82,9 @@ fn content_key(lock: &Lock, libs: &BTreeSet<PathBuf>) -> u64 {
     lock.render().hash(&mut h);
     INIT.hash(&mut h);
     AGENT.hash(&mut h);
+    HOTPLUG.hash(&mut h);
+    MODULE_DIRS.hash(&mut h);
+    MODULE_FILES.hash(&mut h);
     for lib in libs {
         lib.hash(&mut h);
         if let Ok(meta) = lib.metadata() {
@@ -124,6 +145,13 @@ fn stage_tree(lock: &Lock, libs: &BTreeSet<PathBuf>, stage: &Path) -> Result<()>
     copy(&busybox, &stage.join("bin/busybox"))?;
     write_exec(&stage.join("init"), INIT)?;
     write_exec(&stage.join("realxen/agent"), AGENT)?;
+    for (path, text) in HOTPLUG {
+        let path = stage.join(path);
+        if let Some(dir) = path.parent() {
+            mkdir(dir)?;
+        }
+        write_exec(&path, text)?;
+    }
 
     let utils = extraction(lock.pin(XEN_UTILS)?);
     mkdir(&stage.join(XEN_BIN))?;
@@ -153,6 +181,10 @@ fn stage_tree(lock: &Lock, libs: &BTreeSet<PathBuf>, stage: &Path) -> Result<()>
     for dir in MODULE_DIRS {
         let rel = format!("lib/modules/{release}/{dir}");
         copy_tree(&kernel.join(&rel), &stage.join(&rel))?;
+    }
+    for file in MODULE_FILES {
+        let rel = format!("lib/modules/{release}/{file}");
+        copy(&kernel.join(&rel), &stage.join(&rel))?;
     }
     Ok(())
 }

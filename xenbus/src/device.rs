@@ -277,6 +277,32 @@ impl<P: Platform> Device<P> {
             .map_err(|source| self.resource_error(source))
     }
 
+    /// [`Device::end_ring_grant`], but a page the other end still maps is
+    /// given back with the error ([`ResourceError::StillMapped`]), to be
+    /// ended later. On any other error the page is lost to the caller.
+    ///
+    /// [`ResourceError::StillMapped`]: crate::ResourceError::StillMapped
+    pub fn try_end_ring_grant(&self, page: GrantedPage) -> Result<(), (GrantedPage, BusError)> {
+        let kept = GrantedPage {
+            gref: page.gref,
+            addr: page.addr,
+        };
+        match self.inner.resources.end_ring_grant(page) {
+            Ok(()) => Ok(()),
+            Err(source @ crate::error::ResourceError::StillMapped { .. }) => {
+                Err((kept, self.resource_error(source)))
+            }
+            Err(source) => {
+                log::warn!(
+                    "xenbus: {}: ring page given up: {}",
+                    self.inner.nodename,
+                    self.resource_error(source)
+                );
+                Ok(())
+            }
+        }
+    }
+
     /// Allocates an event channel the other end may bind to (Linux's
     /// `xenbus_alloc_evtchn`). Errors as for [`Device::grant_ring`].
     pub fn alloc_evtchn(&self) -> Result<EvtchnPort, BusError> {

@@ -27,6 +27,12 @@ pub enum ResourceError {
         /// What ran out.
         what: &'static str,
     },
+    /// The other end still maps the granted page, so the grant cannot
+    /// end yet (the page must not be reused while it can write to it).
+    StillMapped {
+        /// What was asked for.
+        what: &'static str,
+    },
     /// The hypervisor refused (its negative errno).
     Hypervisor {
         /// What was asked for.
@@ -43,6 +49,9 @@ impl fmt::Display for ResourceError {
                 write!(f, "cannot {what}: unsupported on the {platform}")
             }
             ResourceError::Exhausted { what } => write!(f, "cannot {what}: none left"),
+            ResourceError::StillMapped { what } => {
+                write!(f, "cannot {what}: the other end still maps the page")
+            }
             ResourceError::Hypervisor { what, code } => {
                 write!(f, "cannot {what}: hypervisor error {code}")
             }
@@ -154,6 +163,7 @@ impl BusError {
             BusError::Resource { source, .. } => match source {
                 ResourceError::Unsupported { .. } => 95, // EOPNOTSUPP
                 ResourceError::Exhausted { .. } => 28,   // ENOSPC
+                ResourceError::StillMapped { .. } => 16, // EBUSY
                 ResourceError::Hypervisor { code, .. } => code.unsigned_abs(),
             },
             BusError::Driver { .. } => 5,    // EIO

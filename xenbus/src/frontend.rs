@@ -1,28 +1,44 @@
-//! A sample frontend driver: the XenBus handshake of a Linux frontend
-//! (blkfront's shape), without a data path.
+//! The frontend driver: the XenBus handshake of a Linux frontend, speaking
+//! a ring protocol ([`RingProtocol`]) as far as the handshake needs,
+//! without moving data.
 //!
 //! | backend goes to | our state | we do |
 //! |---|---|---|
 //! | (probe) | Initialising | read the backend's details (the bus does) |
-//! | InitWait | Initialising → Initialised | publish the ring, see below |
+//! | InitWait | Initialising → Initialised (netif: → Connected) | publish the rings, see below |
 //! | Connected | Initialised → Connected | (from Initialising: publish first) |
-//! | Closing, Closed, or its directory removed | → Closing → Closed | release the ring |
+//! | Closing, Closed, or its directory removed | → Closing → Closed | release the rings |
 //!
-//! **No data path.** A real frontend grants a ring page and allocates an
-//! unbound event channel, then writes `ring-ref` and `event-channel` under
-//! its node (in one transaction) before switching to Initialised. This
-//! driver asks the platform for both through [`Device::grant_ring`] and
-//! [`Device::alloc_evtchn`] and publishes them when it gets them (real
-//! Xen). Where the platform answers "unsupported" (the QEMU test platform)
-//! it publishes neither and still walks the handshake: a real backend would
-//! then fail to connect and say so in its own `error/` node; a backend
-//! played by the host is not affected. Any other failure is fatal for the
-//! device (`dev_fatal`: error node, then Closing).
+//! **Publishing.** A frontend grants its ring pages to the backend,
+//! allocates an unbound event channel for it, and writes the references,
+//! the port and the protocol's other keys under its node in one
+//! transaction: for blkif (`public/io/blkif.h`) `ring-ref`,
+//! `event-channel` and `protocol`; for netif (`public/io/netif.h`)
+//! `tx-ring-ref`, `rx-ring-ref`, `event-channel`, `request-rx-copy` and
+//! `feature-rx-notify`. A blkif frontend then says Initialised and waits
+//! for the backend's Connected (blkfront). A netif frontend says Connected
+//! at once, as netfront does: Linux netback maps the rings only when the
+//! frontend is Connected.
+//!
+//! **No data path.** Where the platform has no grant table (the QEMU test
+//! platform answers "unsupported") the driver says so in the log, publishes
+//! nothing and walks the handshake the generic way (Initialised, then
+//! Connected once the backend is): a real backend would fail to connect and
+//! say so in its own `error/` node; a backend played by the host is not
+//! affected. Any other failure is fatal for the device (`dev_fatal`: error
+//! node, then Closing).
+//!
+//! **Teardown.** Closing releases the port and ends the grants. A grant
+//! the backend still maps cannot end (Xen would let the backend keep
+//! writing to a page we reuse): its page is kept and the grant is ended
+//! again when the backend reaches Closed or goes away, or the device is
+//! detached; only then is the page freed.
 //!
 //! Linux's `xenbus_frontend_closed` goes straight to Closed; this driver
 //! writes Closing first so a backend watching us sees the teardown start.
 
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::marker::PhantomData;
 
 use xenstore::{Lock, Platform};
@@ -34,22 +50,76 @@ use crate::otherend::OtherendState;
 use crate::resources::{EvtchnPort, GrantedPage};
 use crate::state::XenbusState;
 
-/// What one device holds while connected.
-#[derive(Default)]
-struct Rings {
-    page: Option<GrantedPage>,
-    port: Option<EvtchnPort>,
+/// The ring protocol a frontend speaks in its handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingProtocol {
+    /// One ring: `ring-ref` and `event-channel`; Initialised, then
+    /// Connected once the backend is. The shape of every split driver,
+    /// for classes without a protocol of their own.
+    Generic,
+    /// The block protocol of `public/io/blkif.h`: one ring (`ring-ref`),
+    /// `event-channel`, and `protocol` naming the request layout
+    /// (`x86_64-abi`); then as [`RingProtocol::Generic`].
+    Blkif,
+    /// The network protocol of `public/io/netif.h`: a transmit and a
+    /// receive ring (`tx-ring-ref`, `rx-ring-ref`), one `event-channel` for
+    /// both, `request-rx-copy = 1` (the backend copies into our buffers;
+    /// netback supports nothing else) and `feature-rx-notify = 1`; then
+    /// Connected without waiting for the backend.
+    Netif,
 }
 
-/// Per-device data of the sample frontend.
+/// The blkif request layout of an x86_64 guest (`XEN_IO_PROTO_ABI_X86_64`
+/// in `public/io/protocols.h`).
+pub const BLKIF_PROTOCOL_X86_64: &str = "x86_64-abi";
+
+impl RingProtocol {
+    /// The keys naming the ring pages, in the order they are granted.
+    pub fn ring_keys(self) -> &'static [&'static str] {
+        match self {
+            RingProtocol::Generic | RingProtocol::Blkif => &["ring-ref"],
+            RingProtocol::Netif => &["tx-ring-ref", "rx-ring-ref"],
+        }
+    }
+
+    /// The protocol's constant keys, written with the rings.
+    pub fn extra_keys(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            RingProtocol::Generic => &[],
+            RingProtocol::Blkif => &[("protocol", BLKIF_PROTOCOL_X86_64)],
+            RingProtocol::Netif => &[("request-rx-copy", "1"), ("feature-rx-notify", "1")],
+        }
+    }
+
+    /// The state we switch to once the rings are published.
+    pub fn published_state(self) -> XenbusState {
+        match self {
+            RingProtocol::Generic | RingProtocol::Blkif => XenbusState::Initialised,
+            RingProtocol::Netif => XenbusState::Connected,
+        }
+    }
+}
+
+/// What one device holds while connected, and what it could not give
+/// back yet.
+#[derive(Default)]
+struct Rings {
+    pages: Vec<GrantedPage>,
+    port: Option<EvtchnPort>,
+    /// Pages whose grant the backend still mapped when we released them.
+    lingering: Vec<GrantedPage>,
+}
+
+/// Per-device data of the frontend.
 struct FrontendData<P: Platform> {
-    /// Guards the granted page and port. Taken alone.
+    /// Guards the granted pages and port. Taken alone.
     rings: P::Lock<Rings>,
 }
 
-/// The sample frontend driver. Register one per class it should drive,
-/// e.g. `bus.register_driver("vif", Arc::new(SampleFrontend::new()))`.
+/// The frontend driver. Register one per class it should drive, e.g.
+/// `bus.register_driver("vif", Arc::new(SampleFrontend::with_protocol(RingProtocol::Netif)))`.
 pub struct SampleFrontend<P: Platform> {
+    protocol: RingProtocol,
     _platform: PhantomData<fn() -> P>,
 }
 
@@ -60,9 +130,15 @@ impl<P: Platform> Default for SampleFrontend<P> {
 }
 
 impl<P: Platform> SampleFrontend<P> {
-    /// A sample frontend.
+    /// A frontend of the generic shape ([`RingProtocol::Generic`]).
     pub fn new() -> Self {
+        SampleFrontend::with_protocol(RingProtocol::Generic)
+    }
+
+    /// A frontend speaking `protocol`.
+    pub fn with_protocol(protocol: RingProtocol) -> Self {
         SampleFrontend {
+            protocol,
             _platform: PhantomData,
         }
     }
@@ -77,92 +153,120 @@ impl<P: Platform> SampleFrontend<P> {
         })
     }
 
-    /// Linux's `talk_to_blkback`: publish what the backend needs, then
-    /// switch to Initialised.
-    fn publish(dev: &Device<P>) -> Result<(), BusError> {
-        let unsupported = |e: &BusError| {
-            matches!(
-                e,
-                BusError::Resource {
-                    source: ResourceError::Unsupported { .. },
-                    ..
+    /// Linux's `talk_to_blkback` / `talk_to_netback`: grant the rings,
+    /// allocate the port, publish them with the protocol's keys, then
+    /// switch state.
+    fn publish(&self, dev: &Device<P>) -> Result<(), BusError> {
+        let mut pages = Vec::new();
+        for _ in self.protocol.ring_keys() {
+            match dev.grant_ring() {
+                Ok(page) => pages.push(page),
+                Err(e) => {
+                    Self::end_grants(dev, pages);
+                    return self.unsupported_or(dev, e);
                 }
-            )
-        };
-        let page = match dev.grant_ring() {
-            Ok(page) => Some(page),
-            Err(e) if unsupported(&e) => None,
-            Err(e) => return Err(e),
-        };
-        let port = match page.as_ref().map(|_| dev.alloc_evtchn()) {
-            Some(Ok(port)) => Some(port),
-            Some(Err(e)) => {
-                if let Some(p) = page {
-                    let _ = dev.end_ring_grant(p);
-                }
-                return if unsupported(&e) {
-                    Self::no_data_path(dev, &e)
-                } else {
-                    Err(e)
-                };
             }
-            None => None,
-        };
-        match (page, port) {
-            (Some(page), Some(port)) => {
-                let (ring_ref, evtchn) = (dev.path("ring-ref"), dev.path("event-channel"));
-                let written = dev.store().transaction(|t| {
-                    use xenstore::Store;
-                    t.write_display(&ring_ref, page.gref.0)?;
-                    t.write_display(&evtchn, port.0)
-                });
-                Self::data(dev).rings.with(|r| {
-                    r.page = Some(page);
-                    r.port = Some(port);
-                });
-                written.map_err(|e| BusError::store("publishing the ring", e))?;
-            }
-            _ => log::info!("xenbus: {}: no data path on this platform", dev.nodename()),
         }
-        dev.switch_state(XenbusState::Initialised)
+        let port = match dev.alloc_evtchn() {
+            Ok(port) => port,
+            Err(e) => {
+                Self::end_grants(dev, pages);
+                return self.unsupported_or(dev, e);
+            }
+        };
+        let protocol = self.protocol;
+        let written = dev.store().transaction(|t| {
+            use xenstore::Store;
+            for (key, page) in protocol.ring_keys().iter().zip(&pages) {
+                t.write_display(&dev.path(key), page.gref.0)?;
+            }
+            t.write_display(&dev.path("event-channel"), port.0)?;
+            for (key, value) in protocol.extra_keys() {
+                t.write(&dev.path(key), value)?;
+            }
+            Ok(())
+        });
+        Self::data(dev).rings.with(|r| {
+            r.pages = pages;
+            r.port = Some(port);
+        });
+        written.map_err(|e| BusError::store("publishing the rings", e))?;
+        dev.switch_state(protocol.published_state())
     }
 
-    fn no_data_path(dev: &Device<P>, why: &BusError) -> Result<(), BusError> {
-        log::info!("xenbus: {}: no data path: {why}", dev.nodename());
-        dev.switch_state(XenbusState::Initialised)
+    /// Without a grant table the handshake goes on without a data path;
+    /// any other error is the caller's.
+    fn unsupported_or(&self, dev: &Device<P>, e: BusError) -> Result<(), BusError> {
+        match e {
+            BusError::Resource {
+                source: source @ ResourceError::Unsupported { .. },
+                ..
+            } => {
+                log::info!(
+                    "xenbus: {}: no data path on this platform ({source})",
+                    dev.nodename()
+                );
+                dev.switch_state(XenbusState::Initialised)
+            }
+            e => Err(e),
+        }
     }
 
-    /// Gives the page and port back to the platform.
+    /// Ends the grants of `pages`, keeping those still mapped for later.
+    fn end_grants(dev: &Device<P>, pages: Vec<GrantedPage>) {
+        for page in pages {
+            if let Err((page, e)) = dev.try_end_ring_grant(page) {
+                log::info!("xenbus: {}: ring page kept: {e}", dev.nodename());
+                Self::data(dev).rings.with(|r| r.lingering.push(page));
+            }
+        }
+    }
+
+    /// Gives the port and pages back to the platform, and the pages kept
+    /// earlier whose grant the backend has let go of since.
     fn release(dev: &Device<P>) {
         let Some(data) = dev.driver_data::<FrontendData<P>>() else {
             return;
         };
-        let rings = data.rings.with(core::mem::take);
-        if let Some(port) = rings.port
+        let (port, pages, lingering) = data.rings.with(|r| {
+            (
+                r.port.take(),
+                core::mem::take(&mut r.pages),
+                core::mem::take(&mut r.lingering),
+            )
+        });
+        if let Some(port) = port
             && let Err(e) = dev.free_evtchn(port)
         {
             log::warn!("xenbus: {}: {e}", dev.nodename());
         }
-        if let Some(page) = rings.page
-            && let Err(e) = dev.end_ring_grant(page)
-        {
-            log::warn!("xenbus: {}: {e}", dev.nodename());
+        Self::end_grants(dev, pages);
+        for page in lingering {
+            match dev.try_end_ring_grant(page) {
+                Ok(()) => log::info!(
+                    "xenbus: {}: kept ring page released: the backend let go of it",
+                    dev.nodename()
+                ),
+                Err((page, _)) => data.rings.with(|r| r.lingering.push(page)),
+            }
         }
     }
 
     /// Closing, release, Closed.
     fn close(dev: &Device<P>) {
         if dev.state() == XenbusState::Closed {
+            // Closed already: only what was still mapped is left to free.
+            Self::release(dev);
             return;
         }
         let _ = dev.switch_state(XenbusState::Closing);
         Self::release(dev);
-        if let Err(e) = dev.switch_state(XenbusState::Closed) {
-            log::warn!("xenbus: {}: cannot close: {e}", dev.nodename());
+        match dev.switch_state(XenbusState::Closed) {
+            Ok(()) => log::info!("xenbus: {}: closed", dev.nodename()),
+            Err(e) => log::warn!("xenbus: {}: cannot close: {e}", dev.nodename()),
         }
     }
 }
-
 impl<P: Platform> Driver<P> for SampleFrontend<P> {
     fn probe(&self, dev: &Device<P>) -> Result<(), BusError> {
         // Nothing to check without a data path: any device of the class
@@ -183,12 +287,12 @@ impl<P: Platform> Driver<P> for SampleFrontend<P> {
         let ours = dev.state();
         let result = match state {
             OtherendState::Known(XenbusState::InitWait) if ours == XenbusState::Initialising => {
-                Self::publish(dev)
+                self.publish(dev)
             }
             OtherendState::Known(XenbusState::Connected) => {
                 let published = if ours == XenbusState::Initialising {
                     // The backend skipped InitWait: publish on the way.
-                    Self::publish(dev)
+                    self.publish(dev)
                 } else {
                     Ok(())
                 };

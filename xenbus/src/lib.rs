@@ -7,8 +7,9 @@
 //!   (`switch_state`, `wait_for_otherend`, `dev_error`/`dev_fatal`,
 //!   `grant_ring`, `alloc_evtchn`).
 //! - [`XenbusState`]: the state numbers of `public/io/xenbus.h`.
-//! - [`frontend::SampleFrontend`]: a frontend driver without a data path
-//!   that performs the frontend/backend handshake.
+//! - [`frontend::SampleFrontend`]: a frontend driver that performs the
+//!   frontend/backend handshake of blkif, netif or a generic one-ring
+//!   protocol ([`frontend::RingProtocol`]), without moving data.
 //! - [`services`]: the guest services on one shared state machine:
 //!   `control/shutdown`, the `data/` pool, the `vm-data/` pool; and
 //!   [`Guest`], which starts the bus and all of them.

@@ -20,7 +20,7 @@ pub struct GrantRef(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EvtchnPort(pub u32);
 
-/// A zeroed 4 KiB page the platform allocated and granted to the other end.
+/// A 4 KiB ring page the platform allocated and granted to the other end.
 /// It stays allocated and granted until [`DeviceResources::end_ring_grant`].
 #[derive(Debug, PartialEq, Eq)]
 pub struct GrantedPage {
@@ -35,13 +35,16 @@ pub struct GrantedPage {
 /// Implementations are called from the bus worker thread (drivers'
 /// callbacks) and must not block for long.
 pub trait DeviceResources: Send + Sync + 'static {
-    /// Allocates a zeroed page and grants `remote` read-write access to it.
-    /// Errors: [`ResourceError::Unsupported`] where there is no grant
+    /// Allocates a page, initialises it as an empty shared ring
+    /// (`public/io/ring.h`'s `SHARED_RING_INIT`: the page zeroed, then
+    /// `req_event` and `rsp_event` 1) and grants `remote` read-write access
+    /// to it. Errors: [`ResourceError::Unsupported`] where there is no grant
     /// table; [`ResourceError::Exhausted`] when out of references or pages.
     fn grant_ring_page(&self, remote: DomId) -> Result<GrantedPage, ResourceError>;
 
     /// Ends the grant (the other end must have unmapped it) and frees the
-    /// page. Errors: the grant is still in use (the page is then kept).
+    /// page. Errors: [`ResourceError::StillMapped`] while the other end
+    /// maps it (nothing changes: end it again later).
     fn end_ring_grant(&self, page: GrantedPage) -> Result<(), ResourceError>;
 
     /// Allocates an event channel that `remote` may bind to

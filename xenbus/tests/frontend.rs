@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::{Backend, Env, HOME, eventually};
-use xenbus::frontend::SampleFrontend;
+use xenbus::frontend::{RingProtocol, SampleFrontend};
 use xenbus::{
     Bus, BusConfig, BusError, Device, DeviceResources, EvtchnPort, GrantRef, GrantedPage,
     ResourceError, StateSet, UnsupportedResources, XenbusState,
@@ -224,5 +224,210 @@ fn frontend_publishes_its_ring_where_the_platform_grants() {
     assert_eq!(
         platform.calls.lock().unwrap()[2..],
         ["close evtchn 17", "end grant 8"]
+    );
+}
+
+/// A platform that grants references 8, 9, ... and port 17, recording
+/// what it is asked; while `mapped` is set, ending a grant fails as it does
+/// while the backend still maps the page.
+#[derive(Default)]
+struct RingPlatform {
+    next_ref: Mutex<u32>,
+    mapped: std::sync::atomic::AtomicBool,
+    calls: Mutex<Vec<String>>,
+}
+
+impl RingPlatform {
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+impl DeviceResources for RingPlatform {
+    fn grant_ring_page(&self, remote: u16) -> Result<GrantedPage, ResourceError> {
+        let mut next = self.next_ref.lock().unwrap();
+        let gref = 8 + *next;
+        *next += 1;
+        self.record(format!("grant {gref} to {remote}"));
+        Ok(GrantedPage {
+            gref: GrantRef(gref),
+            addr: 0x1000 * gref as usize,
+        })
+    }
+    fn end_ring_grant(&self, page: GrantedPage) -> Result<(), ResourceError> {
+        if self.mapped.load(std::sync::atomic::Ordering::SeqCst) {
+            self.record(format!("end grant {}: still mapped", page.gref.0));
+            return Err(ResourceError::StillMapped {
+                what: "end a ring grant",
+            });
+        }
+        self.record(format!("end grant {}", page.gref.0));
+        Ok(())
+    }
+    fn alloc_unbound_evtchn(&self, remote: u16) -> Result<EvtchnPort, ResourceError> {
+        self.record(format!("evtchn for {remote}"));
+        Ok(EvtchnPort(17))
+    }
+    fn close_evtchn(&self, port: EvtchnPort) -> Result<(), ResourceError> {
+        self.record(format!("close evtchn {}", port.0));
+        Ok(())
+    }
+}
+
+/// A bus with a frontend speaking `protocol` on `class`, over `resources`,
+/// and one device `class/id`, attached.
+fn protocol_bus(
+    env: &Env,
+    class: &str,
+    id: &str,
+    protocol: RingProtocol,
+    resources: Arc<dyn DeviceResources>,
+) -> (Bus<StdPlatform>, Backend) {
+    let backend = env.add_device(class, id);
+    let bus = Bus::new(
+        &StdPlatform,
+        env.guest.clone(),
+        resources,
+        BusConfig::default(),
+    )
+    .unwrap();
+    bus.register_driver(class, Arc::new(SampleFrontend::with_protocol(protocol)))
+        .unwrap();
+    bus.attach().unwrap();
+    (bus, backend)
+}
+
+fn front_state_is(env: &Env, class: &str, id: &str, state: XenbusState) {
+    let want = state.raw().to_string();
+    eventually(&format!("{class}/{id} in {state}"), || {
+        env.front_state(class, id).as_deref() == Some(want.as_str())
+    });
+}
+
+#[test]
+fn netif_frontend_publishes_both_rings_and_connects_without_waiting_for_the_backend() {
+    let env = Env::start();
+    let platform = Arc::new(RingPlatform::default());
+    let (_bus, backend) = protocol_bus(&env, "vif", "0", RingProtocol::Netif, platform.clone());
+    front_state_is(&env, "vif", "0", Initialising);
+    backend.set_state(InitWait.raw());
+    // Linux netback maps the rings only once the frontend is Connected:
+    // netfront says Connected as soon as it published, and so do we.
+    front_state_is(&env, "vif", "0", Connected);
+    let front = format!("{HOME}/device/vif/0");
+    for (key, value) in [
+        ("tx-ring-ref", "8"),
+        ("rx-ring-ref", "9"),
+        ("event-channel", "17"),
+        ("request-rx-copy", "1"),
+        ("feature-rx-notify", "1"),
+    ] {
+        assert_eq!(
+            env.cli_read(&format!("{front}/{key}")).as_deref(),
+            Some(value),
+            "{key}"
+        );
+    }
+    assert_eq!(env.cli_read(&format!("{front}/ring-ref")), None);
+    assert_eq!(
+        platform.calls(),
+        ["grant 8 to 0", "grant 9 to 0", "evtchn for 0"]
+    );
+    backend.set_state(Closing.raw());
+    front_state_is(&env, "vif", "0", Closed);
+    eventually("resources released", || platform.calls().len() == 6);
+    assert_eq!(
+        platform.calls()[3..],
+        ["close evtchn 17", "end grant 8", "end grant 9"]
+    );
+}
+
+#[test]
+fn blkif_frontend_publishes_its_ring_and_protocol_then_waits_for_the_backend() {
+    let env = Env::start();
+    let platform = Arc::new(RingPlatform::default());
+    let (_bus, backend) = protocol_bus(&env, "vbd", "768", RingProtocol::Blkif, platform);
+    backend.set_state(InitWait.raw());
+    front_state_is(&env, "vbd", "768", Initialised);
+    let front = format!("{HOME}/device/vbd/768");
+    for (key, value) in [
+        ("ring-ref", "8"),
+        ("event-channel", "17"),
+        ("protocol", "x86_64-abi"),
+    ] {
+        assert_eq!(
+            env.cli_read(&format!("{front}/{key}")).as_deref(),
+            Some(value),
+            "{key}"
+        );
+    }
+    backend.set_state(Connected.raw());
+    front_state_is(&env, "vbd", "768", Connected);
+}
+
+#[test]
+fn netif_frontend_without_grants_says_so_and_walks_the_generic_handshake() {
+    let env = Env::start();
+    let resources = Arc::new(UnsupportedResources {
+        platform: "host test platform",
+    });
+    let (_bus, backend) = protocol_bus(&env, "vif", "0", RingProtocol::Netif, resources);
+    backend.set_state(InitWait.raw());
+    // No rings to offer: Initialised, not Connected, and nothing published.
+    front_state_is(&env, "vif", "0", Initialised);
+    let front = format!("{HOME}/device/vif/0");
+    for key in [
+        "tx-ring-ref",
+        "rx-ring-ref",
+        "event-channel",
+        "request-rx-copy",
+    ] {
+        assert_eq!(env.cli_read(&format!("{front}/{key}")), None, "{key}");
+    }
+    backend.set_state(Connected.raw());
+    front_state_is(&env, "vif", "0", Connected);
+}
+
+#[test]
+fn a_ring_the_backend_still_maps_is_kept_until_the_backend_closes() {
+    let env = Env::start();
+    let platform = Arc::new(RingPlatform::default());
+    let (_bus, backend) = protocol_bus(&env, "vbd", "768", RingProtocol::Blkif, platform.clone());
+    backend.set_state(InitWait.raw());
+    front_state_is(&env, "vbd", "768", Initialised);
+    backend.set_state(Connected.raw());
+    front_state_is(&env, "vbd", "768", Connected);
+
+    // The backend starts closing while it still maps the ring: the
+    // frontend closes, but the grant cannot end yet.
+    platform
+        .mapped
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    backend.set_state(Closing.raw());
+    front_state_is(&env, "vbd", "768", Closed);
+    eventually("grant end tried", || {
+        platform.calls().last().map(String::as_str) == Some("end grant 8: still mapped")
+    });
+
+    // It unmapped and says Closed: the kept page goes back now.
+    platform
+        .mapped
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    backend.set_state(Closed.raw());
+    eventually("kept grant ended", || {
+        platform.calls().last().map(String::as_str) == Some("end grant 8")
+    });
+    assert_eq!(
+        platform.calls(),
+        [
+            "grant 8 to 0",
+            "evtchn for 0",
+            "close evtchn 17",
+            "end grant 8: still mapped",
+            "end grant 8"
+        ]
     );
 }

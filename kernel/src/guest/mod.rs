@@ -31,7 +31,7 @@ use alloc::sync::Arc;
 use core::fmt;
 
 use spin::Once;
-use xenbus::frontend::SampleFrontend;
+use xenbus::frontend::{RingProtocol, SampleFrontend};
 use xenbus::{
     BusError, DeviceResources, Guest, GuestConfig, GuestOs, StartError, UnsupportedResources,
 };
@@ -48,9 +48,10 @@ pub type KernelGuest = Guest<KernelPlatform>;
 /// A XenBus device as the kernel's drivers see it.
 pub type KernelDevice = xenbus::Device<KernelPlatform>;
 
-/// Device classes bound to the sample frontend at start (a handshake
-/// without a data path; see `xenbus::frontend`).
-pub const SAMPLE_CLASSES: [&str; 2] = ["vif", "vbd"];
+/// Device classes bound to the frontend at start, with the ring protocol
+/// each speaks (the handshake only, no data moved; see `xenbus::frontend`).
+pub const SAMPLE_CLASSES: [(&str, RingProtocol); 2] =
+    [("vif", RingProtocol::Netif), ("vbd", RingProtocol::Blkif)];
 
 /// How to start the guest side.
 #[derive(Clone, Debug, Default)]
@@ -128,10 +129,10 @@ pub fn start(setup: Setup) -> Result<&'static KernelGuest, GuestError> {
         resources: device_resources(),
     };
     let guest = Guest::start(KernelPlatform, xs, os, setup.config).map_err(GuestError::Start)?;
-    for class in SAMPLE_CLASSES {
+    for (class, protocol) in SAMPLE_CLASSES {
         guest
             .bus()
-            .register_driver(class, Arc::new(SampleFrontend::new()))
+            .register_driver(class, Arc::new(SampleFrontend::with_protocol(protocol)))
             .map_err(GuestError::Bus)?;
     }
     guest.bus().attach().map_err(GuestError::Bus)?;

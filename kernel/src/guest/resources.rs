@@ -4,8 +4,9 @@
 //!
 //! One grant-table frame (512 v1 entries, minus the 8 reserved ones) is
 //! placed at a RAM frame given up to Xen, as Linux's HVM guests do for
-//! shared_info: plenty for the sample frontends, which grant one page each.
-//! Compiled here, not run (no Xen on the build host).
+//! shared_info: plenty for the frontends, which grant one or two pages
+//! each. Exercised on real Xen by the `xen` step's backend tests (Linux
+//! blkback and netback map these pages and bind these ports).
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -26,8 +27,15 @@ use crate::memory::{self, VirtAddr};
 /// Grant-table frames we place (and re-place after a resume).
 const GRANT_FRAMES: u32 = 1;
 
-/// Events on ports we allocate for a frontend: the sample frontends have
-/// no data path, so nothing waits for them.
+/// The shared ring header of `public/io/ring.h`, in u32 words: `req_prod`,
+/// `req_event`, `rsp_prod`, `rsp_event`. `SHARED_RING_INIT` leaves the
+/// producers at 0 and sets both event thresholds to 1 (notify at the first
+/// request and the first response).
+const RING_REQ_EVENT: usize = 1;
+const RING_RSP_EVENT: usize = 3;
+
+/// Events on ports we allocate for a frontend: the frontends move no data,
+/// so nothing waits for them.
 static IGNORED_EVENTS: PortHandler = PortHandler::new(&|_: Port| {});
 
 /// The one instance, for [`restore_after_resume`].
@@ -97,11 +105,13 @@ fn hypervisor_error(what: &'static str, e: XenError) -> ResourceError {
 fn grant_error(what: &'static str, e: GrantError) -> ResourceError {
     match e {
         GrantError::Exhausted => ResourceError::Exhausted { what },
-        GrantError::StillMapped { .. } => ResourceError::Hypervisor {
-            what,
-            code: xen::error::Errno::EBUSY.0,
-        },
-        _ => ResourceError::Hypervisor {
+        GrantError::StillMapped { .. } => ResourceError::StillMapped { what },
+        // Our own bookkeeping refused (a frame beyond 32 bits, a reference
+        // not granted, an entry left in use): not Xen's answer, but the
+        // errno that says "invalid argument".
+        GrantError::FrameTooLarge(_)
+        | GrantError::NotGranted(_)
+        | GrantError::EntryNotFree { .. } => ResourceError::Hypervisor {
             what,
             code: xen::error::Errno::EINVAL.0,
         },
@@ -117,8 +127,14 @@ impl DeviceResources for XenResources {
             return Err(ResourceError::Exhausted { what: WHAT });
         };
         // SAFETY: a free RAM frame just allocated (ours alone), identity
-        // mapped writable: zeroing it is what the ring protocol expects.
-        unsafe { core::ptr::write_bytes(virt.as_mut_ptr::<u8>(), 0, memory::PAGE_SIZE as usize) };
+        // mapped writable, page aligned; the ring header's u32 fields are
+        // at offsets 0-15, inside it and aligned.
+        unsafe {
+            core::ptr::write_bytes(virt.as_mut_ptr::<u8>(), 0, memory::PAGE_SIZE as usize);
+            let header = virt.as_mut_ptr::<u32>();
+            header.add(RING_REQ_EVENT).write_volatile(1);
+            header.add(RING_RSP_EVENT).write_volatile(1);
+        }
         let gfn = Gfn::containing(frame.as_u64());
         match self
             .table

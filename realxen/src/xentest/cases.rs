@@ -30,7 +30,7 @@ const DATA_KEYS: [&str; 8] = [
 
 pub type Case = (&'static str, fn(&mut Bed) -> TestResult);
 
-pub const CASES: [Case; 5] = [
+pub const CASES: [Case; 7] = [
     (
         "xen::guest_connects_through_hvm_params_and_publishes_data",
         guest_connects_through_hvm_params_and_publishes_data,
@@ -50,6 +50,14 @@ pub const CASES: [Case; 5] = [
     (
         "xen::bed_dom0_fpu_state_survives_a_guest_using_sse",
         super::fpu::dom0_fpu_state_survives_a_guest_using_sse,
+    ),
+    (
+        "xen::backends_vif_and_vbd_connect_to_linux_netback_and_blkback",
+        super::backends::vif_and_vbd_connect_to_linux_netback_and_blkback,
+    ),
+    (
+        "xen::backends_removing_the_devices_closes_both_ends",
+        super::backends::removing_the_devices_closes_both_ends,
     ),
 ];
 

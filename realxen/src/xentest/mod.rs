@@ -2,6 +2,7 @@
 //! creates with `xl`, and prints libtest-style lines (`test NAME ... ok`,
 //! `test result: ...`) for run-tests.sh to count.
 
+mod backends;
 mod cases;
 mod fpu;
 mod guest;
