@@ -217,10 +217,24 @@ fn a_slow_callback_loses_nothing() {
     // Slower than the flood (300 us an event), but never stuck: the guest
     // holds back reading while the queue is full, and nothing drops.
     let before = client().stats();
+    // Whether the queue fills on its own depends on who is faster, the
+    // host's writes or this callback, which a loaded machine changes (it
+    // once never filled). So the callback's first flood event waits until
+    // the receive thread has found the queue full (the flood is three
+    // queues' worth) and only then goes on: flow control is exercised
+    // every time, and the wait ends well before the stall timeout can.
+    let xs = client();
+    let waits_before = before.watch_reader_waits;
     let t = flood_and_tally(
         "flood-slow",
         SLOW_WRITES,
-        || kernel::time::spin_for(Duration::from_micros(300)),
+        move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while xs.stats().watch_reader_waits == waits_before && Instant::now() < deadline {
+                kernel::thread::sleep(Duration::from_millis(1));
+            }
+            kernel::time::spin_for(Duration::from_micros(300))
+        },
         || {},
     );
     assert_eq!((t.delivered, t.missed, t.markers), (SLOW_WRITES, 0, 0));
