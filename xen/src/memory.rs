@@ -21,11 +21,15 @@ pub const XENMAPIDX_GRANT_TABLE_STATUS: u64 = 0x8000_0000;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct XenAddToPhysmap {
+    /// The domain whose physmap changes (`DOMID_SELF`).
     pub domid: u16,
     /// Number of pages, for `XENMAPSPACE_gmfn_range` only.
     pub size: u16,
+    /// Where the page comes from (`XENMAPSPACE_*`).
     pub space: u32,
+    /// Index of the page in that space.
     pub idx: u64,
+    /// The guest frame it appears at.
     pub gpfn: u64,
 }
 
@@ -33,7 +37,9 @@ pub struct XenAddToPhysmap {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct XenRemoveFromPhysmap {
+    /// The domain whose physmap changes (`DOMID_SELF`).
     pub domid: u16,
+    /// The guest frame to unmap.
     pub gpfn: u64,
 }
 

@@ -34,7 +34,9 @@ impl fmt::Display for GrantRef {
 /// Access a grant gives.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum GrantAccess {
+    /// The peer may only read the frame (`GTF_readonly`).
     ReadOnly,
+    /// The peer may read and write the frame.
     ReadWrite,
 }
 
@@ -47,12 +49,22 @@ pub enum GrantError {
     FrameTooLarge(Gfn),
     /// The peer still has the frame mapped (`GTF_reading`/`GTF_writing`): the grant stays in
     /// force and the frame must not be reused. Retry after the peer unmaps.
-    StillMapped { gref: GrantRef, flags: GrantFlags },
+    StillMapped {
+        /// The reference.
+        gref: GrantRef,
+        /// Its entry's flags as read.
+        flags: GrantFlags,
+    },
     /// Not a reference this table handed out (free, reserved, or out of range).
     NotGranted(GrantRef),
     /// The free list offered a reference whose entry is not invalid (stale state, e.g. left
     /// over from before a kexec). The reference is kept out of circulation.
-    EntryNotFree { gref: GrantRef, flags: GrantFlags },
+    EntryNotFree {
+        /// The reference.
+        gref: GrantRef,
+        /// Its entry's flags as read.
+        flags: GrantFlags,
+    },
 }
 
 impl fmt::Display for GrantError {

@@ -15,7 +15,9 @@ pub const GNTTABOP_QUERY_SIZE: u32 = 6;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GnttabSetupTable {
+    /// In: the domain (`DOMID_SELF`).
     pub dom: u16,
+    /// In: number of frames to set up.
     pub nr_frames: u32,
     /// Out: `GNTST_*`.
     pub status: i16,
@@ -27,6 +29,7 @@ pub struct GnttabSetupTable {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GnttabQuerySize {
+    /// In: the domain (`DOMID_SELF`).
     pub dom: u16,
     /// Out.
     pub nr_frames: u32,
@@ -39,7 +42,9 @@ pub struct GnttabQuerySize {
 /// Current and maximum number of grant-table frames of this domain.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct GrantTableSize {
+    /// Frames the table has now.
     pub nr_frames: u32,
+    /// Frames it may grow to.
     pub max_nr_frames: u32,
 }
 
@@ -171,8 +176,10 @@ mod tests {
             assert_eq!(call.field(4, 4), 2, "nr_frames");
             let list = call.field(16, 8) as *mut u64;
             // SAFETY: plays Xen writing the two frames into the caller's list.
-            unsafe { list.write(0x100) };
-            unsafe { list.add(1).write(0x101) };
+            unsafe {
+                list.write(0x100);
+                list.add(1).write(0x101);
+            }
             0
         });
         let mut frames = [0u64; 2];
