@@ -129,8 +129,12 @@ impl SharedInfo {
 
 /// Asks Xen to place the shared_info page at guest frame `gfn` (see [`crate::memory`] for
 /// how to choose it). The kernel then maps `gfn` and calls [`SharedInfo::from_ptr`].
-pub fn map_shared_info(hv: &impl Hypervisor, gfn: Gfn) -> Result<(), XenError> {
-    add_to_physmap(hv, MapSpace::SharedInfo, 0, gfn)
+///
+/// # Safety
+/// As for [`add_to_physmap`]: `gfn` must be a frame the caller gives up.
+pub unsafe fn map_shared_info(hv: &impl Hypervisor, gfn: Gfn) -> Result<(), XenError> {
+    // SAFETY: the caller gives `gfn` up (see `# Safety`).
+    unsafe { add_to_physmap(hv, MapSpace::SharedInfo, 0, gfn) }
 }
 
 /// A consistent copy of a [`VcpuTimeInfo`].
@@ -247,7 +251,8 @@ mod tests {
     #[test]
     fn map_shared_info_uses_the_shared_info_space_index_0() {
         let hv = RecordingHypervisor::returning(0);
-        map_shared_info(&hv, Gfn(0xfc000)).unwrap();
+        // SAFETY: the fake hypervisor only records the call.
+        unsafe { map_shared_info(&hv, Gfn(0xfc000)) }.unwrap();
         let call = hv.single_call();
         assert_eq!((call.op, call.cmd()), (HypercallOp::MemoryOp, 7));
         assert_eq!(call.field(4, 4), 0, "XENMAPSPACE_shared_info");

@@ -13,6 +13,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
 
 use spin::Once;
 use xen::evtchn::{Port, PortHandler};
@@ -55,7 +56,10 @@ impl XenResources {
         }
         let frame = memory::alloc_frame().ok_or("no free frame for the grant table")?;
         let table_gfn = Gfn::containing(frame.as_u64());
-        grant_table::ops::map_frames(hv, table_gfn, GRANT_FRAMES).map_err(|e| format!("{e}"))?;
+        // SAFETY: GRANT_FRAMES is 1 and `frame` is fresh from the allocator,
+        // ours, never freed: no Rust object lives in it.
+        unsafe { grant_table::ops::map_frames(hv, table_gfn, GRANT_FRAMES) }
+            .map_err(|e| format!("{e}"))?;
         let virt = memory::phys_to_virt(frame)
             .and_then(|v| NonNull::new(v.as_mut_ptr::<u8>()))
             .ok_or("grant frame outside the identity map")?;
@@ -80,9 +84,11 @@ impl XenResources {
 /// Places the grant table again after a resume on a new host (its frames
 /// are Xen's and do not move with the domain's memory).
 pub(super) fn restore_after_resume() {
-    if let Some(r) = RESOURCES.get()
-        && let Err(e) = grant_table::ops::map_frames(r.guest.hypervisor, r.table_gfn, GRANT_FRAMES)
-    {
+    let Some(r) = RESOURCES.get() else { return };
+    // SAFETY: the frame `setup` gave Xen for good, placed again.
+    let placed =
+        unsafe { grant_table::ops::map_frames(r.guest.hypervisor, r.table_gfn, GRANT_FRAMES) };
+    if let Err(e) = placed {
         log::error!("xen: cannot place the grant table again after resume: {e}");
     }
 }
@@ -120,10 +126,12 @@ impl DeviceResources for XenResources {
         // mapped writable: zeroing it is what the ring protocol expects.
         unsafe { core::ptr::write_bytes(virt.as_mut_ptr::<u8>(), 0, memory::PAGE_SIZE as usize) };
         let gfn = Gfn::containing(frame.as_u64());
-        match self
-            .table
-            .grant_access(DomId(remote), gfn, GrantAccess::ReadWrite)
-        {
+        // SAFETY: the frame is ours until `end_ring_grant` ends the grant;
+        // the driver reaches it only as a shared ring (volatile access).
+        match unsafe {
+            self.table
+                .grant_access(DomId(remote), gfn, GrantAccess::ReadWrite)
+        } {
             Ok(gref) => Ok(GrantedPage {
                 gref: GrantRef(gref.0),
                 addr: virt.as_u64() as usize,
@@ -138,17 +146,24 @@ impl DeviceResources for XenResources {
     fn end_ring_grant(&self, page: GrantedPage) -> Result<(), ResourceError> {
         const WHAT: &str = "end a ring grant";
         // Checked before the grant ends, so a bad page changes nothing: a
-        // page we granted is mapped and page aligned (free_frame insists).
+        // page we granted is mapped, page aligned, and the frame its grant
+        // entry names (so `addr` cannot point us at someone else's frame).
+        let gref = grant_table::GrantRef(page.gref.0);
+        let granted = self
+            .table
+            .entry(gref)
+            .map(|entry| u64::from(entry.frame.load(Ordering::Relaxed)));
         let frame = VirtAddr::try_new(page.addr as u64)
             .ok()
             .and_then(memory::virt_to_phys)
             .filter(|frame| frame.is_aligned(memory::PAGE_SIZE))
+            .filter(|frame| Some(frame.as_u64() / memory::PAGE_SIZE) == granted)
             .ok_or(ResourceError::Hypervisor {
                 what: WHAT,
                 code: xen::error::Errno::EINVAL.0,
             })?;
         self.table
-            .end_access(grant_table::GrantRef(page.gref.0))
+            .end_access(gref)
             .map_err(|e| grant_error(WHAT, e))?;
         memory::free_frame(frame);
         Ok(())
