@@ -41,7 +41,8 @@ fn ivshmem_bar_is_found_mapped_and_shared() {
         panic!("BAR2 is not a memory BAR");
     };
     assert_eq!(size, 1 << 20, "BAR2 size");
-    let shm = map_mmio(address, size as usize).expect("map BAR2");
+    // SAFETY: BAR2 is the host's shared memory, not the kernel's RAM.
+    let shm = unsafe { map_mmio(address, size as usize) }.expect("map BAR2");
     for (i, &b) in HOST_MAGIC.iter().enumerate() {
         assert_eq!(
             shm.read8(i),

@@ -119,7 +119,8 @@ impl DeviceResources for XenResources {
         const WHAT: &str = "grant a ring page";
         let frame = memory::alloc_frame().ok_or(ResourceError::Exhausted { what: WHAT })?;
         let Some(virt) = memory::phys_to_virt(frame) else {
-            memory::free_frame(frame);
+            // SAFETY: fresh from `alloc_frame`, never used.
+            unsafe { memory::free_frame(frame) };
             return Err(ResourceError::Exhausted { what: WHAT });
         };
         // SAFETY: a free RAM frame just allocated (ours alone), identity
@@ -137,7 +138,8 @@ impl DeviceResources for XenResources {
                 addr: virt.as_u64() as usize,
             }),
             Err(e) => {
-                memory::free_frame(frame);
+                // SAFETY: not granted after all; nothing else has it.
+                unsafe { memory::free_frame(frame) };
                 Err(grant_error(WHAT, e))
             }
         }
@@ -165,7 +167,10 @@ impl DeviceResources for XenResources {
         self.table
             .end_access(gref)
             .map_err(|e| grant_error(WHAT, e))?;
-        memory::free_frame(frame);
+        // SAFETY: the frame `grant_ring_page` allocated for this grant (the
+        // entry names it), which has just ended; the caller gave the page
+        // back, so nothing uses it.
+        unsafe { memory::free_frame(frame) };
         Ok(())
     }
 

@@ -274,8 +274,13 @@ pub fn restore_after_resume(guest: &XenGuest) -> Result<(), XenError> {
 
 /// Maps a guest frame the toolstack set up for us (xenstore or console
 /// ring: a "special page", often outside the RAM map) write-back.
-pub(crate) fn map_special_page(gfn: Gfn) -> Result<VirtAddr, memory::MapError> {
-    memory::map_shared_memory(gfn.addr(), xen::PAGE_SIZE)
+///
+/// # Safety
+/// `gfn` must be a page the toolstack set up for us (from an HVM param such
+/// as `HVM_PARAM_STORE_PFN`), not RAM the kernel allocates.
+pub(crate) unsafe fn map_special_page(gfn: Gfn) -> Result<VirtAddr, memory::MapError> {
+    // SAFETY: a special page holds no Rust object (see `# Safety`).
+    unsafe { memory::map_shared_memory(gfn.addr(), xen::PAGE_SIZE) }
         .map(|region| VirtAddr::new(region.as_ptr() as u64))
 }
 

@@ -103,7 +103,9 @@ impl MsixTable {
         let table_phys = address
             .checked_add(u64::from(info.table_offset))
             .ok_or(MsixError::TableOutsideBar)?;
-        let table = map_mmio(table_phys, table_len).map_err(MsixError::Map)?;
+        // SAFETY: the table lies inside a memory BAR (checked above), device
+        // memory that holds no Rust object.
+        let table = unsafe { map_mmio(table_phys, table_len) }.map_err(MsixError::Map)?;
         let control = a.read16(cap.offset + CONTROL);
         a.write16(
             cap.offset + CONTROL,
