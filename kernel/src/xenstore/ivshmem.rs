@@ -143,7 +143,10 @@ impl IvshmemChannel {
         // Size the BARs before turning decoding on (sizing toggles it).
         let (regs_at, _) = memory_bar(&device, 0, 16)?;
         let (page_at, page_size) = memory_bar(&device, 2, PAGE_SIZE as u64)?;
-        device.enable();
+        // SAFETY: ivshmem-doorbell has no DMA engine: its only bus-master
+        // writes are MSI-X messages, kept in the interrupt window by
+        // `MsixTable::program`.
+        unsafe { device.enable() };
         // SAFETY: BAR0 is the device's registers, in the PCI hole (not RAM).
         let registers = unsafe { map_mmio(regs_at, 16) }.map_err(IvshmemError::Map)?;
         // SAFETY: BAR2 is the host's shared memory, not the kernel's RAM.
