@@ -113,7 +113,7 @@ impl<P: Platform> SampleFrontend<P> {
                 let (ring_ref, evtchn) = (dev.path("ring-ref"), dev.path("event-channel"));
                 let written = dev.store().transaction(|t| {
                     use xenstore::Store;
-                    t.write_display(&ring_ref, page.gref.0)?;
+                    t.write_display(&ring_ref, page.gref().0)?;
                     t.write_display(&evtchn, port.0)
                 });
                 Self::data(dev).rings.with(|r| {

@@ -158,16 +158,14 @@ impl DeviceResources for GrantingPlatform {
             .lock()
             .unwrap()
             .push(format!("grant to {remote}"));
-        Ok(GrantedPage {
-            gref: GrantRef(8),
-            addr: 0x1000,
-        })
+        // SAFETY: a stand-in platform: nothing reads or frees the address.
+        Ok(unsafe { GrantedPage::new(GrantRef(8), 0x1000) })
     }
     fn end_ring_grant(&self, page: GrantedPage) -> Result<(), ResourceError> {
         self.calls
             .lock()
             .unwrap()
-            .push(format!("end grant {}", page.gref.0));
+            .push(format!("end grant {}", page.gref().0));
         Ok(())
     }
     fn alloc_unbound_evtchn(&self, remote: u16) -> Result<EvtchnPort, ResourceError> {

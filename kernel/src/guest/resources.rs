@@ -133,10 +133,9 @@ impl DeviceResources for XenResources {
             self.table
                 .grant_access(DomId(remote), gfn, GrantAccess::ReadWrite)
         } {
-            Ok(gref) => Ok(GrantedPage {
-                gref: GrantRef(gref.0),
-                addr: virt.as_u64() as usize,
-            }),
+            // SAFETY: the frame allocated and granted just above; it is
+            // freed only when this page comes back to `end_ring_grant`.
+            Ok(gref) => Ok(unsafe { GrantedPage::new(GrantRef(gref.0), virt.as_u64() as usize) }),
             Err(e) => {
                 // SAFETY: not granted after all; nothing else has it.
                 unsafe { memory::free_frame(frame) };
@@ -150,12 +149,12 @@ impl DeviceResources for XenResources {
         // Checked before the grant ends, so a bad page changes nothing: a
         // page we granted is mapped, page aligned, and the frame its grant
         // entry names (so `addr` cannot point us at someone else's frame).
-        let gref = grant_table::GrantRef(page.gref.0);
+        let gref = grant_table::GrantRef(page.gref().0);
         let granted = self
             .table
             .entry(gref)
             .map(|entry| u64::from(entry.frame.load(Ordering::Relaxed)));
-        let frame = VirtAddr::try_new(page.addr as u64)
+        let frame = VirtAddr::try_new(page.addr() as u64)
             .ok()
             .and_then(memory::virt_to_phys)
             .filter(|frame| frame.is_aligned(memory::PAGE_SIZE))
