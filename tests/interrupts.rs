@@ -84,12 +84,19 @@ fn interrupt_handler_wakes_a_sleeping_thread() {
 fn legacy_irq_line_is_delivered() {
     static RTC_IRQS: AtomicU64 = AtomicU64::new(0);
     fn cmos_read(reg: u8) -> u8 {
-        outb(0x70, reg | 0x80);
-        inb(0x71)
+        // SAFETY: the CMOS/RTC ports, which no kernel code uses; the RTC
+        // does no DMA (bit 7 of 0x70 keeps NMIs masked).
+        unsafe {
+            outb(0x70, reg | 0x80);
+            inb(0x71)
+        }
     }
     fn cmos_write(reg: u8, v: u8) {
-        outb(0x70, reg | 0x80);
-        outb(0x71, v);
+        // SAFETY: as in `cmos_read`; only RTC registers are written.
+        unsafe {
+            outb(0x70, reg | 0x80);
+            outb(0x71, v);
+        }
     }
     let _reg = interrupts::register_legacy_irq(8, || {
         cmos_read(0x0c); // acknowledge, or the RTC raises no more

@@ -84,7 +84,8 @@ fn frames_are_allocated_and_returned() {
         assert!(!frames[..i].contains(f), "frame handed out twice");
     }
     for f in frames {
-        free_frame(f);
+        // SAFETY: allocated above, never used, freed once.
+        unsafe { free_frame(f) };
     }
     assert_eq!(free_frames(), free);
 }
@@ -93,10 +94,12 @@ fn page_is_mapped_and_unmapped() {
     let frame = alloc_frame().expect("a frame");
     let virt = alloc_kernel_pages(1).expect("kernel map space");
     let flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
-    map_page(virt, frame, flags).expect("map");
+    // SAFETY: a page reserved and a frame allocated for this test alone.
+    unsafe { map_page(virt, frame, flags) }.expect("map");
     assert_eq!(virt_to_phys(virt), Some(frame));
     assert_eq!(
-        map_page(virt, frame, flags),
+        // SAFETY: as above (the call is refused anyway).
+        unsafe { map_page(virt, frame, flags) },
         Err(memory::MapError::AlreadyMapped {
             virt: virt.as_u64()
         })
@@ -111,15 +114,18 @@ fn page_is_mapped_and_unmapped() {
         new.write_volatile(0x1234_5678_9abc_def0);
         assert_eq!(ident.read_volatile(), 0x1234_5678_9abc_def0);
     }
-    assert_eq!(unmap_page(virt), Ok(frame));
+    // SAFETY: our mapping; `new` is not used after this.
+    assert_eq!(unsafe { unmap_page(virt) }, Ok(frame));
     assert_eq!(virt_to_phys(virt), None);
     assert_eq!(
-        unmap_page(virt),
+        // SAFETY: as above (nothing is mapped there any more).
+        unsafe { unmap_page(virt) },
         Err(memory::MapError::NotMapped {
             virt: virt.as_u64()
         })
     );
-    free_frame(frame);
+    // SAFETY: our frame, mapped nowhere now but the identity map.
+    unsafe { free_frame(frame) };
 }
 
 fn heap_buffer_translates_to_physical_and_back() {
@@ -134,7 +140,8 @@ fn heap_buffer_translates_to_physical_and_back() {
 
 fn mmio_maps_any_physical_address_uncached() {
     // The local APIC's registers: the version register reads back sanely.
-    let lapic = map_mmio(0xfee0_0000, 0x1000).expect("map the local APIC");
+    // SAFETY: the local APIC's registers; the test only reads them.
+    let lapic = unsafe { map_mmio(0xfee0_0000, 0x1000) }.expect("map the local APIC");
     let version = lapic.read32(0x30) & 0xff;
     assert!(
         (0x10..=0x20).contains(&version),
@@ -142,7 +149,9 @@ fn mmio_maps_any_physical_address_uncached() {
     );
     // Above 4 GiB (where 64-bit PCI BARs live): mapped uncached at the exact
     // physical address, offset within the page preserved.
-    let high = map_mmio(0x10_0000_0040, 0x20).expect("map above 4 GiB");
+    // SAFETY: nothing lives at 64 GiB in this VM, and the test never
+    // touches the region.
+    let high = unsafe { map_mmio(0x10_0000_0040, 0x20) }.expect("map above 4 GiB");
     let virt = VirtAddr::from_ptr(high.as_ptr());
     assert_eq!(virt_to_phys(virt), Some(PhysAddr::new(0x10_0000_0040)));
     memory::unmap_mmio(high);
@@ -154,12 +163,14 @@ fn oversized_requests_fail_without_using_up_the_address_space() {
     // refused, and the window is as usable afterwards as before.
     let window = memory::layout::MMIO_SIZE as usize;
     assert_eq!(
-        map_mmio(0x10_0000_0000, 2 * window).unwrap_err(),
+        // SAFETY: refused before anything is mapped (and nothing is there).
+        unsafe { map_mmio(0x10_0000_0000, 2 * window) }.unwrap_err(),
         memory::MapError::OutOfVirtualSpace
     );
     // Lengths and page counts whose byte size overflows: an error, not a panic.
     assert_eq!(
-        map_mmio(0xfee0_0000, usize::MAX).unwrap_err(),
+        // SAFETY: refused before anything is mapped.
+        unsafe { map_mmio(0xfee0_0000, usize::MAX) }.unwrap_err(),
         memory::MapError::OutOfVirtualSpace
     );
     assert_eq!(
@@ -170,7 +181,8 @@ fn oversized_requests_fail_without_using_up_the_address_space() {
         alloc_kernel_pages(memory::layout::KMAP_SIZE).unwrap_err(),
         memory::MapError::OutOfVirtualSpace
     );
-    let lapic = map_mmio(0xfee0_0000, 0x1000).expect("the MMIO window still has room");
+    // SAFETY: the local APIC's registers; the test only reads them.
+    let lapic = unsafe { map_mmio(0xfee0_0000, 0x1000) }.expect("the MMIO window still has room");
     assert!((0x10..=0x20).contains(&(lapic.read32(0x30) & 0xff)));
     memory::unmap_mmio(lapic);
     let page = alloc_kernel_pages(1).expect("the kernel map area still has room");

@@ -36,12 +36,14 @@ fn ivshmem() -> pci::PciDevice {
 
 fn ivshmem_bar_is_found_mapped_and_shared() {
     let dev = ivshmem();
-    dev.enable();
+    // SAFETY: ivshmem-plain has no DMA engine and no interrupts.
+    unsafe { dev.enable() };
     let Some(Bar::Memory { address, size, .. }) = dev.bar(2) else {
         panic!("BAR2 is not a memory BAR");
     };
     assert_eq!(size, 1 << 20, "BAR2 size");
-    let shm = map_mmio(address, size as usize).expect("map BAR2");
+    // SAFETY: BAR2 is the host's shared memory, not the kernel's RAM.
+    let shm = unsafe { map_mmio(address, size as usize) }.expect("map BAR2");
     for (i, &b) in HOST_MAGIC.iter().enumerate() {
         assert_eq!(
             shm.read8(i),

@@ -108,13 +108,19 @@ pub fn interrupt_model() -> Option<&'static InterruptModel> {
 }
 
 /// Reads physical memory under the boot identity map.
-fn phys(addr: u64, len: usize) -> Option<&'static [u8]> {
+///
+/// # Safety
+/// Early boot only, before `memory::init`: the loader's identity map of the
+/// low 4 GiB is still in place. The range must be firmware memory (the BIOS
+/// areas, tables the firmware's pointers name), which the kernel never
+/// writes, so the slice aliases nothing that changes.
+unsafe fn phys(addr: u64, len: usize) -> Option<&'static [u8]> {
     // Only the low 4 GiB are mapped at this point.
     if addr == 0 || addr.checked_add(len as u64)? > 1 << 32 {
         return None;
     }
     // SAFETY: below 4 GiB everything is identity mapped at this stage of
-    // boot and firmware tables are not modified.
+    // boot, and the caller names firmware memory nothing writes.
     Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
 }
 
@@ -130,15 +136,19 @@ fn checksum_ok(bytes: &[u8]) -> bool {
     bytes.iter().fold(0u8, |a, &b| a.wrapping_add(b)) == 0
 }
 
-fn find_rsdp() -> Option<u64> {
+/// # Safety
+/// As for [`phys`].
+unsafe fn find_rsdp() -> Option<u64> {
     // The EBDA's first KiB, then the BIOS area 0xe0000-0xfffff, 16-byte steps.
-    let ebda = phys(0x40e, 2).map(|b| u64::from(u16::from_le_bytes([b[0], b[1]])) << 4);
+    // SAFETY: early boot (our own contract).
+    let ebda = unsafe { phys(0x40e, 2) }.map(|b| u64::from(u16::from_le_bytes([b[0], b[1]])) << 4);
     let areas = [(ebda.unwrap_or(0), 1024usize), (0xe0000, 0x20000)];
     areas
         .iter()
         .filter(|(base, _)| *base != 0)
         .find_map(|&(base, len)| {
-            let area = phys(base, len)?;
+            // SAFETY: early boot (our own contract).
+            let area = unsafe { phys(base, len) }?;
             (0..len.saturating_sub(20))
                 .step_by(16)
                 .find(|&off| {
@@ -149,10 +159,15 @@ fn find_rsdp() -> Option<u64> {
 }
 
 /// A validated system description table (header + body).
-fn table(addr: u64) -> Option<&'static [u8]> {
-    let header = phys(addr, 36)?;
+///
+/// # Safety
+/// As for [`phys`].
+unsafe fn table(addr: u64) -> Option<&'static [u8]> {
+    // SAFETY: early boot (our own contract).
+    let header = unsafe { phys(addr, 36) }?;
     let len = u32_at(header, 4) as usize;
-    let table = phys(addr, len.max(36))?;
+    // SAFETY: as above.
+    let table = unsafe { phys(addr, len.max(36)) }?;
     if !checksum_ok(table) {
         log::warn!(
             "ACPI: table {:?} at {addr:#x} has a bad checksum; ignored",
@@ -163,14 +178,18 @@ fn table(addr: u64) -> Option<&'static [u8]> {
     Some(table)
 }
 
-fn find_madt(rsdp_addr: u64) -> Option<&'static [u8]> {
-    let rsdp = phys(rsdp_addr, 36)?;
+/// # Safety
+/// As for [`phys`].
+unsafe fn find_madt(rsdp_addr: u64) -> Option<&'static [u8]> {
+    // SAFETY: early boot (our own contract).
+    let rsdp = unsafe { phys(rsdp_addr, 36) }?;
     let (root, entry_size) = if rsdp[15] >= 2 && u64_at(rsdp, 24) != 0 {
         (u64_at(rsdp, 24), 8)
     } else {
         (u64::from(u32_at(rsdp, 16)), 4)
     };
-    let root = table(root)?;
+    // SAFETY: as above.
+    let root = unsafe { table(root) }?;
     root[36..].chunks_exact(entry_size).find_map(|entry| {
         let addr = if entry_size == 8 {
             u64_at(entry, 0)
@@ -178,7 +197,8 @@ fn find_madt(rsdp_addr: u64) -> Option<&'static [u8]> {
             u64::from(u32_at(entry, 0))
         };
         // The MADT's fixed part (header, LAPIC address, flags) is 44 bytes.
-        table(addr).filter(|t| &t[..4] == b"APIC" && t.len() >= MADT_ENTRIES)
+        // SAFETY: as above.
+        unsafe { table(addr) }.filter(|t| &t[..4] == b"APIC" && t.len() >= MADT_ENTRIES)
     })
 }
 
@@ -236,10 +256,16 @@ fn parse_madt(madt: &[u8]) -> InterruptModel {
 }
 
 /// Finds and parses the MADT. Called once by boot.
-pub(crate) fn init(rsdp_from_loader: Option<u64>) {
+///
+/// # Safety
+/// As for [`phys`]: before `memory::init`, while the loader's identity map
+/// is in place.
+pub(crate) unsafe fn init(rsdp_from_loader: Option<u64>) {
     let model = MODEL.call_once(|| {
-        let rsdp = rsdp_from_loader.or_else(find_rsdp)?;
-        find_madt(rsdp).map(parse_madt)
+        // SAFETY: early boot (our own contract).
+        let rsdp = rsdp_from_loader.or_else(|| unsafe { find_rsdp() })?;
+        // SAFETY: as above.
+        unsafe { find_madt(rsdp) }.map(parse_madt)
     });
     match model {
         Some(m) => log::info!("ACPI MADT: {m}"),

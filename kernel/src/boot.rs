@@ -319,7 +319,8 @@ extern "C" fn kernel_boot_entry(loader_magic: u32, info_phys: u32) -> ! {
         log::info!("  {region}");
     }
 
-    crate::acpi::init(info.rsdp);
+    // SAFETY: before `memory::init`, under the loader's identity map.
+    unsafe { crate::acpi::init(info.rsdp) };
     crate::memory::init(info);
     crate::time::init();
     crate::interrupts::init();

@@ -78,15 +78,29 @@ impl fmt::Display for ReadLineError {
     }
 }
 
+/// Reads COM1's register `reg`.
+fn com1_read(reg: u16) -> u8 {
+    // SAFETY: COM1 is this module's device; a 16550 does no DMA, and a data
+    // read only pops the receive FIFO this module drains.
+    unsafe { inb(COM1 + reg) }
+}
+
+/// Writes COM1's register `reg`.
+fn com1_write(reg: u16, value: u8) {
+    // SAFETY: COM1 is this module's device; a 16550 does no DMA and raises
+    // only IRQ 4, whose handler is this module's.
+    unsafe { outb(COM1 + reg, value) }
+}
+
 /// Programs COM1: 115200 8N1, FIFOs on, interrupts off. Called first at boot.
 pub fn init() {
-    outb(COM1 + REG_IER, 0x00);
-    outb(COM1 + REG_LCR, 0x80); // DLAB: divisor follows
-    outb(COM1 + REG_DATA, 0x01); // 115200 baud
-    outb(COM1 + REG_IER, 0x00);
-    outb(COM1 + REG_LCR, 0x03); // 8 data bits, no parity, 1 stop bit
-    outb(COM1 + REG_FCR, 0xc7); // FIFOs on and cleared, 14-byte RX trigger
-    outb(COM1 + REG_MCR, 0x0b); // DTR, RTS, OUT2 (routes the IRQ)
+    com1_write(REG_IER, 0x00);
+    com1_write(REG_LCR, 0x80); // DLAB: divisor follows
+    com1_write(REG_DATA, 0x01); // 115200 baud
+    com1_write(REG_IER, 0x00);
+    com1_write(REG_LCR, 0x03); // 8 data bits, no parity, 1 stop bit
+    com1_write(REG_FCR, 0xc7); // FIFOs on and cleared, 14-byte RX trigger
+    com1_write(REG_MCR, 0x0b); // DTR, RTS, OUT2 (routes the IRQ)
 }
 
 /// Bytes the 16550's transmit FIFO holds once it reports empty.
@@ -96,7 +110,7 @@ const TX_FIFO_SIZE: usize = 16;
 /// also says "empty", so this never spins forever.
 fn wait_tx_empty() {
     let mut spins = 0u32;
-    while inb(COM1 + REG_LSR) & LSR_THR_EMPTY == 0 && spins < 1_000_000 {
+    while com1_read(REG_LSR) & LSR_THR_EMPTY == 0 && spins < 1_000_000 {
         spins += 1;
         core::hint::spin_loop();
     }
@@ -111,7 +125,7 @@ fn write_bytes_raw(bytes: &[u8]) {
             wait_tx_empty();
             in_fifo = 0;
         }
-        outb(COM1 + REG_DATA, b);
+        com1_write(REG_DATA, b);
         in_fifo += 1;
     };
     for &b in bytes {
@@ -185,7 +199,7 @@ fn on_rx_interrupt() {
 fn drain_uart(rx: &mut VecDeque<u8>) -> bool {
     let mut got = false;
     loop {
-        let lsr = inb(COM1 + REG_LSR);
+        let lsr = com1_read(REG_LSR);
         if lsr & LSR_OVERRUN != 0 {
             RX_DROPPED.fetch_add(1, Ordering::Relaxed); // the UART lost at least one
         }
@@ -193,11 +207,11 @@ fn drain_uart(rx: &mut VecDeque<u8>) -> bool {
             return got;
         }
         if rx.len() >= RX_CAPACITY {
-            outb(COM1 + REG_IER, 0x00);
+            com1_write(REG_IER, 0x00);
             RX_THROTTLED.store(true, Ordering::SeqCst);
             return got;
         }
-        rx.push_back(inb(COM1 + REG_DATA));
+        rx.push_back(com1_read(REG_DATA));
         got = true;
     }
 }
@@ -212,7 +226,7 @@ fn take_byte() -> (Option<u8>, bool) {
     let mut refilled = false;
     if RX_THROTTLED.load(Ordering::SeqCst) && rx.len() <= RX_RESUME_AT {
         RX_THROTTLED.store(false, Ordering::SeqCst);
-        outb(COM1 + REG_IER, IER_RX);
+        com1_write(REG_IER, IER_RX);
         refilled = drain_uart(&mut rx);
     }
     (byte, refilled)
@@ -224,7 +238,7 @@ pub fn enable_input() {
     RX.lock().reserve(RX_CAPACITY);
     match crate::interrupts::register_legacy_irq(COM1_IRQ, on_rx_interrupt) {
         Ok(_) => {
-            outb(COM1 + REG_IER, IER_RX);
+            com1_write(REG_IER, IER_RX);
             RX_ENABLED.store(true, Ordering::SeqCst);
             on_rx_interrupt(); // anything that arrived before the IRQ was routed
         }

@@ -123,13 +123,18 @@ fn pit_tsc_hz() -> Option<u64> {
     const PIT_HZ: u64 = 1_193_182;
     const LATCH: u64 = PIT_HZ / 100; // 10 ms
     // Gate on, speaker off; channel 2, lobyte/hibyte, mode 0 (one-shot).
-    outb(0x61, (inb(0x61) & !0x02) | 0x01);
-    outb(0x43, 0xb0);
-    outb(0x42, (LATCH & 0xff) as u8);
-    outb(0x42, (LATCH >> 8) as u8);
+    // SAFETY: PIT channel 2 and its gate in port 0x61 are used by nothing
+    // else (the PIT's IRQ 0 is masked; channel 2 only drives the speaker).
+    unsafe {
+        outb(0x61, (inb(0x61) & !0x02) | 0x01);
+        outb(0x43, 0xb0);
+        outb(0x42, (LATCH & 0xff) as u8);
+        outb(0x42, (LATCH >> 8) as u8);
+    }
     let start = rdtsc();
     let mut polls = 0u64;
-    while inb(0x61) & 0x20 == 0 {
+    // SAFETY: reads channel 2's output bit, as above.
+    while unsafe { inb(0x61) } & 0x20 == 0 {
         polls += 1;
         if polls > 50_000_000 {
             return None;

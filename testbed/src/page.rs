@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 pub const PAGE_SIZE: usize = 4096;
 
 /// Offsets in `struct xenstore_domain_interface` (xs_wire.h).
+// The undocumented ones are that struct's u32 fields of the same name.
+#[allow(missing_docs)]
 pub mod offset {
     /// Requests, guest to daemon: 1024 bytes.
     pub const REQ: usize = 0;

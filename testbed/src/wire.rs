@@ -11,6 +11,9 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 /// Message types (enum xsd_sockmsg_type) the testbed uses by name.
+// Each constant is xs_wire.h's XS_<NAME>; a doc line per name would only
+// repeat it.
+#[allow(missing_docs)]
 pub mod ty {
     pub const CONTROL: u32 = 0;
     pub const DIRECTORY: u32 = 1;
@@ -74,9 +77,13 @@ pub const PAYLOAD_MAX: usize = 4096;
 /// One wire message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// Message type ([`ty`]).
     pub ty: u32,
+    /// Request id, echoed in the reply.
     pub req_id: u32,
+    /// Transaction id (0: none).
     pub tx_id: u32,
+    /// The payload, without the 16-byte header.
     pub payload: Vec<u8>,
 }
 

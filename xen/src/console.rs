@@ -60,7 +60,12 @@ impl XenconsInterface {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ConsoleError {
     /// More than a ring's worth outstanding between `out_cons` and `out_prod`.
-    Corrupt { prod: u32, cons: u32 },
+    Corrupt {
+        /// `out_prod` as read.
+        prod: u32,
+        /// `out_cons` as read.
+        cons: u32,
+    },
     /// The notification hypercall failed.
     Notify(XenError),
 }

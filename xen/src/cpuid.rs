@@ -20,9 +20,13 @@ use crate::types::{DomId, VcpuId};
 /// The four registers one CPUID leaf returns.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct CpuidResult {
+    /// EAX.
     pub eax: u32,
+    /// EBX.
     pub ebx: u32,
+    /// ECX.
     pub ecx: u32,
+    /// EDX.
     pub edx: u32,
 }
 
@@ -88,7 +92,9 @@ bitflags! {
 /// Xen's version as leaf base+1 reports it.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub struct XenVersion {
+    /// Major version (high 16 bits of the raw value).
     pub major: u16,
+    /// Minor version (low 16 bits).
     pub minor: u16,
 }
 
@@ -105,6 +111,7 @@ impl XenVersion {
 /// The HVM leaf (base+4), when Xen exposes it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct HvmLeaf {
+    /// Feature bits from EAX of the HVM leaf (`XEN_HVM_CPUID_*`).
     pub features: HvmFeatures,
     /// This vCPU's Xen id (what `vcpu` fields of hypercalls want), if Xen said.
     pub vcpu_id: Option<VcpuId>,
@@ -119,6 +126,7 @@ pub struct XenInfo {
     pub base: u32,
     /// The largest Xen leaf (absolute, not relative to `base`).
     pub max_leaf: u32,
+    /// Xen's version (leaf base+1).
     pub version: XenVersion,
     /// Number of hypercall pages Xen offers (always at least 1 once detected).
     pub hypercall_pages: u32,
@@ -143,11 +151,22 @@ pub enum DetectError {
     NoHypervisor,
     /// A hypervisor is present but none of the bases carries Xen's signature; `signature` is
     /// what the first base said (e.g. `"KVMKVMKVM\0\0\0"`, `"TCGTCGTCGTCG"`), for the log.
-    NotXen { signature: [u8; 12] },
+    NotXen {
+        /// EBX, ECX, EDX of the first base leaf, as bytes.
+        signature: [u8; 12],
+    },
     /// The signature is there but the leaves stop before the hypercall leaf.
-    TooFewLeaves { base: u32, max_leaf: u32 },
+    TooFewLeaves {
+        /// The base leaf with Xen's signature.
+        base: u32,
+        /// The largest leaf it reports.
+        max_leaf: u32,
+    },
     /// Xen reports zero hypercall pages, so no hypercall can be made.
-    NoHypercallPage { base: u32 },
+    NoHypercallPage {
+        /// The base leaf with Xen's signature.
+        base: u32,
+    },
 }
 
 fn signature_of(r: CpuidResult) -> [u8; 12] {

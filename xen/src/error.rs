@@ -105,23 +105,54 @@ pub enum Operation {
     /// `XENVER_version`.
     XenVersion,
     /// `XENVER_get_features` for one 32-bit submap.
-    GetFeatures { submap: u32 },
+    GetFeatures {
+        /// Index of the submap asked for.
+        submap: u32,
+    },
     /// `HVMOP_get_param`.
     HvmGetParam(HvmParam),
     /// `HVMOP_set_param`.
     HvmSetParam(HvmParam),
     /// `HVMOP_set_evtchn_upcall_vector`.
-    HvmSetUpcallVector { vcpu: VcpuId, vector: u8 },
+    HvmSetUpcallVector {
+        /// The vCPU whose vector was set.
+        vcpu: VcpuId,
+        /// The IDT vector.
+        vector: u8,
+    },
     /// `XENMEM_add_to_physmap`.
-    AddToPhysmap { space: MapSpace, idx: u64, gfn: Gfn },
+    AddToPhysmap {
+        /// The space the page came from.
+        space: MapSpace,
+        /// Index of the page in that space.
+        idx: u64,
+        /// Where it was to appear.
+        gfn: Gfn,
+    },
     /// `XENMEM_remove_from_physmap`.
-    RemoveFromPhysmap { gfn: Gfn },
+    RemoveFromPhysmap {
+        /// The frame to unmap.
+        gfn: Gfn,
+    },
     /// `EVTCHNOP_alloc_unbound`.
-    EvtchnAllocUnbound { remote: DomId },
+    EvtchnAllocUnbound {
+        /// The domain allowed to bind.
+        remote: DomId,
+    },
     /// `EVTCHNOP_bind_interdomain`.
-    EvtchnBindInterdomain { remote: DomId, remote_port: u32 },
+    EvtchnBindInterdomain {
+        /// The peer domain.
+        remote: DomId,
+        /// The peer's port.
+        remote_port: u32,
+    },
     /// `EVTCHNOP_bind_virq`.
-    EvtchnBindVirq { virq: Virq, vcpu: VcpuId },
+    EvtchnBindVirq {
+        /// The virtual IRQ.
+        virq: Virq,
+        /// The vCPU it was bound to.
+        vcpu: VcpuId,
+    },
     /// `EVTCHNOP_close`.
     EvtchnClose(Port),
     /// `EVTCHNOP_send`.
@@ -131,9 +162,17 @@ pub enum Operation {
     /// `EVTCHNOP_status`.
     EvtchnStatus(Port),
     /// `EVTCHNOP_bind_vcpu`.
-    EvtchnBindVcpu { port: Port, vcpu: VcpuId },
+    EvtchnBindVcpu {
+        /// The port.
+        port: Port,
+        /// The vCPU it was to notify.
+        vcpu: VcpuId,
+    },
     /// `GNTTABOP_setup_table`.
-    GnttabSetupTable { nr_frames: u32 },
+    GnttabSetupTable {
+        /// Frames asked for.
+        nr_frames: u32,
+    },
     /// `GNTTABOP_query_size`.
     GnttabQuerySize,
     /// `SCHEDOP_shutdown`.

@@ -22,8 +22,11 @@ pub const HVMOP_SET_EVTCHN_UPCALL_VECTOR: u32 = 23;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct XenHvmParam {
+    /// In: the domain (`DOMID_SELF`).
     pub domid: u16,
+    /// In: the parameter (`HVM_PARAM_*`).
     pub index: u32,
+    /// In for set, out for get.
     pub value: u64,
 }
 
@@ -31,7 +34,9 @@ pub struct XenHvmParam {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct XenHvmEvtchnUpcallVector {
+    /// In: the vCPU.
     pub vcpu: u32,
+    /// In: the IDT vector its upcall is raised on.
     pub vector: u8,
 }
 
@@ -76,9 +81,13 @@ impl fmt::Debug for HvmParam {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
 pub enum IntxPin {
+    /// INTA#.
     A = 0,
+    /// INTB#.
     B = 1,
+    /// INTC#.
     C = 2,
+    /// INTD#.
     D = 3,
 }
 
@@ -91,9 +100,13 @@ pub enum CallbackVia {
     Gsi(u32),
     /// The INTx line of a PCI device (type 1), e.g. the Xen platform device.
     PciIntx {
+        /// PCI segment.
         domain: u16,
+        /// Bus number.
         bus: u16,
+        /// Device << 3 | function.
         devfn: u8,
+        /// The interrupt pin.
         pin: IntxPin,
     },
     /// An IDT vector injected directly (type 2, needs `XENFEAT_hvm_callback_vector`). It
@@ -218,7 +231,9 @@ pub fn set_evtchn_upcall_vector(
 /// Where a PV ring (xenstore or console) lives: its page and its event channel.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct RingLocation {
+    /// The ring page's guest frame.
     pub gfn: Gfn,
+    /// The ring's event channel.
     pub port: Port,
 }
 

@@ -21,11 +21,15 @@ pub const XENMAPIDX_GRANT_TABLE_STATUS: u64 = 0x8000_0000;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct XenAddToPhysmap {
+    /// The domain whose physmap changes (`DOMID_SELF`).
     pub domid: u16,
     /// Number of pages, for `XENMAPSPACE_gmfn_range` only.
     pub size: u16,
+    /// Where the page comes from (`XENMAPSPACE_*`).
     pub space: u32,
+    /// Index of the page in that space.
     pub idx: u64,
+    /// The guest frame it appears at.
     pub gpfn: u64,
 }
 
@@ -33,7 +37,9 @@ pub struct XenAddToPhysmap {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct XenRemoveFromPhysmap {
+    /// The domain whose physmap changes (`DOMID_SELF`).
     pub domid: u16,
+    /// The guest frame to unmap.
     pub gpfn: u64,
 }
 
@@ -51,9 +57,13 @@ pub enum MapSpace {
 
 /// Makes Xen's page `idx` of `space` appear at guest frame `gfn` of this domain.
 ///
-/// Contract: whatever was at `gfn` before is replaced (a RAM page there is released to Xen).
+/// Whatever was at `gfn` before is replaced (a RAM page there is released to Xen).
 /// The page is not mapped in the guest's page tables: the kernel maps `gfn` afterwards.
-pub fn add_to_physmap(
+///
+/// # Safety
+/// `gfn` must be the caller's to give: a hole, or a frame no Rust object lives in and
+/// nothing will use as RAM again (its contents change under any mapping of it).
+pub unsafe fn add_to_physmap(
     hv: &impl Hypervisor,
     space: MapSpace,
     idx: u64,
@@ -67,7 +77,7 @@ pub fn add_to_physmap(
         gpfn: gfn.0,
     };
     // SAFETY: `arg` is the `xen_add_to_physmap` this command reads. The frame it replaces is
-    // the caller's to give (function contract); no Rust object lives in it.
+    // the caller's to give (see `# Safety`); no Rust object lives in it.
     let rc =
         unsafe { call_with_struct(hv, HypercallOp::MemoryOp, XENMEM_ADD_TO_PHYSMAP, &mut arg) };
     expect_zero(Operation::AddToPhysmap { space, idx, gfn }, rc)
@@ -75,12 +85,17 @@ pub fn add_to_physmap(
 
 /// Removes whatever is mapped at guest frame `gfn` (e.g. the shared_info page before a
 /// kexec), leaving a hole.
-pub fn remove_from_physmap(hv: &impl Hypervisor, gfn: Gfn) -> Result<(), XenError> {
+///
+/// # Safety
+/// Nothing may use the page at `gfn` any more: accesses through a mapping of it then reach
+/// a hole.
+pub unsafe fn remove_from_physmap(hv: &impl Hypervisor, gfn: Gfn) -> Result<(), XenError> {
     let mut arg = XenRemoveFromPhysmap {
         domid: DomId::SELF.0,
         gpfn: gfn.0,
     };
-    // SAFETY: `arg` is the `xen_remove_from_physmap` this command reads.
+    // SAFETY: `arg` is the `xen_remove_from_physmap` this command reads; the caller no
+    // longer uses the page (see `# Safety`).
     let rc = unsafe {
         call_with_struct(
             hv,
@@ -114,7 +129,8 @@ mod tests {
     #[test]
     fn add_to_physmap_marshals_every_field() {
         let hv = RecordingHypervisor::returning(0);
-        add_to_physmap(&hv, MapSpace::GrantTable, 3, Gfn(0xf0003)).unwrap();
+        // SAFETY: the fake hypervisor only records the call.
+        unsafe { add_to_physmap(&hv, MapSpace::GrantTable, 3, Gfn(0xf0003)) }.unwrap();
         let call = hv.single_call();
         assert_eq!((call.op, call.cmd()), (HypercallOp::MemoryOp, 7));
         assert_eq!(call.field(0, 2), 0x7ff0, "DOMID_SELF");
@@ -127,7 +143,8 @@ mod tests {
     #[test]
     fn add_to_physmap_errors_name_space_idx_and_frame() {
         let hv = RecordingHypervisor::returning(-(Errno::EINVAL.0 as i64));
-        let err = add_to_physmap(&hv, MapSpace::SharedInfo, 0, Gfn(0x100)).unwrap_err();
+        // SAFETY: the fake hypervisor only records the call.
+        let err = unsafe { add_to_physmap(&hv, MapSpace::SharedInfo, 0, Gfn(0x100)) }.unwrap_err();
         assert_eq!(
             err.op,
             Operation::AddToPhysmap {
@@ -142,7 +159,8 @@ mod tests {
     #[test]
     fn remove_from_physmap_marshals_the_frame() {
         let hv = RecordingHypervisor::returning(0);
-        remove_from_physmap(&hv, Gfn(0xf0000)).unwrap();
+        // SAFETY: the fake hypervisor only records the call.
+        unsafe { remove_from_physmap(&hv, Gfn(0xf0000)) }.unwrap();
         let call = hv.single_call();
         assert_eq!((call.op, call.cmd()), (HypercallOp::MemoryOp, 15));
         assert_eq!((call.field(0, 2), call.field(8, 8)), (0x7ff0, 0xf0000));

@@ -28,6 +28,7 @@ pub enum ShutdownReason {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SchedShutdown {
+    /// Why the domain shuts down (`SHUTDOWN_*`).
     pub reason: u32,
 }
 

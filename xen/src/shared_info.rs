@@ -38,6 +38,7 @@ pub struct VcpuTimeInfo {
     pub system_time: AtomicU64,
     /// TSC-to-ns multiplier, a 32.32 fixed-point fraction applied after `tsc_shift`.
     pub tsc_to_system_mul: AtomicU32,
+    /// Shift applied to the TSC delta before `tsc_to_system_mul` (negative: right shift).
     pub tsc_shift: AtomicI8,
     /// `XEN_PVCLOCK_*` flags.
     pub flags: AtomicU8,
@@ -47,6 +48,7 @@ pub struct VcpuTimeInfo {
 /// `struct arch_vcpu_info` (x86_64).
 #[repr(C)]
 pub struct ArchVcpuInfo {
+    /// The faulting address of a PV guest's last page fault; unused on HVM.
     pub cr2: AtomicU64,
     _pad: AtomicU64,
 }
@@ -60,24 +62,33 @@ pub struct VcpuInfo {
     pub evtchn_upcall_mask: AtomicU8,
     /// Selector: bit `w` says word `w` of `evtchn_pending` may hold pending ports.
     pub evtchn_pending_sel: AtomicU64,
+    /// Architecture-specific state.
     pub arch: ArchVcpuInfo,
+    /// This vCPU's system time.
     pub time: VcpuTimeInfo,
 }
 
 /// `struct arch_shared_info` (x86_64). PV-only bookkeeping; an HVM guest leaves it alone.
 #[repr(C)]
 pub struct ArchSharedInfo {
+    /// PV: the highest pfn in the p2m table.
     pub max_pfn: AtomicU64,
+    /// PV: frame of the list of frames of the p2m frame list.
     pub pfn_to_mfn_frame_list_list: AtomicU64,
+    /// PV: why an NMI was raised.
     pub nmi_reason: AtomicU64,
+    /// PV: CR3 of the address space holding the linear p2m list.
     pub p2m_cr3: AtomicU64,
+    /// PV: virtual address of the linear p2m list.
     pub p2m_vaddr: AtomicU64,
+    /// PV: incremented around every p2m change.
     pub p2m_generation: AtomicU64,
 }
 
 /// `struct shared_info`.
 #[repr(C)]
 pub struct SharedInfo {
+    /// Per-vCPU state of the first 32 vCPUs.
     pub vcpu_info: [VcpuInfo; LEGACY_MAX_VCPUS],
     /// Bit `p` set: port `p` has an event Xen delivered and the guest has not yet taken.
     pub evtchn_pending: [AtomicU64; EVTCHN_WORDS],
@@ -85,9 +96,13 @@ pub struct SharedInfo {
     pub evtchn_mask: [AtomicU64; EVTCHN_WORDS],
     /// Wall clock at system time 0 (seqlock on `wc_version`).
     pub wc_version: AtomicU32,
+    /// Seconds since 1970 (low 32 bits).
     pub wc_sec: AtomicU32,
+    /// Nanoseconds within the second.
     pub wc_nsec: AtomicU32,
+    /// High 32 bits of the seconds.
     pub wc_sec_hi: AtomicU32,
+    /// Architecture-specific state.
     pub arch: ArchSharedInfo,
 }
 
@@ -114,17 +129,26 @@ impl SharedInfo {
 
 /// Asks Xen to place the shared_info page at guest frame `gfn` (see [`crate::memory`] for
 /// how to choose it). The kernel then maps `gfn` and calls [`SharedInfo::from_ptr`].
-pub fn map_shared_info(hv: &impl Hypervisor, gfn: Gfn) -> Result<(), XenError> {
-    add_to_physmap(hv, MapSpace::SharedInfo, 0, gfn)
+///
+/// # Safety
+/// As for [`add_to_physmap`]: `gfn` must be a frame the caller gives up.
+pub unsafe fn map_shared_info(hv: &impl Hypervisor, gfn: Gfn) -> Result<(), XenError> {
+    // SAFETY: the caller gives `gfn` up (see `# Safety`).
+    unsafe { add_to_physmap(hv, MapSpace::SharedInfo, 0, gfn) }
 }
 
 /// A consistent copy of a [`VcpuTimeInfo`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct TimeSnapshot {
+    /// As in [`VcpuTimeInfo::tsc_timestamp`].
     pub tsc_timestamp: u64,
+    /// As in [`VcpuTimeInfo::system_time`].
     pub system_time: u64,
+    /// As in [`VcpuTimeInfo::tsc_to_system_mul`].
     pub tsc_to_system_mul: u32,
+    /// As in [`VcpuTimeInfo::tsc_shift`].
     pub tsc_shift: i8,
+    /// As in [`VcpuTimeInfo::flags`].
     pub flags: u8,
 }
 
@@ -227,7 +251,8 @@ mod tests {
     #[test]
     fn map_shared_info_uses_the_shared_info_space_index_0() {
         let hv = RecordingHypervisor::returning(0);
-        map_shared_info(&hv, Gfn(0xfc000)).unwrap();
+        // SAFETY: the fake hypervisor only records the call.
+        unsafe { map_shared_info(&hv, Gfn(0xfc000)) }.unwrap();
         let call = hv.single_call();
         assert_eq!((call.op, call.cmd()), (HypercallOp::MemoryOp, 7));
         assert_eq!(call.field(4, 4), 0, "XENMAPSPACE_shared_info");

@@ -27,7 +27,9 @@ pub mod feature {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct XenFeatureInfo {
+    /// In: which 32-bit submap of the feature bits.
     pub submap_idx: u32,
+    /// Out: that submap (`XENFEAT_*` bits, numbered from `32 * submap_idx`).
     pub submap: u32,
 }
 

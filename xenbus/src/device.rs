@@ -283,10 +283,12 @@ impl<P: Platform> Device<P> {
     ///
     /// [`ResourceError::StillMapped`]: crate::ResourceError::StillMapped
     pub fn try_end_ring_grant(&self, page: GrantedPage) -> Result<(), (GrantedPage, BusError)> {
-        let kept = GrantedPage {
-            gref: page.gref,
-            addr: page.addr,
-        };
+        // SAFETY: `kept` is used only when the platform answered
+        // StillMapped, which by `DeviceResources::end_ring_grant`'s contract
+        // changed nothing: the page stays allocated and granted, and the
+        // value passed in is gone, so `kept` is its only owner. Otherwise
+        // `kept` is dropped unused (a GrantedPage frees nothing on drop).
+        let kept = unsafe { GrantedPage::new(page.gref(), page.addr()) };
         match self.inner.resources.end_ring_grant(page) {
             Ok(()) => Ok(()),
             Err(source @ crate::error::ResourceError::StillMapped { .. }) => {

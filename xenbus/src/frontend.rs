@@ -178,7 +178,7 @@ impl<P: Platform> SampleFrontend<P> {
         let written = dev.store().transaction(|t| {
             use xenstore::Store;
             for (key, page) in protocol.ring_keys().iter().zip(&pages) {
-                t.write_display(&dev.path(key), page.gref.0)?;
+                t.write_display(&dev.path(key), page.gref().0)?;
             }
             t.write_display(&dev.path("event-channel"), port.0)?;
             for (key, value) in protocol.extra_keys() {

@@ -22,12 +22,37 @@ pub struct EvtchnPort(pub u32);
 
 /// A 4 KiB ring page the platform allocated and granted to the other end.
 /// It stays allocated and granted until [`DeviceResources::end_ring_grant`].
+///
+/// Only the platform makes one ([`GrantedPage::new`]), and it is neither
+/// `Clone` nor `Copy`: handing it back is how the platform knows it may
+/// free the page, so there is exactly one per grant.
 #[derive(Debug, PartialEq, Eq)]
 pub struct GrantedPage {
+    gref: GrantRef,
+    addr: usize,
+}
+
+impl GrantedPage {
+    /// The page at `addr`, granted as `gref`.
+    ///
+    /// # Safety
+    /// For the platform only: `addr` is a page it allocated and granted as
+    /// `gref`, which stays allocated and granted until this value comes
+    /// back through [`DeviceResources::end_ring_grant`], and no other
+    /// `GrantedPage` names that grant (the platform frees the page then).
+    pub unsafe fn new(gref: GrantRef, addr: usize) -> GrantedPage {
+        GrantedPage { gref, addr }
+    }
+
     /// The grant reference to publish.
-    pub gref: GrantRef,
+    pub fn gref(&self) -> GrantRef {
+        self.gref
+    }
+
     /// The page's virtual address in our address space.
-    pub addr: usize,
+    pub fn addr(&self) -> usize {
+        self.addr
+    }
 }
 
 /// Grant-table and event-channel services of the platform.

@@ -158,16 +158,14 @@ impl DeviceResources for GrantingPlatform {
             .lock()
             .unwrap()
             .push(format!("grant to {remote}"));
-        Ok(GrantedPage {
-            gref: GrantRef(8),
-            addr: 0x1000,
-        })
+        // SAFETY: a stand-in platform: nothing reads or frees the address.
+        Ok(unsafe { GrantedPage::new(GrantRef(8), 0x1000) })
     }
     fn end_ring_grant(&self, page: GrantedPage) -> Result<(), ResourceError> {
         self.calls
             .lock()
             .unwrap()
-            .push(format!("end grant {}", page.gref.0));
+            .push(format!("end grant {}", page.gref().0));
         Ok(())
     }
     fn alloc_unbound_evtchn(&self, remote: u16) -> Result<EvtchnPort, ResourceError> {
@@ -252,19 +250,18 @@ impl DeviceResources for RingPlatform {
         let gref = 8 + *next;
         *next += 1;
         self.record(format!("grant {gref} to {remote}"));
-        Ok(GrantedPage {
-            gref: GrantRef(gref),
-            addr: 0x1000 * gref as usize,
-        })
+        // SAFETY: this platform is the only maker of its GrantedPages, each
+        // for a fresh reference; the addresses are never dereferenced.
+        Ok(unsafe { GrantedPage::new(GrantRef(gref), 0x1000 * gref as usize) })
     }
     fn end_ring_grant(&self, page: GrantedPage) -> Result<(), ResourceError> {
         if self.mapped.load(std::sync::atomic::Ordering::SeqCst) {
-            self.record(format!("end grant {}: still mapped", page.gref.0));
+            self.record(format!("end grant {}: still mapped", page.gref().0));
             return Err(ResourceError::StillMapped {
                 what: "end a ring grant",
             });
         }
-        self.record(format!("end grant {}", page.gref.0));
+        self.record(format!("end grant {}", page.gref().0));
         Ok(())
     }
     fn alloc_unbound_evtchn(&self, remote: u16) -> Result<EvtchnPort, ResourceError> {

@@ -58,32 +58,51 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> core::arch::x86_64::CpuidResult {
     core::arch::x86_64::__cpuid_count(leaf, subleaf)
 }
 
+// Port I/O reaches the PIC, the PIT, PCI configuration space and devices
+// that can DMA into RAM: a stray write can break memory safety, so every
+// accessor is `unsafe`, and its caller says which device it drives.
+
 /// Reads an 8-bit I/O port.
+///
+/// # Safety
+/// `port` must belong to a device the caller drives, and reading it must
+/// not have side effects (acknowledging, popping a FIFO) another driver
+/// relies on.
 #[inline]
-pub fn inb(port: u16) -> u8 {
-    // SAFETY: the kernel owns the legacy I/O ports it names (PIT, UART, PIC,
-    // debug-exit, PCI config); reads of absent devices return all-ones.
+pub unsafe fn inb(port: u16) -> u8 {
+    // SAFETY: the caller vouches for the port (see `# Safety`).
     unsafe { Port::<u8>::new(port).read() }
 }
 
 /// Writes an 8-bit I/O port.
+///
+/// # Safety
+/// `port` must belong to a device the caller drives, and the write must
+/// leave it in a state that cannot break memory safety (no DMA into memory
+/// the kernel uses, no interrupt routing the kernel does not expect).
 #[inline]
-pub fn outb(port: u16, value: u8) {
-    // SAFETY: as for `inb`; callers name only ports of devices they drive.
+pub unsafe fn outb(port: u16, value: u8) {
+    // SAFETY: the caller vouches for the port and the value.
     unsafe { Port::<u8>::new(port).write(value) }
 }
 
 /// Reads a 32-bit I/O port.
+///
+/// # Safety
+/// As for [`inb`].
 #[inline]
-pub fn inl(port: u16) -> u32 {
-    // SAFETY: as for `inb`.
+pub unsafe fn inl(port: u16) -> u32 {
+    // SAFETY: the caller vouches for the port.
     unsafe { Port::<u32>::new(port).read() }
 }
 
 /// Writes a 32-bit I/O port.
+///
+/// # Safety
+/// As for [`outb`].
 #[inline]
-pub fn outl(port: u16, value: u32) {
-    // SAFETY: as for `outb`.
+pub unsafe fn outl(port: u16, value: u32) {
+    // SAFETY: the caller vouches for the port and the value.
     unsafe { Port::<u32>::new(port).write(value) }
 }
 

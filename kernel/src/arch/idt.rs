@@ -85,8 +85,8 @@ pub fn init() {
         let mut idt = InterruptDescriptorTable::new();
         let base = (&raw const trap_stubs) as u64;
         let stub = |vector: u64| VirtAddr::new(base + vector * STUB_STRIDE);
-        // SAFETY (for every set_handler_addr below): each address is the
-        // entry stub for that vector, which saves all registers, handles the
+        // SAFETY: each address given to set_handler_addr below is the entry
+        // stub for that vector, which saves all registers, handles the
         // error-code difference and returns with iretq.
         unsafe {
             idt.divide_error.set_handler_addr(stub(0));

@@ -161,10 +161,15 @@ impl PowerControl for KernelPower {
 /// Resets the machine the ways a PC offers, each given a moment to act.
 /// Returns only if none did.
 fn reset_machine() {
-    outb(RESET_CONTROL_PORT, 0x02);
-    outb(RESET_CONTROL_PORT, 0x06);
+    // SAFETY: the reset control register (0xcf9) resets the machine or does
+    // nothing; we are resetting on purpose.
+    unsafe {
+        outb(RESET_CONTROL_PORT, 0x02);
+        outb(RESET_CONTROL_PORT, 0x06);
+    }
     crate::time::spin_for(RESET_GRACE);
-    outb(KBC_COMMAND_PORT, 0xfe);
+    // SAFETY: the keyboard controller's pulse-reset command, as above.
+    unsafe { outb(KBC_COMMAND_PORT, 0xfe) };
     crate::time::spin_for(RESET_GRACE);
 }
 

@@ -14,6 +14,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
 
 use spin::Once;
 use xen::evtchn::{Port, PortHandler};
@@ -63,7 +64,10 @@ impl XenResources {
         }
         let frame = memory::alloc_frame().ok_or("no free frame for the grant table")?;
         let table_gfn = Gfn::containing(frame.as_u64());
-        grant_table::ops::map_frames(hv, table_gfn, GRANT_FRAMES).map_err(|e| format!("{e}"))?;
+        // SAFETY: GRANT_FRAMES is 1 and `frame` is fresh from the allocator,
+        // ours, never freed: no Rust object lives in it.
+        unsafe { grant_table::ops::map_frames(hv, table_gfn, GRANT_FRAMES) }
+            .map_err(|e| format!("{e}"))?;
         let virt = memory::phys_to_virt(frame)
             .and_then(|v| NonNull::new(v.as_mut_ptr::<u8>()))
             .ok_or("grant frame outside the identity map")?;
@@ -88,9 +92,11 @@ impl XenResources {
 /// Places the grant table again after a resume on a new host (its frames
 /// are Xen's and do not move with the domain's memory).
 pub(super) fn restore_after_resume() {
-    if let Some(r) = RESOURCES.get()
-        && let Err(e) = grant_table::ops::map_frames(r.guest.hypervisor, r.table_gfn, GRANT_FRAMES)
-    {
+    let Some(r) = RESOURCES.get() else { return };
+    // SAFETY: the frame `setup` gave Xen for good, placed again.
+    let placed =
+        unsafe { grant_table::ops::map_frames(r.guest.hypervisor, r.table_gfn, GRANT_FRAMES) };
+    if let Err(e) = placed {
         log::error!("xen: cannot place the grant table again after resume: {e}");
     }
 }
@@ -123,7 +129,8 @@ impl DeviceResources for XenResources {
         const WHAT: &str = "grant a ring page";
         let frame = memory::alloc_frame().ok_or(ResourceError::Exhausted { what: WHAT })?;
         let Some(virt) = memory::phys_to_virt(frame) else {
-            memory::free_frame(frame);
+            // SAFETY: fresh from `alloc_frame`, never used.
+            unsafe { memory::free_frame(frame) };
             return Err(ResourceError::Exhausted { what: WHAT });
         };
         // SAFETY: a free RAM frame just allocated (ours alone), identity
@@ -136,16 +143,18 @@ impl DeviceResources for XenResources {
             header.add(RING_RSP_EVENT).write_volatile(1);
         }
         let gfn = Gfn::containing(frame.as_u64());
-        match self
-            .table
-            .grant_access(DomId(remote), gfn, GrantAccess::ReadWrite)
-        {
-            Ok(gref) => Ok(GrantedPage {
-                gref: GrantRef(gref.0),
-                addr: virt.as_u64() as usize,
-            }),
+        // SAFETY: the frame is ours until `end_ring_grant` ends the grant;
+        // the driver reaches it only as a shared ring (volatile access).
+        match unsafe {
+            self.table
+                .grant_access(DomId(remote), gfn, GrantAccess::ReadWrite)
+        } {
+            // SAFETY: the frame allocated and granted just above; it is
+            // freed only when this page comes back to `end_ring_grant`.
+            Ok(gref) => Ok(unsafe { GrantedPage::new(GrantRef(gref.0), virt.as_u64() as usize) }),
             Err(e) => {
-                memory::free_frame(frame);
+                // SAFETY: not granted after all; nothing else has it.
+                unsafe { memory::free_frame(frame) };
                 Err(grant_error(WHAT, e))
             }
         }
@@ -154,19 +163,29 @@ impl DeviceResources for XenResources {
     fn end_ring_grant(&self, page: GrantedPage) -> Result<(), ResourceError> {
         const WHAT: &str = "end a ring grant";
         // Checked before the grant ends, so a bad page changes nothing: a
-        // page we granted is mapped and page aligned (free_frame insists).
-        let frame = VirtAddr::try_new(page.addr as u64)
+        // page we granted is mapped, page aligned, and the frame its grant
+        // entry names (so `addr` cannot point us at someone else's frame).
+        let gref = grant_table::GrantRef(page.gref().0);
+        let granted = self
+            .table
+            .entry(gref)
+            .map(|entry| u64::from(entry.frame.load(Ordering::Relaxed)));
+        let frame = VirtAddr::try_new(page.addr() as u64)
             .ok()
             .and_then(memory::virt_to_phys)
             .filter(|frame| frame.is_aligned(memory::PAGE_SIZE))
+            .filter(|frame| Some(frame.as_u64() / memory::PAGE_SIZE) == granted)
             .ok_or(ResourceError::Hypervisor {
                 what: WHAT,
                 code: xen::error::Errno::EINVAL.0,
             })?;
         self.table
-            .end_access(grant_table::GrantRef(page.gref.0))
+            .end_access(gref)
             .map_err(|e| grant_error(WHAT, e))?;
-        memory::free_frame(frame);
+        // SAFETY: the frame `grant_ring_page` allocated for this grant (the
+        // entry names it), which has just ended; the caller gave the page
+        // back, so nothing uses it.
+        unsafe { memory::free_frame(frame) };
         Ok(())
     }
 

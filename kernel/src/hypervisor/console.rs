@@ -28,7 +28,8 @@ pub(crate) fn attach(hv: &'static HypercallPage) {
             return;
         }
     };
-    let page = match super::map_special_page(ring.gfn) {
+    // SAFETY: the toolstack's console page, from HVM_PARAM_CONSOLE_PFN.
+    let page = match unsafe { super::map_special_page(ring.gfn) } {
         Ok(page) => page,
         Err(e) => {
             log::warn!("xen: cannot map the PV console page {}: {e}", ring.gfn);

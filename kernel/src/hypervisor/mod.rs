@@ -179,7 +179,9 @@ fn bring_up(info: XenInfo) -> Result<XenGuest, BringUpError> {
     // 4. shared_info at a RAM frame we give up to Xen (Linux HVM does the
     // same): the frame allocator hands it out once and never again.
     let frame = memory::alloc_frame().ok_or(BringUpError::NoFrame)?;
-    shared_info::map_shared_info(hv, Gfn::containing(frame.as_u64()))?;
+    // SAFETY: `frame` is fresh from the allocator, ours, and never freed:
+    // no Rust object lives in it.
+    unsafe { shared_info::map_shared_info(hv, Gfn::containing(frame.as_u64())) }?;
     let virt = memory::phys_to_virt(PhysAddr::new(frame.as_u64())).ok_or(BringUpError::NoFrame)?;
     // SAFETY: Xen placed shared_info at `frame` (the call above succeeded);
     // RAM is identity mapped write-back for the kernel's life, and the
@@ -255,7 +257,8 @@ pub fn restore_after_resume(guest: &XenGuest) -> Result<(), XenError> {
     let hv = guest.hypervisor;
     // RAM is identity mapped: the page's address is its frame's.
     let shared = core::ptr::from_ref(guest.channels.shared_info()) as u64;
-    shared_info::map_shared_info(hv, Gfn::containing(shared))?;
+    // SAFETY: the same frame as at bring-up, given to Xen for good.
+    unsafe { shared_info::map_shared_info(hv, Gfn::containing(shared)) }?;
     match guest.upcall {
         UpcallRoute::PerVcpuVector(v) => {
             hvm::set_evtchn_upcall_vector(hv, guest.vcpu, v)?;
@@ -271,8 +274,13 @@ pub fn restore_after_resume(guest: &XenGuest) -> Result<(), XenError> {
 
 /// Maps a guest frame the toolstack set up for us (xenstore or console
 /// ring: a "special page", often outside the RAM map) write-back.
-pub(crate) fn map_special_page(gfn: Gfn) -> Result<VirtAddr, memory::MapError> {
-    memory::map_shared_memory(gfn.addr(), xen::PAGE_SIZE)
+///
+/// # Safety
+/// `gfn` must be a page the toolstack set up for us (from an HVM param such
+/// as `HVM_PARAM_STORE_PFN`), not RAM the kernel allocates.
+pub(crate) unsafe fn map_special_page(gfn: Gfn) -> Result<VirtAddr, memory::MapError> {
+    // SAFETY: a special page holds no Rust object (see `# Safety`).
+    unsafe { memory::map_shared_memory(gfn.addr(), xen::PAGE_SIZE) }
         .map(|region| VirtAddr::new(region.as_ptr() as u64))
 }
 

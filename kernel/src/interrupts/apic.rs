@@ -63,7 +63,9 @@ pub(super) fn init() {
     // them); reading it has no side effect.
     let base = unsafe { base_msr.read() };
     let phys = crate::acpi::interrupt_model().map_or(base & 0xf_ffff_f000, |m| m.local_apic);
-    let region = crate::memory::map_mmio(phys, 4096)
+    // SAFETY: the local APIC's registers (from ACPI or the MSR); this
+    // module is their only user.
+    let region = unsafe { crate::memory::map_mmio(phys, 4096) }
         .unwrap_or_else(|e| panic!("cannot map the local APIC at {phys:#x}: {e}"));
     LAPIC.call_once(|| region);
     let apic = lapic();

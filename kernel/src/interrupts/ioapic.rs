@@ -64,7 +64,9 @@ pub(super) fn init() {
         return;
     };
     for info in model.ioapics() {
-        let regs = match crate::memory::map_mmio(info.address, 0x20) {
+        // SAFETY: an IOAPIC's registers, as ACPI's MADT names them; this
+        // module is their only user.
+        let regs = match unsafe { crate::memory::map_mmio(info.address, 0x20) } {
             Ok(regs) => regs,
             Err(e) => {
                 log::error!("IOAPIC at {:#x} unusable: {e}", info.address);

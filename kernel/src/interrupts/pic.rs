@@ -14,16 +14,21 @@ pub(super) fn is_pic_vector(vector: u8) -> bool {
 }
 
 pub(super) fn remap_and_mask() {
-    // ICW1..ICW4: init, vector offsets, cascade on IRQ 2, 8086 mode.
-    outb(PIC1, 0x11);
-    outb(PIC2, 0x11);
-    outb(PIC1 + 1, BASE);
-    outb(PIC2 + 1, BASE + 8);
-    outb(PIC1 + 1, 4);
-    outb(PIC2 + 1, 2);
-    outb(PIC1 + 1, 1);
-    outb(PIC2 + 1, 1);
-    // Mask everything.
-    outb(PIC1 + 1, 0xff);
-    outb(PIC2 + 1, 0xff);
+    // SAFETY: ports 0x20/0x21 and 0xa0/0xa1 are the two PICs, which this
+    // module owns; the sequence only moves their vectors off the exceptions
+    // and masks every line.
+    unsafe {
+        // ICW1..ICW4: init, vector offsets, cascade on IRQ 2, 8086 mode.
+        outb(PIC1, 0x11);
+        outb(PIC2, 0x11);
+        outb(PIC1 + 1, BASE);
+        outb(PIC2 + 1, BASE + 8);
+        outb(PIC1 + 1, 4);
+        outb(PIC2 + 1, 2);
+        outb(PIC1 + 1, 1);
+        outb(PIC2 + 1, 1);
+        // Mask everything.
+        outb(PIC1 + 1, 0xff);
+        outb(PIC2 + 1, 0xff);
+    }
 }

@@ -90,17 +90,22 @@ pub fn alloc_frame() -> Option<PhysAddr> {
     Some(PhysAddr::new(addr))
 }
 
-/// Returns a frame obtained from [`alloc_frame`]. The caller must no longer
-/// use it nor have it mapped anywhere else.
-pub fn free_frame(frame: PhysAddr) {
+/// Returns a frame obtained from [`alloc_frame`].
+///
+/// # Safety
+/// `frame` came from [`alloc_frame`] and has not been freed since; nothing
+/// uses it any more and it is mapped nowhere but the identity map (the
+/// allocator writes its free-list link into it and hands it out again).
+pub unsafe fn free_frame(frame: PhysAddr) {
     let addr = frame.as_u64();
     assert!(
         addr.is_multiple_of(PAGE_SIZE) && addr >= LOW_MEMORY_END,
         "free_frame({addr:#x}): not a frame from the allocator"
     );
     let mut frames = FRAMES.lock();
-    // SAFETY: the caller gave the frame back; it is identity-mapped RAM and
-    // nobody else uses it, so its first 8 bytes can hold the list link.
+    // SAFETY: the caller gave the frame back (see `# Safety`); it is
+    // identity-mapped RAM nobody else uses, so its first 8 bytes can hold
+    // the list link.
     unsafe { core::ptr::write_volatile(addr as *mut u64, frames.free_list) };
     frames.free_list = addr;
     FREE.fetch_add(1, Ordering::Relaxed);

@@ -50,22 +50,29 @@ pub fn stats() -> HeapStats {
     }
 }
 
-/// Maps `bytes` (page multiple) of fresh frames at `start`. On failure,
+/// Maps `bytes` (page multiple) of fresh frames at `start`, unmapped heap
+/// area past the heap's end (the caller holds the heap lock). On failure,
 /// undoes its own work and returns false.
 fn map_fresh(start: u64, bytes: u64) -> bool {
     let flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
     for off in (0..bytes).step_by(PAGE_SIZE as usize) {
         let ok = frame::alloc_frame().is_some_and(|f| {
-            let mapped = paging::map_page(VirtAddr::new(start + off), f, flags).is_ok();
+            // SAFETY: the page is heap area past the heap's end, which only
+            // this function maps; `f` is a fresh frame we own.
+            let mapped = unsafe { paging::map_page(VirtAddr::new(start + off), f, flags) }.is_ok();
             if !mapped {
-                frame::free_frame(f);
+                // SAFETY: `f` came from `alloc_frame` just now, unused.
+                unsafe { frame::free_frame(f) };
             }
             mapped
         });
         if !ok {
             for done in (0..off).step_by(PAGE_SIZE as usize) {
-                if let Ok(f) = paging::unmap_page(VirtAddr::new(start + done)) {
-                    frame::free_frame(f);
+                // SAFETY: pages this call mapped; the heap has not been
+                // extended over them, so nothing refers to them.
+                if let Ok(f) = unsafe { paging::unmap_page(VirtAddr::new(start + done)) } {
+                    // SAFETY: the frame was ours and is no longer mapped.
+                    unsafe { frame::free_frame(f) };
                 }
             }
             return false;

@@ -100,8 +100,16 @@ pub enum Caching {
 /// Maps `len` bytes of device memory at physical `phys` (any address, also
 /// above 4 GiB) uncached (PCD|PWT), writable, non-executable, in the MMIO
 /// window. The mapping stays until [`unmap_mmio`].
-pub fn map_mmio(phys: u64, len: usize) -> Result<MmioRegion, MapError> {
-    map_physical(phys, len, Caching::Uncached)
+///
+/// # Safety
+/// `phys .. phys + len` must be device memory, or RAM that no Rust object
+/// of this kernel lives in (not the identity-mapped RAM of the image, the
+/// frame allocator, the heap or the stacks): the region's safe accessors
+/// write there. Writes to the registers of a device that can DMA must be
+/// left to code that programs it soundly.
+pub unsafe fn map_mmio(phys: u64, len: usize) -> Result<MmioRegion, MapError> {
+    // SAFETY: the caller's obligation is `map_physical`'s.
+    unsafe { map_physical(phys, len, Caching::Uncached) }
 }
 
 /// Maps `len` bytes of RAM at physical `phys` that another agent shares
@@ -112,15 +120,27 @@ pub fn map_mmio(phys: u64, len: usize) -> Result<MmioRegion, MapError> {
 /// maps it write-back), and the ring protocol's barriers, not the cache
 /// mode, order the accesses. (Firmware MTRRs may still make a PCI hole
 /// uncached on real hardware; that is slower, never wrong.)
-pub fn map_shared_memory(phys: u64, len: usize) -> Result<MmioRegion, MapError> {
-    map_physical(phys, len, Caching::WriteBack)
+///
+/// # Safety
+/// As for [`map_mmio`]: the range must be memory no Rust object of this
+/// kernel lives in.
+pub unsafe fn map_shared_memory(phys: u64, len: usize) -> Result<MmioRegion, MapError> {
+    // SAFETY: the caller's obligation is `map_physical`'s.
+    unsafe { map_physical(phys, len, Caching::WriteBack) }
 }
 
 /// Maps `len` bytes at physical `phys` with `caching`, writable,
 /// non-executable, in the MMIO window, until [`unmap_mmio`]. Errors:
 /// [`MapError::OutOfVirtualSpace`] when the window has no room for `len`
 /// (also for lengths no address space holds), or a mapping error.
-pub fn map_physical(phys: u64, len: usize, caching: Caching) -> Result<MmioRegion, MapError> {
+///
+/// # Safety
+/// As for [`map_mmio`].
+pub unsafe fn map_physical(
+    phys: u64,
+    len: usize,
+    caching: Caching,
+) -> Result<MmioRegion, MapError> {
     let base = phys & !(PAGE_SIZE - 1);
     // `len` may come from a device (a BAR's size): overflow is an error.
     let span = (phys - base)
@@ -133,9 +153,14 @@ pub fn map_physical(phys: u64, len: usize, caching: Caching) -> Result<MmioRegio
         flags |= PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH;
     }
     for off in (0..span).step_by(PAGE_SIZE as usize) {
-        if let Err(e) = map_page(VirtAddr::new(virt + off), PhysAddr::new(base + off), flags) {
+        // SAFETY: `virt` was just reserved in the MMIO window, for us only;
+        // the caller vouches that the frame holds no Rust object.
+        let mapped =
+            unsafe { map_page(VirtAddr::new(virt + off), PhysAddr::new(base + off), flags) };
+        if let Err(e) = mapped {
             for done in (0..off).step_by(PAGE_SIZE as usize) {
-                let _ = unmap_page(VirtAddr::new(virt + done));
+                // SAFETY: our own pages from above; no region refers to them.
+                let _ = unsafe { unmap_page(VirtAddr::new(virt + done)) };
             }
             return Err(e);
         }
@@ -147,7 +172,10 @@ pub fn map_physical(phys: u64, len: usize, caching: Caching) -> Result<MmioRegio
     })
 }
 
-/// Removes an MMIO mapping (the virtual range is not reused).
+/// Removes an MMIO mapping (the virtual range is not reused). Safe: the
+/// region is consumed, so its accessors cannot be used again; raw pointers
+/// taken with [`MmioRegion::as_ptr`] dangle from here on (their users
+/// promised, in their own `unsafe`, to stop before this).
 pub fn unmap_mmio(region: MmioRegion) {
     let base = region.virt & !(PAGE_SIZE - 1);
     let end = (region.virt + region.len as u64)
@@ -155,6 +183,7 @@ pub fn unmap_mmio(region: MmioRegion) {
         .max(base + PAGE_SIZE);
     for page in (base..end).step_by(PAGE_SIZE as usize) {
         // Device memory: nothing to free, only the mapping goes.
-        let _ = unmap_page(VirtAddr::new(page));
+        // SAFETY: these pages are the region's alone, and it is gone.
+        let _ = unsafe { unmap_page(VirtAddr::new(page)) };
     }
 }

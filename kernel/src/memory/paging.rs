@@ -229,16 +229,25 @@ fn check_aligned(addr: u64) -> Result<(), MapError> {
 /// (PRESENT is implied; NO_EXECUTE is dropped on CPUs without NX).
 /// Missing page-table levels are allocated. The caller owns `virt`: use
 /// addresses from [`alloc_kernel_pages`] (or the regions it manages).
-pub fn map_page(virt: VirtAddr, phys: PhysAddr, flags: PageTableFlags) -> Result<(), MapError> {
+///
+/// # Safety
+/// `virt` must be a page the caller reserved (from [`alloc_kernel_pages`]
+/// or an area it manages), and `phys` a frame the caller owns or device
+/// memory: mapping a frame that holds Rust objects (the image, the heap,
+/// a stack, another owner's frame) writable would alias them.
+pub unsafe fn map_page(
+    virt: VirtAddr,
+    phys: PhysAddr,
+    flags: PageTableFlags,
+) -> Result<(), MapError> {
     check_aligned(virt.as_u64())?;
     check_aligned(phys.as_u64())?;
     with_tables(|mapper| {
         let page = Page::<Size4KiB>::containing_address(virt);
         let frame = PhysFrame::containing_address(phys);
         let table_flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
-        // SAFETY: the page is in a kernel-managed area owned by the caller;
-        // mapping it cannot alias Rust objects the kernel already relies on
-        // (the identity map is never handed out through this call).
+        // SAFETY: the caller owns the page and the frame (see `# Safety`), so
+        // the mapping aliases no Rust object the kernel relies on.
         let result = unsafe {
             mapper.map_to_with_table_flags(
                 page,
@@ -266,7 +275,11 @@ pub fn map_page(virt: VirtAddr, phys: PhysAddr, flags: PageTableFlags) -> Result
 
 /// Unmaps the 4 KiB page at `virt` and returns the frame it mapped (which
 /// the caller frees if it owns it). The local TLB entry is flushed.
-pub fn unmap_page(virt: VirtAddr) -> Result<PhysAddr, MapError> {
+///
+/// # Safety
+/// The caller must own the mapping (it made it with [`map_page`]) and
+/// nothing may use the page any more: no reference into it is live.
+pub unsafe fn unmap_page(virt: VirtAddr) -> Result<PhysAddr, MapError> {
     check_aligned(virt.as_u64())?;
     with_tables(|mapper| {
         let page = Page::<Size4KiB>::containing_address(virt);

@@ -65,8 +65,11 @@ impl KernelStack {
         let mut stack = stack;
         for page in (top - size..top).step_by(PAGE_SIZE as usize) {
             let f = frame::alloc_frame().ok_or(MapError::OutOfFrames)?;
-            if let Err(e) = paging::map_page(VirtAddr::new(page), f, flags) {
-                frame::free_frame(f);
+            // SAFETY: the slot was taken from `SLOTS` for this stack alone;
+            // `f` is a fresh frame we own.
+            if let Err(e) = unsafe { paging::map_page(VirtAddr::new(page), f, flags) } {
+                // SAFETY: `f` came from `alloc_frame` just now, unused.
+                unsafe { frame::free_frame(f) };
                 return Err(e); // `stack` drops: unmaps what was mapped
             }
             stack.size += PAGE_SIZE;
@@ -89,8 +92,11 @@ impl Drop for KernelStack {
     fn drop(&mut self) {
         let top = self.top();
         for page in (top - self.size..top).step_by(PAGE_SIZE as usize) {
-            if let Ok(f) = paging::unmap_page(VirtAddr::new(page)) {
-                frame::free_frame(f);
+            // SAFETY: the stack is being dropped: its thread is gone (a
+            // thread's stack outlives it), so no reference into it is live.
+            if let Ok(f) = unsafe { paging::unmap_page(VirtAddr::new(page)) } {
+                // SAFETY: the frame was mapped only here, and no more.
+                unsafe { frame::free_frame(f) };
             }
         }
         let mut slots = SLOTS.lock();

@@ -44,15 +44,28 @@ impl PciAddress {
     /// Reads the aligned config dword at `offset`.
     pub fn read32(self, offset: u8) -> u32 {
         let _cfg = CONFIG_LOCK.lock();
-        outl(CONFIG_ADDRESS, self.config_address(offset));
-        inl(CONFIG_DATA)
+        // SAFETY: 0xcf8/0xcfc are the config mechanism, owned by this module
+        // and serialised by `CONFIG_LOCK`; config reads have no side effects.
+        unsafe {
+            outl(CONFIG_ADDRESS, self.config_address(offset));
+            inl(CONFIG_DATA)
+        }
     }
 
     /// Writes the aligned config dword at `offset`.
-    pub fn write32(self, offset: u8, value: u32) {
+    ///
+    /// # Safety
+    /// A config write can move a BAR over RAM, turn on bus mastering or
+    /// retarget interrupts: the caller must drive this function and write
+    /// only values that leave its DMA and decoding aimed at memory and
+    /// addresses it may use.
+    pub unsafe fn write32(self, offset: u8, value: u32) {
         let _cfg = CONFIG_LOCK.lock();
-        outl(CONFIG_ADDRESS, self.config_address(offset));
-        outl(CONFIG_DATA, value);
+        // SAFETY: as in `read32`; the caller vouches for the value.
+        unsafe {
+            outl(CONFIG_ADDRESS, self.config_address(offset));
+            outl(CONFIG_DATA, value);
+        }
     }
 
     /// Reads the config word at `offset` (2-byte aligned).
@@ -62,10 +75,15 @@ impl PciAddress {
 
     /// Writes the config word at `offset` (2-byte aligned), preserving the
     /// other half of its dword.
-    pub fn write16(self, offset: u8, value: u16) {
+    ///
+    /// # Safety
+    /// As for [`write32`](Self::write32).
+    pub unsafe fn write16(self, offset: u8, value: u16) {
         let shift = (offset & 2) * 8;
         let old = self.read32(offset & !3) & !(0xffff << shift);
-        self.write32(offset & !3, old | (u32::from(value) << shift));
+        // SAFETY: the other half is written back unchanged; the caller
+        // vouches for `value`.
+        unsafe { self.write32(offset & !3, old | (u32::from(value) << shift)) };
     }
 
     /// Reads the config byte at `offset`.
@@ -139,10 +157,17 @@ impl PciDevice {
     }
 
     /// Enables memory decoding and bus mastering, and INTx delivery.
-    pub fn enable(&self) {
+    ///
+    /// # Safety
+    /// With bus mastering on the function may DMA: whatever it was left
+    /// programmed to do (by firmware, or a kernel before us) must target
+    /// only memory the caller gives it, or be nothing.
+    pub unsafe fn enable(&self) {
         let cmd = self.address.read16(COMMAND);
         let cmd = (cmd | COMMAND_MEMORY | COMMAND_BUS_MASTER) & !COMMAND_INTX_DISABLE;
-        self.address.write16(COMMAND, cmd);
+        // SAFETY: the caller vouches for the function's DMA; the BARs are
+        // the firmware's, which do not overlap RAM.
+        unsafe { self.address.write16(COMMAND, cmd) };
     }
 
     /// The function's capability list (see [`capability::capabilities`]).
@@ -162,43 +187,48 @@ impl PciDevice {
         let off = 0x10 + index * 4;
         let low = a.read32(off);
         let cmd = a.read16(COMMAND);
-        a.write16(COMMAND, cmd & !(COMMAND_IO | COMMAND_MEMORY));
-        let bar = if low & 1 == 1 {
-            a.write32(off, u32::MAX);
-            let mask = a.read32(off) & !0x3;
-            a.write32(off, low);
-            let size = (!mask).wrapping_add(1) & 0xffff;
-            (mask != 0).then_some(Bar::Io {
-                port: (low & !0x3) as u16,
-                size,
-            })
-        } else {
-            let is64 = (low >> 1) & 0x3 == 0x2;
-            let high = if is64 && index < 5 {
-                a.read32(off + 4)
+        // SAFETY: BAR sizing as the PCI spec describes it, with decoding off,
+        // so the all-ones probe decodes nowhere; each BAR and the command
+        // register get their old values back before decoding resumes.
+        unsafe {
+            a.write16(COMMAND, cmd & !(COMMAND_IO | COMMAND_MEMORY));
+            let bar = if low & 1 == 1 {
+                a.write32(off, u32::MAX);
+                let mask = a.read32(off) & !0x3;
+                a.write32(off, low);
+                let size = (!mask).wrapping_add(1) & 0xffff;
+                (mask != 0).then_some(Bar::Io {
+                    port: (low & !0x3) as u16,
+                    size,
+                })
             } else {
-                0
+                let is64 = (low >> 1) & 0x3 == 0x2;
+                let high = if is64 && index < 5 {
+                    a.read32(off + 4)
+                } else {
+                    0
+                };
+                a.write32(off, u32::MAX);
+                let mask_low = a.read32(off) & !0xf;
+                a.write32(off, low);
+                let mask_high = if is64 && index < 5 {
+                    a.write32(off + 4, u32::MAX);
+                    let m = a.read32(off + 4);
+                    a.write32(off + 4, high);
+                    m
+                } else {
+                    u32::MAX
+                };
+                let mask = (u64::from(mask_high) << 32) | u64::from(mask_low);
+                (mask_low != 0).then_some(Bar::Memory {
+                    address: (u64::from(high) << 32) | u64::from(low & !0xf),
+                    size: (!mask).wrapping_add(1),
+                    prefetchable: low & 0x8 != 0,
+                })
             };
-            a.write32(off, u32::MAX);
-            let mask_low = a.read32(off) & !0xf;
-            a.write32(off, low);
-            let mask_high = if is64 && index < 5 {
-                a.write32(off + 4, u32::MAX);
-                let m = a.read32(off + 4);
-                a.write32(off + 4, high);
-                m
-            } else {
-                u32::MAX
-            };
-            let mask = (u64::from(mask_high) << 32) | u64::from(mask_low);
-            (mask_low != 0).then_some(Bar::Memory {
-                address: (u64::from(high) << 32) | u64::from(low & !0xf),
-                size: (!mask).wrapping_add(1),
-                prefetchable: low & 0x8 != 0,
-            })
-        };
-        a.write16(COMMAND, cmd);
-        bar
+            a.write16(COMMAND, cmd);
+            bar
+        }
     }
 
     /// Whether BAR `index` holds the high 32 bits of the 64-bit memory BAR

@@ -16,7 +16,7 @@ use super::capability::{
     MsixInfo,
 };
 use super::{Bar, PciDevice};
-use crate::interrupts::msi::MsiMessage;
+use crate::interrupts::msi::{MSI_ADDRESS_BASE, MsiMessage};
 use crate::memory::{MapError, MmioRegion, map_mmio};
 
 /// Why MSI-X could not be set up.
@@ -39,6 +39,9 @@ pub enum MsixError {
     Map(MapError),
     /// No such table entry.
     NoSuchEntry(u16),
+    /// A message address outside the MSI window, refused by
+    /// [`MsixTable::program`].
+    NotMsiAddress(u64),
 }
 
 impl fmt::Display for MsixError {
@@ -54,6 +57,7 @@ impl fmt::Display for MsixError {
             Self::TableOutsideBar => write!(f, "MSI-X table does not fit in its BAR"),
             Self::Map(e) => write!(f, "cannot map the MSI-X table: {e}"),
             Self::NoSuchEntry(i) => write!(f, "no MSI-X table entry {i}"),
+            Self::NotMsiAddress(a) => write!(f, "{a:#x} is not an MSI address"),
         }
     }
 }
@@ -103,12 +107,19 @@ impl MsixTable {
         let table_phys = address
             .checked_add(u64::from(info.table_offset))
             .ok_or(MsixError::TableOutsideBar)?;
-        let table = map_mmio(table_phys, table_len).map_err(MsixError::Map)?;
+        // SAFETY: the table lies inside a memory BAR (checked above), device
+        // memory; its entries are written only by `program`, which keeps the
+        // messages in the interrupt window.
+        let table = unsafe { map_mmio(table_phys, table_len) }.map_err(MsixError::Map)?;
         let control = a.read16(cap.offset + CONTROL);
-        a.write16(
-            cap.offset + CONTROL,
-            control | MSIX_CONTROL_ENABLE | MSIX_CONTROL_FUNCTION_MASK,
-        );
+        // SAFETY: turns MSI-X on with the whole function masked: nothing
+        // fires until `program` has aimed an entry at the interrupt window.
+        unsafe {
+            a.write16(
+                cap.offset + CONTROL,
+                control | MSIX_CONTROL_ENABLE | MSIX_CONTROL_FUNCTION_MASK,
+            );
+        }
         let msix = MsixTable {
             device: *device,
             cap: cap.offset,
@@ -147,7 +158,12 @@ impl MsixTable {
 
     /// Points entry `index` at `message` and unmasks it. The entry is
     /// masked while its fields change, so it never fires half-written.
+    /// A message whose address is outside the MSI window (0xfee0_0000,
+    /// 1 MiB) is refused: the device would write `data` there, into RAM.
     pub fn program(&self, index: u16, message: MsiMessage) -> Result<(), MsixError> {
+        if message.address >> 20 != u64::from(MSI_ADDRESS_BASE >> 20) {
+            return Err(MsixError::NotMsiAddress(message.address));
+        }
         let at = self.entry(index)?;
         self.set_masked(index, true)?;
         self.table
@@ -162,10 +178,14 @@ impl MsixTable {
     pub fn enable(&self) {
         let a = self.device.address;
         let control = a.read16(self.cap + CONTROL);
-        a.write16(
-            self.cap + CONTROL,
-            (control | MSIX_CONTROL_ENABLE) & !MSIX_CONTROL_FUNCTION_MASK,
-        );
+        // SAFETY: entries can only hold interrupt-window addresses (see
+        // `program`), so unmasking lets the device raise interrupts, no more.
+        unsafe {
+            a.write16(
+                self.cap + CONTROL,
+                (control | MSIX_CONTROL_ENABLE) & !MSIX_CONTROL_FUNCTION_MASK,
+            );
+        }
     }
 
     /// Masks the whole function (events are then held pending by the
@@ -173,6 +193,7 @@ impl MsixTable {
     pub fn mask_function(&self) {
         let a = self.device.address;
         let control = a.read16(self.cap + CONTROL);
-        a.write16(self.cap + CONTROL, control | MSIX_CONTROL_FUNCTION_MASK);
+        // SAFETY: masking only stops the function's interrupts.
+        unsafe { a.write16(self.cap + CONTROL, control | MSIX_CONTROL_FUNCTION_MASK) };
     }
 }

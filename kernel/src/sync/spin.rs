@@ -46,9 +46,12 @@ impl RawSpinLock {
             .is_ok()
     }
 
-    /// Releases the lock. The caller must hold it (this is not checked:
-    /// releasing someone else's lock breaks their mutual exclusion).
-    pub fn unlock(&self) {
+    /// Releases the lock.
+    ///
+    /// # Safety
+    /// The caller must hold the lock (this is not checked): releasing
+    /// someone else's lock breaks the mutual exclusion their data relies on.
+    pub unsafe fn unlock(&self) {
         self.locked.store(false, Ordering::Release);
     }
 
@@ -165,7 +168,8 @@ impl<T: ?Sized> DerefMut for SpinLockGuard<'_, T> {
 impl<T: ?Sized> Drop for SpinLockGuard<'_, T> {
     fn drop(&mut self) {
         HELD.fetch_sub(1, Ordering::Relaxed);
-        self.lock.raw.unlock();
+        // SAFETY: the guard's existence means this CPU holds the lock.
+        unsafe { self.lock.raw.unlock() };
         irq_restore(self.irq);
     }
 }

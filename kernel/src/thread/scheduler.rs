@@ -107,7 +107,8 @@ impl DerefMut for SchedGuard {
 
 impl Drop for SchedGuard {
     fn drop(&mut self) {
-        SCHED.lock.unlock();
+        // SAFETY: a guard exists only while this CPU holds the lock.
+        unsafe { SCHED.lock.unlock() };
     }
 }
 

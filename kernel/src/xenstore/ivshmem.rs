@@ -143,9 +143,14 @@ impl IvshmemChannel {
         // Size the BARs before turning decoding on (sizing toggles it).
         let (regs_at, _) = memory_bar(&device, 0, 16)?;
         let (page_at, page_size) = memory_bar(&device, 2, PAGE_SIZE as u64)?;
-        device.enable();
-        let registers = map_mmio(regs_at, 16).map_err(IvshmemError::Map)?;
-        let page = map_shared_memory(page_at, PAGE_SIZE).map_err(IvshmemError::Map)?;
+        // SAFETY: ivshmem-doorbell has no DMA engine: its only bus-master
+        // writes are MSI-X messages, kept in the interrupt window by
+        // `MsixTable::program`.
+        unsafe { device.enable() };
+        // SAFETY: BAR0 is the device's registers, in the PCI hole (not RAM).
+        let registers = unsafe { map_mmio(regs_at, 16) }.map_err(IvshmemError::Map)?;
+        // SAFETY: BAR2 is the host's shared memory, not the kernel's RAM.
+        let page = unsafe { map_shared_memory(page_at, PAGE_SIZE) }.map_err(IvshmemError::Map)?;
         let peer_id = registers.read32(REG_IV_POSITION);
         log::info!(
             "xenstore: ivshmem-doorbell at {}: registers {regs_at:#x}, ring page {page_at:#x} \

@@ -38,7 +38,8 @@ impl XenStoreChannel {
     pub fn probe(guest: &'static XenGuest) -> Result<XenStoreChannel, String> {
         let ring = hvm::store_ring(guest.hypervisor)
             .map_err(|e| format!("no xenstore ring from the toolstack: {e}"))?;
-        let page = map_special_page(ring.gfn)
+        // SAFETY: the toolstack's xenstore page, from HVM_PARAM_STORE_PFN.
+        let page = unsafe { map_special_page(ring.gfn) }
             .map_err(|e| format!("cannot map the xenstore page {}: {e}", ring.gfn))?;
         let page = NonNull::new(page.as_mut_ptr::<u8>())
             .ok_or_else(|| String::from("xenstore page mapped at null"))?;

@@ -28,7 +28,9 @@ pub const EVTCHNOP_UNMASK: u32 = 9;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EvtchnAllocUnbound {
+    /// In: the allocating domain (`DOMID_SELF`).
     pub dom: u16,
+    /// In: the domain allowed to bind to the port.
     pub remote_dom: u16,
     /// Out.
     pub port: u32,
@@ -38,7 +40,9 @@ pub struct EvtchnAllocUnbound {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EvtchnBindInterdomain {
+    /// In: the domain that allocated the port.
     pub remote_dom: u16,
+    /// In: its unbound port.
     pub remote_port: u32,
     /// Out.
     pub local_port: u32,
@@ -48,7 +52,9 @@ pub struct EvtchnBindInterdomain {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EvtchnBindVirq {
+    /// In: `VIRQ_*`.
     pub virq: u32,
+    /// In: the vCPU to notify.
     pub vcpu: u32,
     /// Out.
     pub port: u32,
@@ -58,6 +64,7 @@ pub struct EvtchnBindVirq {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EvtchnPortArg {
+    /// In: the local port.
     pub port: u32,
 }
 
@@ -65,7 +72,9 @@ pub struct EvtchnPortArg {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EvtchnBindVcpu {
+    /// In: the local port.
     pub port: u32,
+    /// In: the vCPU to notify from now on.
     pub vcpu: u32,
 }
 
@@ -73,7 +82,9 @@ pub struct EvtchnBindVcpu {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EvtchnStatus {
+    /// In: the domain (`DOMID_SELF`).
     pub dom: u16,
+    /// In: the port.
     pub port: u32,
     /// Out: `EVTCHNSTAT_*`.
     pub status: u32,
@@ -87,11 +98,25 @@ pub struct EvtchnStatus {
 /// What `EVTCHNOP_status` says about a port.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ChannelStatus {
+    /// Not in use (`EVTCHNSTAT_closed`).
     Closed,
-    Unbound { remote: DomId },
-    Interdomain { remote: DomId, remote_port: u32 },
+    /// Waiting for `remote` to bind (`EVTCHNSTAT_unbound`).
+    Unbound {
+        /// The domain allowed to bind.
+        remote: DomId,
+    },
+    /// Connected to a port of another domain (`EVTCHNSTAT_interdomain`).
+    Interdomain {
+        /// The peer domain.
+        remote: DomId,
+        /// The peer's port.
+        remote_port: u32,
+    },
+    /// Bound to a physical IRQ (`EVTCHNSTAT_pirq`).
     Pirq(u32),
+    /// Bound to a virtual IRQ (`EVTCHNSTAT_virq`).
     Virq(Virq),
+    /// Bound to an inter-vCPU interrupt (`EVTCHNSTAT_ipi`).
     Ipi,
 }
 

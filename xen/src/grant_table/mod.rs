@@ -34,7 +34,9 @@ impl fmt::Display for GrantRef {
 /// Access a grant gives.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum GrantAccess {
+    /// The peer may only read the frame (`GTF_readonly`).
     ReadOnly,
+    /// The peer may read and write the frame.
     ReadWrite,
 }
 
@@ -47,12 +49,22 @@ pub enum GrantError {
     FrameTooLarge(Gfn),
     /// The peer still has the frame mapped (`GTF_reading`/`GTF_writing`): the grant stays in
     /// force and the frame must not be reused. Retry after the peer unmaps.
-    StillMapped { gref: GrantRef, flags: GrantFlags },
+    StillMapped {
+        /// The reference.
+        gref: GrantRef,
+        /// Its entry's flags as read.
+        flags: GrantFlags,
+    },
     /// Not a reference this table handed out (free, reserved, or out of range).
     NotGranted(GrantRef),
     /// The free list offered a reference whose entry is not invalid (stale state, e.g. left
     /// over from before a kexec). The reference is kept out of circulation.
-    EntryNotFree { gref: GrantRef, flags: GrantFlags },
+    EntryNotFree {
+        /// The reference.
+        gref: GrantRef,
+        /// Its entry's flags as read.
+        flags: GrantFlags,
+    },
 }
 
 impl fmt::Display for GrantError {
@@ -105,7 +117,12 @@ impl<'a> GrantTable<'a> {
     }
 
     /// Grants `domid` `access` to guest frame `gfn` and returns the reference to tell it.
-    pub fn grant_access(
+    ///
+    /// # Safety
+    /// Until [`end_access`](Self::end_access) succeeds, `domid` may map the frame, and with
+    /// [`GrantAccess::ReadWrite`] write it at any time: `gfn` must stay allocated to the
+    /// caller until then, and hold no Rust object, only data it reads as shared memory.
+    pub unsafe fn grant_access(
         &self,
         domid: DomId,
         gfn: Gfn,
@@ -156,6 +173,17 @@ mod tests {
     use super::*;
     use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
+    /// Grants in a test: nothing ever maps the frames the tests name.
+    fn grant(
+        table: &GrantTable<'_>,
+        domid: DomId,
+        gfn: Gfn,
+        access: GrantAccess,
+    ) -> Result<GrantRef, GrantError> {
+        // SAFETY: the entries are test memory no hypervisor reads; no peer maps `gfn`.
+        unsafe { table.grant_access(domid, gfn, access) }
+    }
+
     fn entries(n: usize) -> Vec<GrantEntryV1> {
         (0..n)
             .map(|_| GrantEntryV1 {
@@ -172,9 +200,7 @@ mod tests {
         let mut storage = vec![0u16; 16];
         let table = GrantTable::new(&e, &mut storage);
         assert_eq!(table.free_count(), 8);
-        let gref = table
-            .grant_access(DomId(0), Gfn(0x1234), GrantAccess::ReadWrite)
-            .unwrap();
+        let gref = grant(&table, DomId(0), Gfn(0x1234), GrantAccess::ReadWrite).unwrap();
         assert_eq!(gref, GrantRef(8), "first unreserved reference");
         let entry = table.entry(gref).unwrap();
         assert_eq!(entry.flags(), GrantFlags::PERMIT_ACCESS);
@@ -196,9 +222,7 @@ mod tests {
         let e = entries(16);
         let mut storage = vec![0u16; 16];
         let table = GrantTable::new(&e, &mut storage);
-        let gref = table
-            .grant_access(DomId(5), Gfn(7), GrantAccess::ReadOnly)
-            .unwrap();
+        let gref = grant(&table, DomId(5), Gfn(7), GrantAccess::ReadOnly).unwrap();
         let entry = table.entry(gref).unwrap();
         assert_eq!(
             entry.flags(),
@@ -212,9 +236,7 @@ mod tests {
         let e = entries(16);
         let mut storage = vec![0u16; 16];
         let table = GrantTable::new(&e, &mut storage);
-        let gref = table
-            .grant_access(DomId(0), Gfn(1), GrantAccess::ReadWrite)
-            .unwrap();
+        let gref = grant(&table, DomId(0), Gfn(1), GrantAccess::ReadWrite).unwrap();
         e[gref.0 as usize]
             .flags
             .fetch_or(GrantFlags::WRITING.bits(), Ordering::SeqCst);
@@ -232,7 +254,7 @@ mod tests {
         let e = entries(10);
         let mut storage = vec![0u16; 10];
         let table = GrantTable::new(&e, &mut storage);
-        let g = |t: &GrantTable<'_>| t.grant_access(DomId(0), Gfn(1), GrantAccess::ReadOnly);
+        let g = |t: &GrantTable<'_>| grant(t, DomId(0), Gfn(1), GrantAccess::ReadOnly);
         assert!(g(&table).is_ok() && g(&table).is_ok());
         assert_eq!(g(&table), Err(GrantError::Exhausted));
         assert_eq!(
@@ -251,7 +273,7 @@ mod tests {
         let mut storage = vec![0u16; 16];
         let table = GrantTable::new(&e, &mut storage);
         let big = Gfn(1 << 32);
-        let err = table.grant_access(DomId(0), big, GrantAccess::ReadWrite);
+        let err = grant(&table, DomId(0), big, GrantAccess::ReadWrite);
         assert_eq!(err, Err(GrantError::FrameTooLarge(big)));
         assert_eq!(table.free_count(), 8);
     }
@@ -263,9 +285,7 @@ mod tests {
             .store(GrantFlags::PERMIT_ACCESS.bits(), Ordering::SeqCst); // left from before
         let mut storage = vec![0u16; 10];
         let table = GrantTable::new(&e, &mut storage);
-        let err = table
-            .grant_access(DomId(0), Gfn(1), GrantAccess::ReadOnly)
-            .unwrap_err();
+        let err = grant(&table, DomId(0), Gfn(1), GrantAccess::ReadOnly).unwrap_err();
         assert!(matches!(
             err,
             GrantError::EntryNotFree {
@@ -273,9 +293,7 @@ mod tests {
                 ..
             }
         ));
-        let next = table
-            .grant_access(DomId(0), Gfn(1), GrantAccess::ReadOnly)
-            .unwrap();
+        let next = grant(&table, DomId(0), Gfn(1), GrantAccess::ReadOnly).unwrap();
         assert_eq!(
             next,
             GrantRef(9),

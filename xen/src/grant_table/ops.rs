@@ -15,7 +15,9 @@ pub const GNTTABOP_QUERY_SIZE: u32 = 6;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GnttabSetupTable {
+    /// In: the domain (`DOMID_SELF`).
     pub dom: u16,
+    /// In: number of frames to set up.
     pub nr_frames: u32,
     /// Out: `GNTST_*`.
     pub status: i16,
@@ -27,6 +29,7 @@ pub struct GnttabSetupTable {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GnttabQuerySize {
+    /// In: the domain (`DOMID_SELF`).
     pub dom: u16,
     /// Out.
     pub nr_frames: u32,
@@ -39,7 +42,9 @@ pub struct GnttabQuerySize {
 /// Current and maximum number of grant-table frames of this domain.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct GrantTableSize {
+    /// Frames the table has now.
     pub nr_frames: u32,
+    /// Frames it may grow to.
     pub max_nr_frames: u32,
 }
 
@@ -102,14 +107,20 @@ pub fn setup_table(hv: &impl Hypervisor, frames: &mut [u64]) -> Result<(), XenEr
 /// Places grant frames `0..nr_frames` at guest frames `first, first+1, ...` so the kernel can
 /// map the table as one contiguous range. Frames beyond the current size are allocated by
 /// Xen on the way (up to `max_nr_frames`).
-pub fn map_frames(hv: &impl Hypervisor, first: Gfn, nr_frames: u32) -> Result<(), XenError> {
+///
+/// # Safety
+/// As for [`add_to_physmap`], for each of the `nr_frames` guest frames from `first`.
+pub unsafe fn map_frames(hv: &impl Hypervisor, first: Gfn, nr_frames: u32) -> Result<(), XenError> {
     for i in 0..nr_frames {
-        add_to_physmap(
-            hv,
-            MapSpace::GrantTable,
-            u64::from(i),
-            Gfn(first.0 + u64::from(i)),
-        )?;
+        // SAFETY: one of the frames the caller gave (see `# Safety`).
+        unsafe {
+            add_to_physmap(
+                hv,
+                MapSpace::GrantTable,
+                u64::from(i),
+                Gfn(first.0 + u64::from(i)),
+            )
+        }?;
     }
     Ok(())
 }
@@ -171,8 +182,10 @@ mod tests {
             assert_eq!(call.field(4, 4), 2, "nr_frames");
             let list = call.field(16, 8) as *mut u64;
             // SAFETY: plays Xen writing the two frames into the caller's list.
-            unsafe { list.write(0x100) };
-            unsafe { list.add(1).write(0x101) };
+            unsafe {
+                list.write(0x100);
+                list.add(1).write(0x101);
+            }
             0
         });
         let mut frames = [0u64; 2];
@@ -184,7 +197,8 @@ mod tests {
     #[test]
     fn map_frames_places_each_frame_at_consecutive_gfns() {
         let hv = RecordingHypervisor::returning(0);
-        map_frames(&hv, Gfn(0xf0000), 3).unwrap();
+        // SAFETY: the fake hypervisor only records the calls.
+        unsafe { map_frames(&hv, Gfn(0xf0000), 3) }.unwrap();
         let placed: Vec<_> = hv
             .calls()
             .iter()
@@ -199,7 +213,8 @@ mod tests {
     #[test]
     fn map_frames_stops_at_the_first_failure() {
         let hv = RecordingHypervisor::answering(|call| if call.field(8, 8) == 1 { -22 } else { 0 });
-        let err = map_frames(&hv, Gfn(0xf0000), 3).unwrap_err();
+        // SAFETY: the fake hypervisor only records the calls.
+        let err = unsafe { map_frames(&hv, Gfn(0xf0000), 3) }.unwrap_err();
         assert_eq!(
             err.op,
             Operation::AddToPhysmap {

@@ -25,13 +25,21 @@ pub use page::{HypercallPage, InstallError, MsrWriter};
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u32)]
 pub enum HypercallOp {
+    /// `__HYPERVISOR_memory_op`.
     MemoryOp = 12,
+    /// `__HYPERVISOR_xen_version`.
     XenVersion = 17,
+    /// `__HYPERVISOR_console_io`.
     ConsoleIo = 18,
+    /// `__HYPERVISOR_grant_table_op`.
     GrantTableOp = 20,
+    /// `__HYPERVISOR_vcpu_op`.
     VcpuOp = 24,
+    /// `__HYPERVISOR_sched_op`.
     SchedOp = 29,
+    /// `__HYPERVISOR_event_channel_op`.
     EventChannelOp = 32,
+    /// `__HYPERVISOR_hvm_op`.
     HvmOp = 34,
 }
 

@@ -46,11 +46,19 @@ impl MsrWriter for NativeMsr {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum InstallError {
     /// The page's virtual or guest-physical address is not 4 KiB aligned.
-    Misaligned { virt: usize, phys: u64 },
+    Misaligned {
+        /// The page's virtual address.
+        virt: usize,
+        /// Its guest-physical address.
+        phys: u64,
+    },
     /// After the MSR write the memory_op stub neither changed nor looks like a Xen stub
     /// (`mov $12, %eax` ...): the MSR write did not reach Xen, or `phys` is not `virt`'s
     /// frame. The bytes found are kept for the log.
-    PageNotFilled { stub: [u8; 8] },
+    PageNotFilled {
+        /// The first bytes of the memory_op stub.
+        stub: [u8; 8],
+    },
 }
 
 impl fmt::Display for InstallError {
