@@ -3,6 +3,9 @@
 //! into dom0; and the `xen` test step that runs the kernel as a PVH domU
 //! created with `xl`.
 
+// The kernel's host-link codec (xentest::ktests) is written for `alloc`.
+extern crate alloc;
+
 mod agent;
 mod base64;
 mod bed;
@@ -40,7 +43,6 @@ commands:
   test [--filter TEXT] [--kernel FILE]
                           the `xen` step: build the kernel (or take FILE), boot Xen + dom0 once, run
                           each test on PVH guests made with xl; libtest-style output
-
 options (run, test, soak):
   --cpu MODEL             QEMU -cpu (default: bed::DEFAULT_CPU; $REALXEN_CPU also sets it)
   --smp N                 QEMU -smp (default 1)
