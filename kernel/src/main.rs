@@ -77,8 +77,8 @@ fn serve_shell() -> ! {
             }
             kernel::println!(
                 "\nxenstore shell on the console (COM1, and Xen's PV console: xl console): type \
-                 'help'.\n'poweroff' powers the guest off; under ./run-qemu.sh, Ctrl-A x quits QEMU \
-                 at any time.\n"
+                 'help'.\n'poweroff' powers the guest off; in QEMU (./run-qemu.sh), Ctrl-A x quits at \
+                 any time.\n"
             );
             shell.run()
         }
