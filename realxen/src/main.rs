@@ -43,7 +43,13 @@ commands:
   test [--filter TEXT] [--kernel FILE]
                           the `xen` step: build the kernel (or take FILE), boot Xen + dom0 once, run
                           each test on PVH guests made with xl; libtest-style output
-options (run, test, soak):
+  shell [--kernel FILE]   boot Xen + dom0, create the kernel as a PVH guest and attach this terminal
+                          to its shell on the PV console (line by line); `poweroff` ends it, status 0
+                          (./run-qemu.sh --real-xen)
+  demo [--kernel FILE]    the scripted version: once the shell is up, dom0 runs `xl shutdown -w`;
+                          status 0 when the guest acknowledged and powered off
+
+options (run, test, soak, shell, demo):
   --cpu MODEL             QEMU -cpu (default: bed::DEFAULT_CPU; $REALXEN_CPU also sets it)
   --smp N                 QEMU -smp (default 1)
   --xen-append TEXT       appended to Xen's command line
@@ -167,6 +173,8 @@ fn main() -> ExitCode {
         "run" => cmd_run(args),
         "soak" => soak::cmd_soak(args),
         "test" => xentest::cmd_test(args),
+        "shell" => xentest::cmd_shell(args),
+        "demo" => xentest::cmd_demo(args),
         other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
     };
     result.unwrap_or_else(|e| {

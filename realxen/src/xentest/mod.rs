@@ -7,7 +7,10 @@ mod fpu;
 mod guest;
 mod ktests;
 mod pvconsole;
+mod session;
 mod shell;
+
+pub use session::{cmd_demo, cmd_shell};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
