@@ -188,7 +188,7 @@ fn serve(bed: &mut Bed, guest: &Guest) -> Result<ImageRun, String> {
         let state = domain_state(bed, &guest.name)?;
         // Read after the state: whatever it wrote before ending is in.
         for line in console.lines(bed)? {
-            take_line(bed, &console, &mut run, line)?;
+            take_line(bed, &mut console, &mut run, line)?;
         }
         if state != DomainState::Alive {
             run.end = state;
@@ -205,7 +205,12 @@ fn serve(bed: &mut Bed, guest: &Guest) -> Result<ImageRun, String> {
     }
 }
 
-fn take_line(bed: &mut Bed, console: &PvConsole, run: &mut ImageRun, line: String) -> TestResult {
+fn take_line(
+    bed: &mut Bed,
+    console: &mut PvConsole,
+    run: &mut ImageRun,
+    line: String,
+) -> TestResult {
     if let Some(plan) = line.strip_prefix("ktest: plan ") {
         run.plan = plan.split_whitespace().skip(1).map(String::from).collect();
     } else if line.trim() == "ktest: done" {
