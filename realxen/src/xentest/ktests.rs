@@ -299,3 +299,24 @@ macro_rules! ktest {
     };
 }
 pub(crate) use ktest;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_is_found_among_cargo_messages() {
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","target":{"name":"ktests","kind":["lib"]},"executable":null}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","target":{"name":"xen_guest","kind":["test"]},"executable":"/t/deps/xen_guest-0123"}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#,
+        );
+        assert_eq!(
+            executable(messages),
+            Some(PathBuf::from("/t/deps/xen_guest-0123"))
+        );
+        assert_eq!(executable(r#"{"reason":"build-finished"}"#), None);
+    }
+}
