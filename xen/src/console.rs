@@ -156,7 +156,7 @@ impl<'a> ConsoleRing<'a> {
 }
 
 /// How long [`XenConsole::write_bytes`] waits for a full ring to drain before dropping the
-/// rest: spins of [`core::hint::spin_loop`] per attempt, and attempts.
+/// rest: per attempt a `SCHEDOP_yield` and spins of [`core::hint::spin_loop`]; attempts.
 const DRAIN_SPINS: usize = 10_000;
 const DRAIN_ATTEMPTS: usize = 100;
 
@@ -199,6 +199,9 @@ impl<'a, H: Hypervisor> XenConsole<'a, H> {
             if attempts > DRAIN_ATTEMPTS || !self.ring.backend_connected() {
                 break;
             }
+            // The backend (xenconsoled in dom0) may share our physical CPU: give it the
+            // CPU rather than only spinning. A refused yield leaves the spin.
+            let _ = crate::sched::yield_cpu(self.hv);
             for _ in 0..DRAIN_SPINS {
                 core::hint::spin_loop();
             }
@@ -408,6 +411,15 @@ mod tests {
         let big = vec![b'y'; OUT_RING_SIZE + 10];
         assert_eq!(con.write_bytes(&big), Ok(OUT_RING_SIZE));
         assert_eq!(con.dropped(), 10);
+        let yields = hv
+            .calls()
+            .iter()
+            .filter(|c| c.op == HypercallOp::SchedOp)
+            .count();
+        assert_eq!(
+            yields, DRAIN_ATTEMPTS,
+            "the CPU is offered to the backend while waiting"
+        );
         intf.connection
             .store(CONSOLE_DISCONNECTED, Ordering::Relaxed);
         assert_eq!(con.write_bytes(b"zz"), Ok(0), "disconnected: no waiting");
