@@ -5,6 +5,7 @@
 #   scripts/install-deps.sh            everything (tests, demo, benchmark)
 #   scripts/install-deps.sh --run      what ./run-qemu.sh needs (QEMU, the real xenstore-* tools)
 #   scripts/install-deps.sh --qemu     only what booting the kernel needs (./run-qemu.sh --xen)
+#   scripts/install-deps.sh --real-xen what the real-Xen bed needs (./run-qemu.sh --real-xen)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,12 +43,21 @@ all_pkgs=(
     "cpio:/usr/bin/cpio:packs the dom0 initramfs of the real-Xen bed (realxen/)"
 )
 
+# The real-Xen bed (realxen/): dom0 gets xl's libraries from the host's libxen-dev and
+# xenstore-utils; the initramfs is a cpio archive.
+realxen_pkgs=(
+    "${run_pkgs[@]}"
+    "libxen-dev:/usr/include/xenstore.h:the libraries xl links, copied into the real-Xen bed's dom0"
+    "cpio:/usr/bin/cpio:packs the dom0 initramfs of the real-Xen bed (realxen/)"
+)
+
 mode=${1:-all}
 case "$mode" in
     all) pkgs=("${all_pkgs[@]}") ;;
     --run) pkgs=("${run_pkgs[@]}") ;;
     --qemu) pkgs=("${qemu_pkgs[@]}") ;;
-    *) say "unknown option $mode (want --run or --qemu, or nothing for everything)"; exit 2 ;;
+    --real-xen) pkgs=("${realxen_pkgs[@]}") ;;
+    *) say "unknown option $mode (want --run, --qemu or --real-xen, or nothing for everything)"; exit 2 ;;
 esac
 
 missing=()

@@ -130,6 +130,10 @@ macro_rules! main {
 /// - `cmdline = "loglevel=debug"` — appended to the kernel command line.
 /// - `role = "bench"` — a benchmark image: skipped by `bootimage test`, run
 ///   by `bootimage bench`, which collects its `bench: key=value` lines.
+/// - `role = "xen"` — an image for real Xen: skipped by `bootimage test`,
+///   run by `realxen test` as a PVH domU created with `xl`. Its output and
+///   the host link go over the PV console; it ends with SCHEDOP_shutdown
+///   (poweroff when every test passed, crash on a panic).
 /// - `expect = "panic" | "timeout"` — a runner self-test: the image passes
 ///   only if it fails that way.
 /// - `expect = "poweroff" | "reboot"` — the image's last test ends the

@@ -30,6 +30,10 @@ pub enum Role {
     /// A benchmark image, run only by `bootimage bench`: it prints
     /// `bench: key=value` lines and is not part of the test suite.
     Bench,
+    /// A test image for real Xen, run only by `realxen test` as a PVH domU
+    /// (its results come back over the PV console; QEMU cannot boot it
+    /// usefully: it needs the hypervisor).
+    Xen,
 }
 
 /// Everything the runner needs to know to boot one image.
@@ -115,7 +119,8 @@ impl ImageConfig {
                     config.role = match value {
                         "test" => Role::Test,
                         "bench" => Role::Bench,
-                        other => return Err(format!("role = {other:?}: want test|bench")),
+                        "xen" => Role::Xen,
+                        other => return Err(format!("role = {other:?}: want test|bench|xen")),
                     }
                 }
                 other => return Err(format!("unknown config key {other:?}")),
@@ -153,6 +158,8 @@ mod tests {
             Expect::Poweroff
         );
         assert_eq!(bench.role, Role::Bench);
+        let xen = ImageConfig::parse(b"role\x00xen\x00").unwrap();
+        assert_eq!(xen.role, Role::Xen);
     }
 
     #[test]

@@ -76,8 +76,9 @@ fn serve_shell() -> ! {
                 shell.execute_line("ls");
             }
             kernel::println!(
-                "\nxenstore shell on the serial console: type 'help'. 'poweroff' powers the guest \
-                 off;\nunder ./run-qemu.sh, Ctrl-A x quits QEMU at any time.\n"
+                "\nxenstore shell on the console (COM1, and Xen's PV console: xl console): type \
+                 'help'.\n'poweroff' powers the guest off; in QEMU (./run-qemu.sh), Ctrl-A x quits at \
+                 any time.\n"
             );
             shell.run()
         }

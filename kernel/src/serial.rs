@@ -12,6 +12,13 @@
 //! the FIFO is full), so a reply longer than the buffer arrives whole
 //! however late its reader runs. A real UART's FIFO overruns instead; that
 //! loss is counted ([`rx_dropped`]), never silent.
+//!
+//! Where there is no UART (a Xen PVH guest), the console is Xen's PV
+//! console: the hypervisor layer installs a [`Mirror`] that gets every byte
+//! written here, and an [`InputSource`] whose bytes join the UART's in
+//! [`RX`], so the shell and the host link work the same on both. The
+//! source is throttled like the UART: when [`RX`] is full its bytes wait in
+//! its own ring until a reader takes the buffer down to half.
 
 use alloc::collections::VecDeque;
 use core::fmt;
@@ -52,6 +59,22 @@ static RX_ENABLED: AtomicBool = AtomicBool::new(false);
 static RX_THROTTLED: AtomicBool = AtomicBool::new(false);
 /// IER value with the received-data-available interrupt on.
 const IER_RX: u8 = 0x01;
+
+/// Gets a copy of everything written to the console (`\n` already turned
+/// into `\r\n`). `emergency` is set on fatal paths, where the mirror must
+/// not wait for a lock its own CPU may hold. Called with [`TX_LOCK`] held
+/// (except on fatal paths) and interrupts disabled.
+pub type Mirror = fn(bytes: &[u8], emergency: bool);
+static MIRROR: spin::Once<Mirror> = spin::Once::new();
+
+/// Another input device (the Xen PV console): moves at most `room` bytes,
+/// oldest first, into `push` and returns how many it moved. Called with
+/// [`RX`] held and interrupts disabled.
+pub type InputSource = fn(room: usize, push: &mut dyn FnMut(u8)) -> usize;
+static INPUT_SOURCE: spin::Once<InputSource> = spin::Once::new();
+/// The input source was left with bytes because [`RX`] was full. Changed
+/// only with [`RX`] held.
+static SOURCE_THROTTLED: AtomicBool = AtomicBool::new(false);
 
 /// Errors of [`read_line`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,7 +139,21 @@ fn wait_tx_empty() {
     }
 }
 
-fn write_bytes_raw(bytes: &[u8]) {
+fn write_bytes_raw(bytes: &[u8], emergency: bool) {
+    write_uart(bytes);
+    if let Some(mirror) = MIRROR.get() {
+        for (i, piece) in bytes.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                mirror(b"\r\n", emergency);
+            }
+            if !piece.is_empty() {
+                mirror(piece, emergency);
+            }
+        }
+    }
+}
+
+fn write_uart(bytes: &[u8]) {
     // One status read per FIFO-full of bytes rather than per byte: each port
     // access is a VM exit, which dominates console cost under virtualisation.
     let mut in_fifo = TX_FIFO_SIZE;
@@ -140,7 +177,7 @@ fn write_bytes_raw(bytes: &[u8]) {
 /// other writers. Callable from any context, including interrupt handlers.
 pub fn write_bytes(bytes: &[u8]) {
     let _tx = TX_LOCK.lock();
-    write_bytes_raw(bytes);
+    write_bytes_raw(bytes, false);
 }
 
 /// Formats and writes to COM1 as one unit (see [`write_bytes`]).
@@ -155,7 +192,7 @@ struct RawWriter;
 
 impl fmt::Write for RawWriter {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        write_bytes_raw(s.as_bytes());
+        write_bytes_raw(s.as_bytes(), false);
         Ok(())
     }
 }
@@ -168,7 +205,7 @@ pub struct EmergencyWriter;
 impl fmt::Write for EmergencyWriter {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let _tx = TX_LOCK.try_lock();
-        write_bytes_raw(s.as_bytes());
+        write_bytes_raw(s.as_bytes(), true);
         Ok(())
     }
 }
@@ -184,6 +221,62 @@ macro_rules! print {
 macro_rules! println {
     () => { $crate::serial::write_bytes(b"\n") };
     ($($arg:tt)*) => { $crate::serial::write_fmt(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Mirrors all console output to `mirror` from now on. Once per kernel;
+/// returns `false` (and keeps the first) if one is set.
+pub fn set_mirror(mirror: Mirror) -> bool {
+    let mut installed = false;
+    MIRROR.call_once(|| {
+        installed = true;
+        mirror
+    });
+    installed
+}
+
+/// Takes input from `source` too, and enables input. Once per kernel;
+/// returns `false` (and keeps the first) if one is set. The source's
+/// driver calls [`input_arrived`] when it has bytes.
+pub fn add_input_source(source: InputSource) -> bool {
+    let mut installed = false;
+    INPUT_SOURCE.call_once(|| {
+        installed = true;
+        source
+    });
+    if installed {
+        RX.lock().reserve(RX_CAPACITY);
+        RX_ENABLED.store(true, Ordering::SeqCst);
+        input_arrived();
+    }
+    installed
+}
+
+/// The input source has bytes: moves what fits into the buffer and wakes
+/// readers. Interrupt context is fine (the PV console's event handler).
+pub fn input_arrived() {
+    let got = drain_source(&mut RX.lock());
+    if got {
+        RX_READY.wake_all();
+    }
+}
+
+/// Moves what fits from the input source into `rx`; when `rx` fills up,
+/// marks the source throttled (see the module doc). Called with [`RX`]
+/// held.
+fn drain_source(rx: &mut VecDeque<u8>) -> bool {
+    let Some(source) = INPUT_SOURCE.get() else {
+        return false;
+    };
+    let room = RX_CAPACITY.saturating_sub(rx.len());
+    let moved = if room > 0 {
+        source(room, &mut |b| rx.push_back(b))
+    } else {
+        0
+    };
+    if rx.len() >= RX_CAPACITY {
+        SOURCE_THROTTLED.store(true, Ordering::SeqCst);
+    }
+    moved > 0
 }
 
 fn on_rx_interrupt() {
@@ -229,11 +322,17 @@ fn take_byte() -> (Option<u8>, bool) {
         com1_write(REG_IER, IER_RX);
         refilled = drain_uart(&mut rx);
     }
+    if SOURCE_THROTTLED.load(Ordering::SeqCst) && rx.len() <= RX_RESUME_AT {
+        SOURCE_THROTTLED.store(false, Ordering::SeqCst);
+        refilled |= drain_source(&mut rx);
+    }
     (byte, refilled)
 }
 
 /// Enables the receive interrupt (IRQ 4 through the IOAPIC). Called by boot
 /// once interrupts work; input arriving earlier waits in the UART FIFO.
+/// Without a UART (Xen PVH) this fails; input then comes only from an
+/// [`InputSource`] if one was added.
 pub fn enable_input() {
     RX.lock().reserve(RX_CAPACITY);
     match crate::interrupts::register_legacy_irq(COM1_IRQ, on_rx_interrupt) {
@@ -241,6 +340,9 @@ pub fn enable_input() {
             com1_write(REG_IER, IER_RX);
             RX_ENABLED.store(true, Ordering::SeqCst);
             on_rx_interrupt(); // anything that arrived before the IRQ was routed
+        }
+        Err(e) if INPUT_SOURCE.get().is_some() => {
+            log::info!("serial input disabled ({e}); input comes from the Xen PV console")
         }
         Err(e) => log::warn!("serial input disabled: {e}"),
     }

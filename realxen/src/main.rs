@@ -3,6 +3,9 @@
 //! into dom0; and the `xen` test step that runs the kernel as a PVH domU
 //! created with `xl`.
 
+// The kernel's host-link codec (xentest::ktests) is written for `alloc`.
+extern crate alloc;
+
 mod agent;
 mod base64;
 mod bed;
@@ -41,8 +44,13 @@ commands:
                           the `xen` step: build the kernel (or take FILE); for each daemon boot
                           Xen + dom0 once and run each test on PVH guests made with xl;
                           libtest-style output
+  shell [--kernel FILE]   boot Xen + dom0, create the kernel as a PVH guest and attach this terminal
+                          to its shell on the PV console (line by line); `poweroff` ends it, status 0
+                          (./run-qemu.sh --real-xen)
+  demo [--kernel FILE]    the scripted version: once the shell is up, dom0 runs `xl shutdown -w`;
+                          status 0 when the guest acknowledged and powered off
 
-options (run, test, soak):
+options (run, test, soak, shell, demo):
   --daemon D              dom0's xenstore daemon: xenstored (C) or oxenstored (OCaml); test and
                           soak also take `both`, their default (one boot each)
   --cpu MODEL             QEMU -cpu (default: bed::DEFAULT_CPU; $REALXEN_CPU also sets it)
@@ -172,6 +180,8 @@ fn main() -> ExitCode {
         "run" => cmd_run(args),
         "soak" => soak::cmd_soak(args),
         "test" => xentest::cmd_test(args),
+        "shell" => xentest::cmd_shell(args),
+        "demo" => xentest::cmd_demo(args),
         other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
     };
     result.unwrap_or_else(|e| {

@@ -7,8 +7,11 @@
 //! release store (the bytes are visible before the index that covers them), then notify the
 //! console event channel.
 //!
+//! Input runs the other way: the backend produces into `in` (1 KiB) and advances `in_prod`;
+//! the guest consumes and advances `in_cons`, then notifies the same event channel.
+//!
 //! A backend that writes nonsense indexes (more than a ring's worth outstanding) gets a
-//! [`ConsoleError::Corrupt`] and no write: the guest never indexes outside `out`.
+//! [`ConsoleError::Corrupt`] and no write or read: the guest never indexes outside the rings.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -128,10 +131,37 @@ impl<'a> ConsoleRing<'a> {
     pub fn backend_connected(&self) -> bool {
         self.intf.connection.load(Ordering::Acquire) != CONSOLE_DISCONNECTED
     }
+
+    /// Consumes up to `room` bytes of input (the `in` ring the backend fills), in order,
+    /// handing each to `push`; returns how many. Does not notify.
+    pub fn read_some(
+        &mut self,
+        room: usize,
+        push: &mut dyn FnMut(u8),
+    ) -> Result<usize, ConsoleError> {
+        // Acquire: the backend's bytes are visible before the index that covers them.
+        let prod = self.intf.in_prod.load(Ordering::Acquire);
+        // Only this consumer writes in_cons.
+        let cons = self.intf.in_cons.load(Ordering::Relaxed);
+        let available = prod.wrapping_sub(cons) as usize;
+        if available > IN_RING_SIZE {
+            return Err(ConsoleError::Corrupt { prod, cons });
+        }
+        let n = available.min(room);
+        for i in 0..n {
+            let idx = cons.wrapping_add(i as u32) as usize % IN_RING_SIZE;
+            push(self.intf.input[idx].load(Ordering::Relaxed));
+        }
+        // Release: our reads of the bytes happen before the backend may reuse their slots.
+        self.intf
+            .in_cons
+            .store(cons.wrapping_add(n as u32), Ordering::Release);
+        Ok(n)
+    }
 }
 
 /// How long [`XenConsole::write_bytes`] waits for a full ring to drain before dropping the
-/// rest: spins of [`core::hint::spin_loop`] per attempt, and attempts.
+/// rest: per attempt a `SCHEDOP_yield` and spins of [`core::hint::spin_loop`]; attempts.
 const DRAIN_SPINS: usize = 10_000;
 const DRAIN_ATTEMPTS: usize = 100;
 
@@ -174,6 +204,9 @@ impl<'a, H: Hypervisor> XenConsole<'a, H> {
             if attempts > DRAIN_ATTEMPTS || !self.ring.backend_connected() {
                 break;
             }
+            // The backend (xenconsoled in dom0) may share our physical CPU: give it the
+            // CPU rather than only spinning. A refused yield leaves the spin.
+            let _ = crate::sched::yield_cpu(self.hv);
             for _ in 0..DRAIN_SPINS {
                 core::hint::spin_loop();
             }
@@ -186,6 +219,26 @@ impl<'a, H: Hypervisor> XenConsole<'a, H> {
     /// Bytes dropped since creation because the backend did not drain the ring.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Output bytes the backend has not consumed yet.
+    pub fn pending(&self) -> u32 {
+        self.ring.pending()
+    }
+
+    /// Takes up to `room` bytes of input (keyboard input from `xl console`, or whatever dom0
+    /// wrote to the console's pty) into `push`; notifies the backend when it took any, so it
+    /// can refill the ring. Returns how many.
+    pub fn read_input(
+        &mut self,
+        room: usize,
+        push: &mut dyn FnMut(u8),
+    ) -> Result<usize, ConsoleError> {
+        let n = self.ring.read_some(room, push)?;
+        if n > 0 {
+            ops::send(self.hv, self.port).map_err(ConsoleError::Notify)?;
+        }
+        Ok(n)
     }
 }
 
@@ -308,6 +361,53 @@ mod tests {
         assert_eq!(con.dropped(), 0);
     }
 
+    /// Plays the backend's input side: queues `bytes` into `in`.
+    fn type_in(intf: &XenconsInterface, bytes: &[u8]) {
+        let prod = intf.in_prod.load(Ordering::Relaxed);
+        for (i, &b) in bytes.iter().enumerate() {
+            let idx = prod.wrapping_add(i as u32) as usize % IN_RING_SIZE;
+            intf.input[idx].store(b, Ordering::Relaxed);
+        }
+        intf.in_prod
+            .store(prod.wrapping_add(bytes.len() as u32), Ordering::Release);
+    }
+
+    #[test]
+    fn input_is_read_in_order_up_to_the_room_given_and_wraps() {
+        let intf = zeroed();
+        let start = u32::MAX - 1;
+        intf.in_prod.store(start, Ordering::Relaxed);
+        intf.in_cons.store(start, Ordering::Relaxed);
+        type_in(&intf, b"read domid\r");
+        let hv = RecordingHypervisor::returning(0);
+        let mut con = XenConsole::new(&intf, Port::new(3).unwrap(), &hv);
+        let mut got = Vec::new();
+        assert_eq!(con.read_input(4, &mut |b| got.push(b)), Ok(4));
+        assert_eq!(got, b"read");
+        assert_eq!(hv.calls().len(), 1, "the backend is told there is room");
+        assert_eq!(con.read_input(100, &mut |b| got.push(b)), Ok(7));
+        assert_eq!(got, b"read domid\r");
+        assert_eq!(con.read_input(100, &mut |b| got.push(b)), Ok(0));
+        assert_eq!(hv.calls().len(), 2, "nothing read, no notification");
+    }
+
+    #[test]
+    fn corrupt_input_indexes_are_refused_without_reading() {
+        let intf = zeroed();
+        intf.in_prod.store(5000, Ordering::Relaxed);
+        let mut ring = ConsoleRing::new(&intf);
+        let mut got = Vec::new();
+        assert_eq!(
+            ring.read_some(10, &mut |b| got.push(b)),
+            Err(ConsoleError::Corrupt {
+                prod: 5000,
+                cons: 0
+            })
+        );
+        assert!(got.is_empty());
+        assert_eq!(intf.in_cons.load(Ordering::Relaxed), 0);
+    }
+
     #[test]
     fn a_stuck_backend_costs_a_bounded_wait_and_a_counted_drop() {
         let intf = zeroed();
@@ -316,6 +416,15 @@ mod tests {
         let big = vec![b'y'; OUT_RING_SIZE + 10];
         assert_eq!(con.write_bytes(&big), Ok(OUT_RING_SIZE));
         assert_eq!(con.dropped(), 10);
+        let yields = hv
+            .calls()
+            .iter()
+            .filter(|c| c.op == HypercallOp::SchedOp)
+            .count();
+        assert_eq!(
+            yields, DRAIN_ATTEMPTS,
+            "the CPU is offered to the backend while waiting"
+        );
         intf.connection
             .store(CONSOLE_DISCONNECTED, Ordering::Relaxed);
         assert_eq!(con.write_bytes(b"zz"), Ok(0), "disconnected: no waiting");

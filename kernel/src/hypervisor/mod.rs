@@ -5,8 +5,9 @@
 //!    xenstore service looks for the QEMU test platform instead;
 //! 2. install the hypercall page (a page the `xen` crate reserves in our
 //!    `.text`; Xen fills it through its guest-physical address);
-//! 3. the PV console as a log sink ([`console`]), when the toolstack gave
-//!    us one (PVH guests have no UART);
+//! 3. the PV console as the console's mirror ([`console`]), when the
+//!    toolstack gave us one (PVH guests have no UART); its input once
+//!    event channels work;
 //! 4. map shared_info at a RAM frame we give up to Xen;
 //! 5. event channels: mask every port, install the upcall vector, route
 //!    upcalls to it (the per-vCPU LAPIC vector when CPUID offers it, EOI
@@ -235,6 +236,8 @@ fn bring_up(info: XenInfo) -> Result<XenGuest, BringUpError> {
     // Discarding the registration (it has no Drop) keeps the handler for
     // the kernel's life.
     let _ = registration;
+    // The PV console's input, now that its event can arrive.
+    console::enable_input(&channels);
 
     // 6. Power off through Xen when there is no isa-debug-exit.
     crate::exit::set_power_off_hook(power_off);
@@ -286,6 +289,8 @@ pub(crate) unsafe fn map_special_page(gfn: Gfn) -> Result<VirtAddr, memory::MapE
 
 fn power_off(code: crate::ExitCode) {
     let Some(hv) = HYPERCALLS.get() else { return };
+    // The last lines (a test's result, "powering off") reach dom0's log.
+    console::flush(hv);
     let reason = match code {
         crate::ExitCode::Success => ShutdownReason::Poweroff,
         crate::ExitCode::Failure => ShutdownReason::Crash,

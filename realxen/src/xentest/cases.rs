@@ -30,7 +30,7 @@ const DATA_KEYS: [&str; 8] = [
 
 pub type Case = (&'static str, fn(&mut Bed) -> TestResult);
 
-pub const CASES: [Case; 7] = [
+pub const CASES: &[Case] = &[
     (
         "xen::guest_connects_through_hvm_params_and_publishes_data",
         guest_connects_through_hvm_params_and_publishes_data,
@@ -58,6 +58,24 @@ pub const CASES: [Case; 7] = [
     (
         "xen::backends_removing_the_devices_closes_both_ends",
         super::backends::removing_the_devices_closes_both_ends,
+    ),
+    super::ktests::ktest!(attaches_to_xenstored_through_the_hvm_params),
+    super::ktests::ktest!(writes_reads_lists_and_removes_in_its_own_tree),
+    super::ktests::ktest!(transactions_commit_whole_or_not_at_all),
+    super::ktests::ktest!(its_own_write_fires_its_watch),
+    super::ktests::ktest!(a_dom0_xenstore_write_fires_the_guest_watch),
+    super::ktests::ktest!(dom0_lists_data_and_vm_data_with_xenstore_ls),
+    (
+        "xen::ktest::image_powers_off_after_its_last_test",
+        super::ktests::image_powers_off_after_its_last_test,
+    ),
+    (
+        "xen::shell_on_the_pv_console_answers_dom0",
+        super::shell::shell_on_the_pv_console_answers_dom0,
+    ),
+    (
+        "xen::shell_poweroff_powers_the_domain_off",
+        super::shell::shell_poweroff_powers_the_domain_off,
     ),
 ];
 

@@ -6,6 +6,12 @@ mod backends;
 mod cases;
 mod fpu;
 mod guest;
+mod ktests;
+mod pvconsole;
+mod session;
+mod shell;
+
+pub use session::{cmd_demo, cmd_shell};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -48,6 +54,7 @@ pub fn suite_options(args: &mut Vec<String>) -> Result<BedOptions, String> {
     options
         .preload
         .extend(fpu::preloads(&work, &progress).map_err(|e| e.to_string())?);
+    options.preload.extend(ktests::preloads(&work, &progress)?);
     Ok(options)
 }
 
@@ -99,6 +106,7 @@ pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
         .filter(|(name, _)| filter.is_none_or(|f| name.contains(f)))
         .collect();
     let filtered_out = cases::CASES.len() - selected.len();
+    ktests::forget();
 
     let mut bed = match Bed::boot(options, Progress::start()) {
         Ok(bed) => bed,
