@@ -208,19 +208,23 @@ fn ten_thousand_host_writes_arrive_in_order_none_lost() {
 }
 
 /// Writes in the slow-callback flood: enough to fill the 1024-event queue
-/// many times over, few enough that the backlog in the daemon stays far
-/// below its watch-event timeout (20 s in 4.17: it drops events that wait
-/// longer for a guest) even on a loaded emulator.
-const SLOW_WRITES: u64 = 3000;
+/// twice, few enough that the backlog in the daemon stays far below its
+/// watch-event timeout (20 s in 4.17: it drops events that wait longer for
+/// a guest) even on a loaded emulator. (3000 at 300 us an event once lost
+/// events to that timeout, with the guest's clock calibrated 7 times fast.)
+const SLOW_WRITES: u64 = 2000;
+/// The slow callback's time per event: slower than the keep-up flood's
+/// guest (about 100 us an event).
+const SLOW_EVENT: Duration = Duration::from_micros(150);
 
 fn a_slow_callback_loses_nothing() {
-    // Slower than the flood (300 us an event), but never stuck: the guest
+    // Slower than the flood (SLOW_EVENT an event), but never stuck: the guest
     // holds back reading while the queue is full, and nothing drops.
     let before = client().stats();
     // Whether the queue fills on its own depends on who is faster, the
     // host's writes or this callback, which a loaded machine changes (it
     // once never filled). So the callback's first flood event waits until
-    // the receive thread has found the queue full (the flood is three
+    // the receive thread has found the queue full (the flood is two
     // queues' worth) and only then goes on: flow control is exercised
     // every time, and the wait ends well before the stall timeout can.
     let xs = client();
@@ -233,7 +237,7 @@ fn a_slow_callback_loses_nothing() {
             while xs.stats().watch_reader_waits == waits_before && Instant::now() < deadline {
                 kernel::thread::sleep(Duration::from_millis(1));
             }
-            kernel::time::spin_for(Duration::from_micros(300))
+            kernel::time::spin_for(SLOW_EVENT)
         },
         || {},
     );
