@@ -35,23 +35,22 @@ echo "running $(( ${#examples[@]} + ${#own_daemon[@]} )) tests"
 passed=0
 failed=()
 start=$SECONDS
-for example in "${examples[@]}"; do
-    if XENSTORED_PATH=$socket timeout 120 "target/debug/examples/$example" > "$dir/$example.out" 2>&1; then
+# run_example NAME [VAR=VALUE...]: runs one example with the given environment, prints its test line.
+run_example() {
+    local example=$1; shift
+    if env "$@" timeout 120 "target/debug/examples/$example" > "$dir/$example.out" 2>&1; then
         echo "test examples::$example ... ok"
         passed=$((passed + 1))
     else
         echo "test examples::$example ... FAILED"
         failed+=("$example")
     fi
+}
+for example in "${examples[@]}"; do
+    run_example "$example" "XENSTORED_PATH=$socket"
 done
 for example in "${own_daemon[@]}"; do
-    if timeout 120 "target/debug/examples/$example" > "$dir/$example.out" 2>&1; then
-        echo "test examples::$example ... ok"
-        passed=$((passed + 1))
-    else
-        echo "test examples::$example ... FAILED"
-        failed+=("$example")
-    fi
+    run_example "$example"
 done
 for example in "${failed[@]}"; do
     printf '\n---- examples::%s output ----\n' "$example"
