@@ -86,21 +86,7 @@ fn transactions_commit_whole_or_not_at_all() {
     assert_eq!(xs.read_string("data/tx/first").unwrap(), "1");
     assert_eq!(host("xenstore-read", &[&abs("data/tx/second")]), ["2"]);
 
-    let t = xs.transaction_start().unwrap();
-    t.write("data/tx/aborted", "x").unwrap();
-    assert_eq!(t.read_string("data/tx/aborted").unwrap(), "x", "inside");
-    assert!(!xs.exists("data/tx/aborted").unwrap(), "invisible outside");
-    t.abort().unwrap();
-    assert!(!xs.exists("data/tx/aborted").unwrap());
-    // An error inside the helper's body aborts the whole transaction.
-    let e = xs
-        .transaction(|t| {
-            t.write("data/tx/aborted", "y")?;
-            t.read("data/tx/missing")
-        })
-        .unwrap_err();
-    assert!(matches!(e, XsError::Enoent(_)), "{e:?}");
-    assert!(!xs.exists("data/tx/aborted").unwrap());
+    ktests::support::assert_aborted_transactions_apply_nothing(&xs);
     xs.rm_tree("data/tx").unwrap();
 }
 

@@ -158,24 +158,5 @@ fn the_retry_helper_converges_after_a_conflict() {
 }
 
 fn an_aborted_transaction_applies_nothing() {
-    let xs = client();
-    let t = xs.transaction_start().unwrap();
-    t.write("data/tx/aborted", "x").unwrap();
-    assert_eq!(
-        t.read_string("data/tx/aborted").unwrap(),
-        "x",
-        "visible inside"
-    );
-    assert!(!xs.exists("data/tx/aborted").unwrap(), "invisible outside");
-    t.abort().unwrap();
-    assert!(!xs.exists("data/tx/aborted").unwrap());
-    // An error inside the helper's body aborts and is returned as is.
-    let e = xs
-        .transaction(|t| {
-            t.write("data/tx/aborted", "y")?;
-            t.read("data/tx/missing")
-        })
-        .unwrap_err();
-    assert!(matches!(e, XsError::Enoent(_)), "{e:?}");
-    assert!(!xs.exists("data/tx/aborted").unwrap());
+    ktests::support::assert_aborted_transactions_apply_nothing(&client());
 }

@@ -56,6 +56,33 @@ pub fn abs(relative: &str) -> String {
     alloc::format!("{}/{relative}", home())
 }
 
+/// Checks, in `data/tx/`, that an aborted transaction applies nothing: its
+/// write is seen inside it and not outside, and an error returned by the
+/// transaction helper's body aborts the whole transaction. The same check
+/// runs on both beds (QEMU's and Xen's).
+pub fn assert_aborted_transactions_apply_nothing(xs: &XsClient) {
+    use ::xenstore::{Store, XsError};
+    let t = xs.transaction_start().unwrap();
+    t.write("data/tx/aborted", "x").unwrap();
+    assert_eq!(
+        t.read_string("data/tx/aborted").unwrap(),
+        "x",
+        "visible inside"
+    );
+    assert!(!xs.exists("data/tx/aborted").unwrap(), "invisible outside");
+    t.abort().unwrap();
+    assert!(!xs.exists("data/tx/aborted").unwrap());
+    // An error inside the helper's body aborts and is returned as is.
+    let e = xs
+        .transaction(|t| {
+            t.write("data/tx/aborted", "y")?;
+            t.read("data/tx/missing")
+        })
+        .unwrap_err();
+    assert!(matches!(e, XsError::Enoent(_)), "{e:?}");
+    assert!(!xs.exists("data/tx/aborted").unwrap());
+}
+
 impl Default for Recorder {
     fn default() -> Self {
         Self::new()
