@@ -315,19 +315,17 @@ fn netif_frontend_publishes_both_rings_and_connects_without_waiting_for_the_back
     // netfront says Connected as soon as it published, and so do we.
     front_state_is(&env, "vif", "0", Connected);
     let front = format!("{HOME}/device/vif/0");
-    for (key, value) in [
-        ("tx-ring-ref", "8"),
-        ("rx-ring-ref", "9"),
-        ("event-channel", "17"),
-        ("request-rx-copy", "1"),
-        ("feature-rx-notify", "1"),
-    ] {
-        assert_eq!(
-            env.cli_read(&format!("{front}/{key}")).as_deref(),
-            Some(value),
-            "{key}"
-        );
-    }
+    assert_front_keys(
+        &env,
+        &front,
+        &[
+            ("tx-ring-ref", "8"),
+            ("rx-ring-ref", "9"),
+            ("event-channel", "17"),
+            ("request-rx-copy", "1"),
+            ("feature-rx-notify", "1"),
+        ],
+    );
     assert_eq!(env.cli_read(&format!("{front}/ring-ref")), None);
     assert_eq!(
         platform.calls(),
@@ -350,17 +348,15 @@ fn blkif_frontend_publishes_its_ring_and_protocol_then_waits_for_the_backend() {
     backend.set_state(InitWait.raw());
     front_state_is(&env, "vbd", "768", Initialised);
     let front = format!("{HOME}/device/vbd/768");
-    for (key, value) in [
-        ("ring-ref", "8"),
-        ("event-channel", "17"),
-        ("protocol", "x86_64-abi"),
-    ] {
-        assert_eq!(
-            env.cli_read(&format!("{front}/{key}")).as_deref(),
-            Some(value),
-            "{key}"
-        );
-    }
+    assert_front_keys(
+        &env,
+        &front,
+        &[
+            ("ring-ref", "8"),
+            ("event-channel", "17"),
+            ("protocol", "x86_64-abi"),
+        ],
+    );
     backend.set_state(Connected.raw());
     front_state_is(&env, "vbd", "768", Connected);
 }
@@ -427,4 +423,15 @@ fn a_ring_the_backend_still_maps_is_kept_until_the_backend_closes() {
             "end grant 8"
         ]
     );
+}
+
+/// dom0 reads each `(key, value)` under the frontend's node `front`.
+fn assert_front_keys(env: &Env, front: &str, keys: &[(&str, &str)]) {
+    for (key, value) in keys {
+        assert_eq!(
+            env.cli_read(&format!("{front}/{key}")).as_deref(),
+            Some(*value),
+            "{key}"
+        );
+    }
 }
