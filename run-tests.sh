@@ -18,8 +18,9 @@ Steps, in order: daemon fmt clippy-host clippy-kernel doc host examples kernel x
   --only STEP    run only the named step (repeatable)
 Environment: FUZZ_SECONDS (default 30) bounds the fuzz run; STRESS_ROUNDS (default 20) is how
 often the stress step runs each of its tests under a CPU hog. XEN_STEP=skip skips the xen
-step (the kernel under the real Xen 4.17 in QEMU, once with xenstored and once with oxenstored, about
-4-8 minutes; it fetches ~75 MB of Debian packages once); the summary then says SKIPPED.
+step (the kernel under the real Xen 4.17 in QEMU, on two beds side by side, one with xenstored and one
+with oxenstored, 5-10 minutes; it fetches ~75 MB of Debian packages once); the summary then says
+SKIPPED.
 EOF
 }
 

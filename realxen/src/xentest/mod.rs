@@ -7,6 +7,7 @@ mod cases;
 mod fpu;
 mod guest;
 mod ktests;
+mod parallel;
 mod pvconsole;
 mod session;
 mod shell;
@@ -26,6 +27,18 @@ const BED_SOUND: &str = "xen::bed_no_dom0_process_crashed";
 
 pub fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
     let daemons = suite_daemons(&mut args)?;
+    if daemons.len() > 1 {
+        // One bed per daemon, side by side: build the kernel once for both.
+        let kernel = match crate::take_value(&mut args, "--kernel")? {
+            Some(path) => PathBuf::from(path),
+            None => build_kernel(&Progress::start())?,
+        };
+        return Ok(if parallel::run(&args, &kernel, &daemons)? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let options = suite_options(&mut args)?;
     let filter = crate::take_value(&mut args, "--filter")?;
     crate::no_more(&args)?;
