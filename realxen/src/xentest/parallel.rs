@@ -19,7 +19,10 @@ pub fn run(args: &[String], kernel: &Path, daemons: &[Daemon]) -> Result<bool, S
     let progress = Progress::start();
     let mut children = Vec::new();
     for &daemon in daemons {
-        progress.say(format!("starting the {} suite (its own bed)", daemon.name()));
+        progress.say(format!(
+            "starting the {} suite (its own bed)",
+            daemon.name()
+        ));
         let mut child = Command::new(&exe)
             .arg("test")
             .args(args)
