@@ -279,7 +279,18 @@ impl<E: RingEvents> Transport for RingTransport<E> {
         self.events.wake_all();
     }
 
+    /// As Linux's `xb_init_comms` on resume: the toolstack hands a restored
+    /// guest a cleared page, so both rings should be quiescent; a request
+    /// ring that is not is reported (the daemon will read it), a response
+    /// ring that is not is discarded (it cannot answer anything we sent on
+    /// this connection).
     fn resume(&self) -> Result<bool, TransportError> {
+        let (cons, prod) = (self.page.req_cons(), self.page.req_prod());
+        if cons != prod {
+            log::warn!(
+                "xenstore: request ring not quiescent after resume ({cons:#010x}:{prod:#010x})"
+            );
+        }
         Ok(self.discard_stale_responses())
     }
 }
