@@ -53,6 +53,30 @@ pub(crate) fn attach(hv: &'static HypercallPage) {
     }
 }
 
+/// After a resume: the console's event channel is whatever the toolstack
+/// bound for the restored domain (`HVM_PARAM_CONSOLE_EVTCHN` again). The
+/// page stays where it was (libxl restores `CONSOLE_PFN` and clears the
+/// page; the ring keeps no indexes of its own). Logs what it finds.
+pub(crate) fn restore_after_resume(hv: &'static HypercallPage) {
+    match hvm::console_ring(hv) {
+        Ok(Some(ring)) => {
+            let moved = PV_CONSOLE.lock().as_mut().map(|console| {
+                let old = console.port();
+                console.set_port(ring.port);
+                old
+            });
+            if let Some(old) = moved {
+                log::info!(
+                    "xen: PV console on {} after resume ({old} before)",
+                    ring.port
+                );
+            }
+        }
+        Ok(None) => log::warn!("xen: no PV console after resume"),
+        Err(e) => log::warn!("xen: cannot read the PV console location after resume: {e}"),
+    }
+}
+
 /// The log sink: one line, interrupts disabled (logger contract).
 fn write_line(line: &str) {
     if let Some(console) = PV_CONSOLE.lock().as_mut() {

@@ -256,6 +256,8 @@ pub fn restore_after_resume(guest: &XenGuest) -> Result<(), XenError> {
     // RAM is identity mapped: the page's address is its frame's.
     let shared = core::ptr::from_ref(guest.channels.shared_info()) as u64;
     shared_info::map_shared_info(hv, Gfn::containing(shared))?;
+    // First: the lines logged below go to the console's new channel.
+    console::restore_after_resume(hv);
     match guest.upcall {
         UpcallRoute::PerVcpuVector(v) => {
             hvm::set_evtchn_upcall_vector(hv, guest.vcpu, v)?;
