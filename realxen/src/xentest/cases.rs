@@ -30,7 +30,7 @@ const DATA_KEYS: [&str; 8] = [
 
 pub type Case = (&'static str, fn(&mut Bed) -> TestResult);
 
-pub const CASES: [Case; 5] = [
+pub const CASES: [Case; 8] = [
     (
         "xen::guest_connects_through_hvm_params_and_publishes_data",
         guest_connects_through_hvm_params_and_publishes_data,
@@ -50,6 +50,18 @@ pub const CASES: [Case; 5] = [
     (
         "xen::bed_dom0_fpu_state_survives_a_guest_using_sse",
         super::fpu::dom0_fpu_state_survives_a_guest_using_sse,
+    ),
+    (
+        "xen::suspend_checkpoint_of_a_busy_guest_loses_nothing",
+        super::suspend::checkpoint_of_a_busy_guest_loses_nothing,
+    ),
+    (
+        "xen::suspend_save_and_restore_of_a_busy_guest_carries_on_in_its_new_home",
+        super::suspend::save_and_restore_of_a_busy_guest_carries_on_in_its_new_home,
+    ),
+    (
+        "xen::suspend_a_transaction_open_at_suspend_does_not_stop_xl_save",
+        super::suspend::a_transaction_open_at_suspend_does_not_stop_xl_save,
     ),
 ];
 

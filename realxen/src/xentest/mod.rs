@@ -5,6 +5,7 @@
 mod cases;
 mod fpu;
 mod guest;
+mod suspend;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
