@@ -150,6 +150,9 @@ impl<P: Platform> Shared<P> {
         let mut drained =
             || self.active.load(Ordering::SeqCst) == 0 || self.conn.with(|c| c.failed.is_some());
         self.conn_queue.wait_until(&mut drained, None);
+        // Nobody waits for a reply now; the reader must not be part-way
+        // through the ring when the VM stops (it may be cleared under it).
+        self.transport.pause();
         Ok(())
     }
 
@@ -185,6 +188,8 @@ impl<P: Platform> Shared<P> {
         for w in orphans {
             w.queue.wake_all();
         }
+        // Only now may the reader parse again: from a clean state.
+        self.transport.unpause();
         for (path, token) in self.watches.registered() {
             let req = Request::Watch {
                 path: &path,
@@ -215,6 +220,7 @@ impl<P: Platform> Shared<P> {
         if !self.gate_closed.load(Ordering::SeqCst) {
             return Err(XsError::InvalidState("resume without suspend"));
         }
+        self.transport.unpause();
         self.open_gate();
         Ok(())
     }
