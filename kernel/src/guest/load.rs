@@ -27,8 +27,10 @@
 //!   `data/txhold/retry-r` says `ok` or `error: ...`.
 //!
 //! Every request that ends with an error is logged as a line with
-//! `xsload: error:` and the typed error; so are read-backs that differ.
-//! `data/load/ready` = `1` once every watch is registered.
+//! `xsload: error:` and the typed error, and so are client counters that
+//! say something was dropped. `data/load/ready` = `1` once every watch is
+//! registered; `data/load/home` is the home the kernel believes it has
+//! (`kernel::xenstore::info`, read again after a resume).
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -184,8 +186,19 @@ fn load_loop(xs: &XsClient, n: usize) -> ! {
     let node = format!("data/load/t{n}");
     let mut round = 0u64;
     let mut lost = losses(xs);
+    let mut home = None;
     loop {
         round += 1;
+        // The home the kernel believes in (read again after a resume), as
+        // dom0 can see it: written once per change, into that home.
+        let now = crate::xenstore::info().map(|i| i.home);
+        if n == 0
+            && now != home
+            && let Some(h) = &now
+            && report("publishing our home", xs.write("data/load/home", h)).is_some()
+        {
+            home = now;
+        }
         if n == 0 && round.is_multiple_of(20) && losses(xs) != lost {
             lost = losses(xs);
             log::error!(

@@ -321,11 +321,14 @@ fn save_round(bed: &mut Bed, guest: &mut Guest, shared: &str, round: u32) -> Tes
     let value = format!("before-save-{round}");
     check(bed, &format!("xenstore-write {shared} {value}"), QUICK)?;
     let save = format!("/tmp/{}.save", guest.name);
-    xl_while_writing(
+    check(
         bed,
-        guest,
-        &format!("s{round}"),
-        &format!("xl save {} {save}", guest.name),
+        &format!(
+            "timeout {} xl save {} {save}",
+            XL_LIMIT.as_secs(),
+            guest.name
+        ),
+        XL_LIMIT + QUICK,
     )?;
     if domid(bed, &guest.name).is_ok() {
         return Err("the domain still exists after xl save".into());
@@ -345,16 +348,8 @@ fn save_round(bed: &mut Bed, guest: &mut Guest, shared: &str, round: u32) -> Tes
         return Err(format!("xl restore kept domain id {old}"));
     }
     // The guest learnt its new identity...
-    guest.wait_console(
-        bed,
-        &format!(
-            "xenstore: resumed as domain {} at {}",
-            guest.domid,
-            guest.home()
-        ),
-        UP_LIMIT,
-    )?;
     let home = guest.home();
+    wait_value(bed, &format!("{home}/data/load/home"), &home, UP_LIMIT)?;
     // ...every watch was registered again and fired in the new home...
     for (k, floor) in fires_before.iter().enumerate() {
         wait_above(
