@@ -47,6 +47,8 @@ fn main(_boot: &'static BootInfo) -> ! {
                         "xenstore: watching control/shutdown (try: xenstore-write {}/control/shutdown poweroff)",
                         info.home
                     );
+                    // `xsload=on`: the real-Xen suspend tests' busy guest.
+                    kernel::guest::load::start_if_asked();
                 }
                 Err(e) => log::error!("xenbus and the guest services did not start: {e}"),
             }

@@ -187,6 +187,17 @@ impl<'a, H: Hypervisor> XenConsole<'a, H> {
         }
     }
 
+    /// Notifies `port` from now on (after a resume the toolstack may have
+    /// bound the console to another one).
+    pub fn set_port(&mut self, port: Port) {
+        self.port = port;
+    }
+
+    /// The port it notifies.
+    pub fn port(&self) -> Port {
+        self.port
+    }
+
     /// Writes all of `bytes` if the backend keeps up; notifies after each chunk queued.
     /// Returns how many bytes were queued; the rest were dropped and counted. A disconnected
     /// backend drops immediately instead of waiting.

@@ -16,9 +16,10 @@
 //! (waits for open transactions, holds off new requests) → the OS's
 //! [`PowerControl::suspend`] → xenstore `resume()` (re-registers every
 //! watch: after a migration the new daemon fires each once) → the bus
-//! re-reads each device's other end and resumes its driver → the `data/`
-//! pool is published again, `vm-data/` re-read and the control features
-//! advertised again. Devices the new host lacks are detached by the rescan
+//! re-reads each device's other end and resumes its driver → the OS's
+//! [`PowerControl::after_resume`] (the kernel re-reads its domain id and
+//! home) → the `data/` pool is published again, `vm-data/` re-read and the
+//! control features advertised again. Devices the new host lacks are detached by the rescan
 //! that follows; their state is republished by their drivers.
 
 use alloc::boxed::Box;
@@ -189,6 +190,7 @@ impl<P: Platform> SuspendPath for GuestSuspend<P> {
             .suspend_and_resume(step)
             .map_err(ServiceError::Suspend)?;
         if outcome == SuspendOutcome::Resumed {
+            self.power.after_resume();
             self.data.republish();
             self.vm_data.refresh();
         }

@@ -37,7 +37,10 @@ impl Deadline {
 
 #[derive(Default)]
 struct RwState {
+    /// Shared holders that are always waited for (watch registrations).
     readers: usize,
+    /// Open transactions: shared holders waited for at most a grace period.
+    transactions: usize,
     writer: bool,
     writers_waiting: usize,
 }
@@ -46,6 +49,14 @@ struct RwState {
 /// because a transaction holds it shared for its whole life, across calls
 /// and possibly threads. A waiting writer blocks new readers, so `suspend`
 /// cannot be starved by a stream of new transactions.
+///
+/// Two kinds of shared holder: a watch (un)registration (one request,
+/// [`SuspendLock::lock_shared`]), which the writer always waits for, and an
+/// open transaction ([`SuspendLock::begin_transaction`]), which it waits for
+/// only up to a grace period ([`SuspendLock::lock_exclusive_within`]): a
+/// transaction may stay open for as long as its owner likes, and a suspend
+/// must not wait for it that long (the toolstack gives up on a guest that
+/// does not suspend).
 pub(crate) struct SuspendLock<P: Platform> {
     state: P::Lock<RwState>,
     queue: P::WaitQueue,
@@ -84,21 +95,71 @@ impl<P: Platform> SuspendLock<P> {
         }
     }
 
-    /// Takes the lock exclusively: blocks new shared holders at once, then
-    /// waits for the current ones to leave.
-    pub(crate) fn lock_exclusive(&self) {
-        self.state.with(|s| s.writers_waiting += 1);
+    /// Opens a transaction's shared hold; sleeps while the lock is held or
+    /// wanted exclusively.
+    pub(crate) fn begin_transaction(&self) {
         let mut claim = || {
             self.state.with(|s| {
-                let ok = !s.writer && s.readers == 0;
+                let ok = !s.writer && s.writers_waiting == 0;
                 if ok {
-                    s.writer = true;
-                    s.writers_waiting -= 1;
+                    s.transactions += 1;
                 }
                 ok
             })
         };
         self.queue.wait_until(&mut claim, None);
+    }
+
+    /// Ends a transaction's shared hold (also one the writer stopped waiting
+    /// for).
+    pub(crate) fn end_transaction(&self) {
+        let wake = self.state.with(|s| {
+            s.transactions = s.transactions.saturating_sub(1);
+            s.transactions == 0 && s.writers_waiting > 0
+        });
+        if wake {
+            self.queue.wake_all();
+        }
+    }
+
+    /// Takes the lock exclusively: blocks new shared holders at once, then
+    /// waits for the current ones to leave.
+    #[cfg(test)]
+    pub(crate) fn lock_exclusive(&self) {
+        self.lock_exclusive_within(None);
+    }
+
+    /// Takes the lock exclusively: blocks new shared holders at once, waits
+    /// for the watch registrations under way to end, and for the open
+    /// transactions to end for at most `grace` (`None`: for ever). Returns
+    /// how many transactions were still open when it took the lock: those
+    /// go on holding nothing (their `end_transaction` still counts down).
+    pub(crate) fn lock_exclusive_within(&self, grace: Option<Duration>) -> usize {
+        self.state.with(|s| s.writers_waiting += 1);
+        let mut all_out = || self.state.with(|s| Self::claim(s, true));
+        if self.queue.wait_until(&mut all_out, grace) {
+            return 0;
+        }
+        let mut open = 0;
+        let mut readers_out = || {
+            self.state.with(|s| {
+                open = s.transactions;
+                Self::claim(s, false)
+            })
+        };
+        self.queue.wait_until(&mut readers_out, None);
+        open
+    }
+
+    /// Takes the exclusive hold if nobody holds the lock (but transactions,
+    /// unless `with_transactions`).
+    fn claim(s: &mut RwState, with_transactions: bool) -> bool {
+        let ok = !s.writer && s.readers == 0 && (!with_transactions || s.transactions == 0);
+        if ok {
+            s.writer = true;
+            s.writers_waiting -= 1;
+        }
+        ok
     }
 
     /// Releases the exclusive hold and lets waiters in.

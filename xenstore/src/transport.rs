@@ -63,6 +63,15 @@ pub trait Transport: Send + Sync {
         false
     }
 
+    /// Called by `Client::suspend` once no request is in flight: returns
+    /// when no `recv` is part-way through the connection's shared state,
+    /// and keeps later ones waiting (not failing) until
+    /// [`Transport::unpause`]. Default: nothing to do.
+    fn pause(&self) {}
+
+    /// Ends [`Transport::pause`] (`Client::resume`, `resume_cancelled`).
+    fn unpause(&self) {}
+
     /// Called by `Client::resume` after the platform has re-established the
     /// connection following a VM suspend (same page, maybe a new daemon):
     /// discard stale input. Returns whether bytes were discarded (the byte

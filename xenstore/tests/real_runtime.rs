@@ -471,6 +471,206 @@ fn resume_after_a_migration_to_a_fresh_daemon_registers_watches_again() {
     assert_eq!(guest.read_string("control/shutdown").unwrap(), "poweroff");
 }
 
+/// A transaction held open past the grace does not hold the suspend up
+/// (the toolstack would give up on the guest); after a cancelled suspend
+/// (a checkpoint: same daemon) it goes on and commits.
+#[test]
+fn a_transaction_held_open_does_not_stop_a_suspend_and_commits_after_a_checkpoint() {
+    let tb = start_testbed();
+    let dom = Arc::new(tb.introduce_domain(1).unwrap());
+    let guest = ring_client(
+        dom,
+        Config {
+            suspend_transaction_grace: Some(Duration::from_millis(200)),
+            ..Config::default()
+        },
+    );
+    let (fired_tx, fired) = channel();
+    let _w = guest
+        .watch("data/h", move |e| fired_tx.send(e.clone()).unwrap())
+        .unwrap();
+    assert_eq!(fired.recv_timeout(WAIT).unwrap().path(), Some("data/h"));
+    let held = guest.transaction_start().unwrap();
+    held.write("data/h/held", "1").unwrap();
+    // Returns although the transaction is still open (it would wait for
+    // ever without the grace: this thread holds it).
+    guest.suspend().unwrap();
+    // Requests in the held transaction wait for the resume like any other.
+    let (done_tx, done) = channel();
+    let writer = std::thread::spawn(move || {
+        held.write("data/h/held2", "2").unwrap();
+        done_tx.send(held.commit()).unwrap();
+    });
+    assert!(done.recv_timeout(Duration::from_millis(100)).is_err());
+    guest.resume_cancelled().unwrap();
+    done.recv_timeout(WAIT)
+        .unwrap()
+        .expect("the held transaction commits after a checkpoint");
+    writer.join().unwrap();
+    assert_eq!(guest.read_string("data/h/held").unwrap(), "1");
+    assert_eq!(guest.read_string("data/h/held2").unwrap(), "2");
+    // The watch was kept and fires for the commit.
+    let mut paths = Vec::new();
+    while paths.len() < 2 {
+        paths.push(
+            fired
+                .recv_timeout(WAIT)
+                .unwrap()
+                .path()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    paths.sort();
+    assert_eq!(paths, ["data/h/held", "data/h/held2"]);
+}
+
+/// A real resume (the daemon replaced, as after `xl restore`): a
+/// transaction of the old connection ends with EAGAIN (its id means
+/// nothing to the new daemon), without being sent, and `transaction()`
+/// runs the body again on the new connection, where it commits.
+#[test]
+fn a_transaction_open_across_a_real_resume_ends_with_eagain_and_the_retry_commits() {
+    let tb = start_testbed();
+    let dom = Arc::new(tb.introduce_domain(1).unwrap());
+    let guest = ring_client(
+        Arc::clone(&dom),
+        Config {
+            suspend_transaction_grace: Some(Duration::from_millis(200)),
+            ..Config::default()
+        },
+    );
+    // A plain held transaction...
+    let held = guest.transaction_start().unwrap();
+    held.write("data/r/held", "old").unwrap();
+    // ...and one run by the retry helper, whose first attempt is held open
+    // across the suspend.
+    let (opened_tx, opened) = channel();
+    let (release_tx, release) = channel::<()>();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let (x, a) = (guest.clone(), Arc::clone(&attempts));
+    let helper = std::thread::spawn(move || {
+        x.transaction(|t| {
+            let n = a.fetch_add(1, Ordering::SeqCst) + 1;
+            t.write("data/r/helper", n.to_string())?;
+            if n == 1 {
+                opened_tx.send(()).unwrap();
+                release.recv().unwrap();
+            }
+            Ok(n)
+        })
+    });
+    opened.recv_timeout(WAIT).unwrap();
+    guest.suspend().unwrap();
+    tb.restart_daemon().unwrap();
+    guest.resume().unwrap();
+    release_tx.send(()).unwrap();
+    assert_eq!(
+        helper.join().unwrap().unwrap(),
+        2,
+        "committed on the second attempt"
+    );
+    assert_eq!(guest.read_string("data/r/helper").unwrap(), "2");
+    assert!(held.read("data/r/held").unwrap_err().is_eagain());
+    assert!(held.commit().unwrap_err().is_eagain());
+    assert!(
+        !guest.exists("data/r/held").unwrap(),
+        "nothing of it applied"
+    );
+    // New transactions work, and the old one's end sent nothing that could
+    // hit one of them.
+    guest
+        .transaction(|t| t.write("data/r/after", "new"))
+        .unwrap();
+    assert_eq!(guest.read_string("data/r/after").unwrap(), "new");
+    let aborted = guest.transaction_start().unwrap();
+    drop(aborted);
+    assert_eq!(guest.stats().core.late_replies, 0);
+}
+
+/// What each request ends with across a real resume: one in flight when
+/// the suspend begins gets its reply first (the suspend waits for it); one
+/// made while suspended waits at the gate and goes to the new daemon, so a
+/// relative path names the new home; every watch is registered again and
+/// fires again at least once.
+#[test]
+fn across_a_real_resume_requests_end_and_every_watch_fires_again() {
+    let tb = start_testbed();
+    let dom = Arc::new(tb.introduce_domain(1).unwrap());
+    let guest = ring_client(Arc::clone(&dom), Config::default());
+    let names = ["data/w0", "data/w1", "control"];
+    let (fired_tx, fired) = channel();
+    let _watches: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let tx = fired_tx.clone();
+            guest
+                .watch(name, move |e| tx.send(e.clone()).unwrap())
+                .unwrap()
+        })
+        .collect();
+    let initial = |n: usize| {
+        let mut got: Vec<String> = (0..n)
+            .map(|_| {
+                fired
+                    .recv_timeout(WAIT)
+                    .unwrap()
+                    .path()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        got.sort();
+        got
+    };
+    assert_eq!(initial(3), ["control", "data/w0", "data/w1"]);
+    guest.write("data/w0/old", "old daemon").unwrap();
+    assert_eq!(initial(1), ["data/w0/old"]);
+    // Busy: readers keep requests in flight through the suspend.
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (x, stop) = (guest.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut outcomes = 0usize;
+                while !stop.load(Ordering::SeqCst) {
+                    // Each ends: the old daemon's answer, or the new one's.
+                    match x.read_string("name") {
+                        Ok(_) | Err(xenstore::XsError::Enoent(_)) => outcomes += 1,
+                        Err(e) => panic!("a read across the resume failed: {e}"),
+                    }
+                }
+                outcomes
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    guest.suspend().unwrap();
+    let (x, (read_tx, read)) = (guest.clone(), channel());
+    let gated = std::thread::spawn(move || read_tx.send(x.exists("data/w0/old")).unwrap());
+    tb.restart_daemon().unwrap();
+    guest.resume().unwrap();
+    assert!(
+        !read.recv_timeout(WAIT).unwrap().unwrap(),
+        "the waiting request went to the new daemon"
+    );
+    gated.join().unwrap();
+    assert_eq!(
+        initial(3),
+        ["control", "data/w0", "data/w1"],
+        "each fires again"
+    );
+    stop.store(true, Ordering::SeqCst);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    tb.cli("write", &["/local/domain/1/data/w1/new", "x"])
+        .unwrap()
+        .into_stdout()
+        .unwrap();
+    assert_eq!(initial(1), ["data/w1/new"]);
+}
+
 #[test]
 fn requesters_hand_reading_over_to_the_receive_thread_when_a_watch_appears() {
     let tb = start_testbed();

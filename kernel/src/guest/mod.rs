@@ -23,6 +23,7 @@
 //! Locks: `STARTING` (sleeping) serialises [`start`]; it is taken before
 //! the xenstore service's `ATTACH`. Nothing else here locks.
 
+pub mod load;
 pub mod power;
 mod resources;
 mod sysinfo;

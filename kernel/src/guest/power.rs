@@ -156,6 +156,13 @@ impl PowerControl for KernelPower {
         log::info!("power: suspend ended: {outcome:?}");
         Ok(outcome)
     }
+
+    /// A restored domain has a new id and home: read them again.
+    fn after_resume(&self) {
+        if let Err(e) = crate::xenstore::refresh_identity() {
+            log::error!("xenstore: cannot read our domain id and home after resume: {e}");
+        }
+    }
 }
 
 /// Resets the machine the ways a PC offers, each given a moment to act.
@@ -184,6 +191,9 @@ fn xen_suspend(guest: &'static XenGuest) -> Result<SuspendOutcome, PowerError> {
             crate::hypervisor::restore_after_resume(guest)
                 .map_err(|e| PowerError::Failed(format!("restoring Xen state: {e}")))?;
             super::resources::restore_after_resume();
+            // Before the xenstore client's resume talks to the new daemon.
+            crate::xenstore::resume_channel()
+                .map_err(|e| PowerError::Failed(format!("re-binding xenstore: {e}")))?;
             Ok(SuspendOutcome::Resumed)
         }
         Err(XenError {

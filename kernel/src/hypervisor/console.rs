@@ -6,6 +6,7 @@
 //! `xl console` shows the log and reaches the shell.
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use xen::console::{XenConsole, XenconsInterface};
 use xen::evtchn::{EventChannels, Port, PortHandler};
@@ -17,8 +18,11 @@ use crate::sync::SpinLock;
 /// The console, once attached. Taken with interrupts disabled, inside the
 /// serial port's output lock or its input buffer's lock (it is their leaf).
 static PV_CONSOLE: SpinLock<Option<XenConsole<'static, HypercallPage>>> = SpinLock::new(None);
-/// Its event channel, once attached.
-static PORT: spin::Once<Port> = spin::Once::new();
+/// The port the input handler is attached to (0: none yet). It moves to
+/// the restored domain's port on resume.
+static INPUT_PORT: AtomicU32 = AtomicU32::new(0);
+/// The console's event channel, once attached (0: none).
+static PORT: AtomicU32 = AtomicU32::new(0);
 /// The console port's handler: moves typed bytes into the serial input.
 static INPUT_HANDLER: PortHandler = PortHandler::new(&|_: Port| crate::serial::input_arrived());
 
@@ -52,7 +56,7 @@ pub(crate) fn attach(hv: &'static HypercallPage) {
     // (never unmapped) and only this console uses it.
     let intf: &'static XenconsInterface = unsafe { XenconsInterface::from_ptr(page) };
     *PV_CONSOLE.lock() = Some(XenConsole::new(intf, ring.port, hv));
-    PORT.call_once(|| ring.port);
+    PORT.store(ring.port.get(), Ordering::Release);
     if crate::serial::set_mirror(mirror) {
         log::info!(
             "xen: the console is mirrored to the PV console ({}, {})",
@@ -68,11 +72,14 @@ pub(crate) fn attach(hv: &'static HypercallPage) {
 /// channel's handler feeds the serial input buffer. Called once event
 /// channels work; does nothing without a PV console.
 pub(crate) fn enable_input(channels: &EventChannels<'static, HypercallPage>) {
-    let Some(&port) = PORT.get() else { return };
+    let Some(port) = Port::new(PORT.load(Ordering::Acquire)) else {
+        return;
+    };
     if let Err(e) = channels.attach(port, &INPUT_HANDLER) {
         log::warn!("xen: no input from the PV console: cannot attach to {port}: {e}");
         return;
     }
+    INPUT_PORT.store(port.get(), Ordering::Release);
     if crate::serial::add_input_source(read_input) {
         log::info!("xen: console input from the PV console ({port})");
     }
@@ -119,4 +126,41 @@ pub(crate) fn flush(hv: &HypercallPage) {
         }
         let _ = xen::sched::yield_cpu(hv);
     }
+}
+
+/// After a resume: the console's event channel is whatever the toolstack
+/// bound for the restored domain (`HVM_PARAM_CONSOLE_EVTCHN` again), so
+/// output notifies it and the input handler moves to it. The page stays
+/// where it was (libxl restores `CONSOLE_PFN` and clears the page; the ring
+/// keeps no indexes of its own). Logs what it finds.
+pub(crate) fn restore_after_resume(
+    hv: &'static HypercallPage,
+    channels: &EventChannels<'static, HypercallPage>,
+) {
+    let ring = match hvm::console_ring(hv) {
+        Ok(Some(ring)) => ring,
+        Ok(None) => return log::warn!("xen: no PV console after resume"),
+        Err(e) => return log::warn!("xen: cannot read the PV console location after resume: {e}"),
+    };
+    let old = PV_CONSOLE.lock().as_mut().map(|console| {
+        let old = console.port();
+        console.set_port(ring.port);
+        old
+    });
+    let Some(old) = old else { return };
+    PORT.store(ring.port.get(), Ordering::Release);
+    if let Some(input) = Port::new(INPUT_PORT.load(Ordering::Acquire)) {
+        channels.detach(input);
+        match channels.attach(ring.port, &INPUT_HANDLER) {
+            Ok(()) => INPUT_PORT.store(ring.port.get(), Ordering::Release),
+            Err(e) => {
+                INPUT_PORT.store(0, Ordering::Release);
+                log::warn!("xen: no PV console input after resume: {e}");
+            }
+        }
+    }
+    log::info!(
+        "xen: PV console on {} after resume ({old} before)",
+        ring.port
+    );
 }

@@ -262,6 +262,8 @@ pub fn restore_after_resume(guest: &XenGuest) -> Result<(), XenError> {
     let shared = core::ptr::from_ref(guest.channels.shared_info()) as u64;
     // SAFETY: the same frame as at bring-up, given to Xen for good.
     unsafe { shared_info::map_shared_info(hv, Gfn::containing(shared)) }?;
+    // First: the lines logged below go to the console's new channel.
+    console::restore_after_resume(hv, &guest.channels);
     match guest.upcall {
         UpcallRoute::PerVcpuVector(v) => {
             hvm::set_evtchn_upcall_vector(hv, guest.vcpu, v)?;

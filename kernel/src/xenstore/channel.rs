@@ -61,6 +61,14 @@ pub trait StoreChannel: Send + Sync + 'static {
     /// interrupt context. Events that arrived before may be lost: callers
     /// re-check the ring afterwards (the runtime's waits do).
     fn start_events(&self) -> Result<(), String>;
+
+    /// After the VM really resumed (a restored or migrated domain), before
+    /// the xenstore client's `resume`: re-establish the events (Xen: the
+    /// store event channel may have a new number). Default: nothing (the
+    /// QEMU test platform's host keeps the device as it was).
+    fn resume(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Threads waiting for the daemon: the receive thread (for replies) and

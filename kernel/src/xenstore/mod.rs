@@ -241,6 +241,52 @@ pub fn info() -> Option<StoreInfo> {
     SERVICE.lock().as_ref().map(|a| a.info.clone())
 }
 
+/// After the VM really resumed (a restored or migrated domain), before the
+/// client's `resume`: the channel re-establishes its events (on Xen the
+/// store event channel is read again from the HVM params and the handler
+/// moved to it), then every thread waiting on the ring re-checks it.
+///
+/// Errors: [`StoreError::NotAttached`] before [`init`];
+/// [`StoreError::Channel`] if the events cannot be re-established.
+pub fn resume_channel() -> Result<(), StoreError> {
+    let channel = *CHANNEL.get().ok_or(StoreError::NotAttached)?;
+    channel.resume().map_err(StoreError::Channel)?;
+    channel::recheck();
+    Ok(())
+}
+
+/// After the client resumed from a real suspend: a restored domain has a
+/// new domain id, so a new home. Reads them again as [`init`] did (the
+/// relative node `domid`, then GET_DOMAIN_PATH), keeps them for [`info`]
+/// and logs them. Relative paths follow the new home by themselves (the
+/// daemon resolves them against the connection's domain).
+///
+/// Errors: [`StoreError::NotAttached`]; [`StoreError::Xs`] if a read failed.
+pub fn refresh_identity() -> Result<StoreInfo, StoreError> {
+    let client = client()?;
+    let domid: DomId = client.read_parsed("domid")?;
+    let home = client.get_domain_path(domid)?;
+    let channel = CHANNEL.get().map(|c| c.describe());
+    let (before, info) = {
+        let mut service = SERVICE.lock();
+        let attached = service.as_mut().ok_or(StoreError::NotAttached)?;
+        let before = attached.info.domid;
+        attached.info.domid = domid;
+        attached.info.home = home;
+        if let Some(channel) = channel {
+            attached.info.channel = channel;
+        }
+        (before, attached.info.clone())
+    };
+    log::info!(
+        "xenstore: resumed as domain {} at {} (domain {before} before) via {}",
+        info.domid,
+        info.home,
+        info.channel
+    );
+    Ok(info)
+}
+
 /// Replaces a client whose connection failed (the peer corrupted the ring,
 /// say) by a fresh one over the same ring: unread responses are discarded,
 /// the domain id is read again. The old client's watches are gone; its

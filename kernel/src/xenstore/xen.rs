@@ -9,6 +9,7 @@
 use alloc::format;
 use alloc::string::String;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use xen::evtchn::{Port, PortHandler};
 use xen::hvm::{self, RingLocation};
@@ -24,6 +25,9 @@ static STORE_PORT_HANDLER: PortHandler = PortHandler::new(&|_: Port| on_store_ev
 pub struct XenStoreChannel {
     guest: &'static XenGuest,
     ring: RingLocation,
+    /// The event channel now: `ring.port` until a resume re-reads it (a
+    /// restored domain gets its channels anew from the toolstack).
+    port: AtomicU32,
     page: NonNull<u8>,
 }
 
@@ -48,7 +52,17 @@ impl XenStoreChannel {
             ring.gfn,
             ring.port
         );
-        Ok(XenStoreChannel { guest, ring, page })
+        Ok(XenStoreChannel {
+            guest,
+            ring,
+            port: AtomicU32::new(ring.port.get()),
+            page,
+        })
+    }
+
+    fn port(&self) -> Port {
+        // Only ever stored from a valid `Port`.
+        Port::new(self.port.load(Ordering::Acquire)).unwrap_or(self.ring.port)
     }
 }
 
@@ -60,7 +74,8 @@ impl StoreChannel for XenStoreChannel {
     fn describe(&self) -> String {
         format!(
             "Xen ring at {}, event channel {}",
-            self.ring.gfn, self.ring.port
+            self.ring.gfn,
+            self.port()
         )
     }
 
@@ -72,16 +87,46 @@ impl StoreChannel for XenStoreChannel {
     }
 
     fn notify(&self) {
-        if let Err(e) = self.guest.channels.send(self.ring.port) {
+        let port = self.port();
+        if let Err(e) = self.guest.channels.send(port) {
             // Cannot happen for a port the toolstack bound; never silent.
-            log::error!("xenstore: notifying {} failed: {e}", self.ring.port);
+            log::error!("xenstore: notifying {port} failed: {e}");
         }
     }
 
     fn start_events(&self) -> Result<(), String> {
+        let port = self.port();
         self.guest
             .channels
-            .attach(self.ring.port, &STORE_PORT_HANDLER)
-            .map_err(|e| format!("cannot attach to {}: {e}", self.ring.port))
+            .attach(port, &STORE_PORT_HANDLER)
+            .map_err(|e| format!("cannot attach to {port}: {e}"))
+    }
+
+    /// As Linux's `xenbus_resume_cb` and `xb_init_comms`: the restored
+    /// domain's store event channel is whatever the toolstack bound this
+    /// time (`HVM_PARAM_STORE_EVTCHN` again), so the handler moves to it and
+    /// it is unmasked. The page must be the one we mapped: libxl restores
+    /// `HVM_PARAM_STORE_PFN` from the save stream (and clears the page).
+    fn resume(&self) -> Result<(), String> {
+        let ring = hvm::store_ring(self.guest.hypervisor)
+            .map_err(|e| format!("re-reading the xenstore ring after resume: {e}"))?;
+        if ring.gfn != self.ring.gfn {
+            return Err(format!(
+                "the xenstore page moved from {} to {} across the resume (not supported)",
+                self.ring.gfn, ring.gfn
+            ));
+        }
+        let old = self.port();
+        self.guest.channels.detach(old);
+        self.port.store(ring.port.get(), Ordering::Release);
+        self.guest
+            .channels
+            .attach(ring.port, &STORE_PORT_HANDLER)
+            .map_err(|e| format!("cannot attach to {} after resume: {e}", ring.port))?;
+        log::info!(
+            "xenstore: event channel re-bound after resume ({old} before, {} now)",
+            ring.port
+        );
+        Ok(())
     }
 }

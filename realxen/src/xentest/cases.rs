@@ -77,6 +77,18 @@ pub const CASES: &[Case] = &[
         "xen::shell_poweroff_powers_the_domain_off",
         super::shell::shell_poweroff_powers_the_domain_off,
     ),
+    (
+        "xen::suspend_checkpoint_of_a_busy_guest_loses_nothing",
+        super::suspend::checkpoint_of_a_busy_guest_loses_nothing,
+    ),
+    (
+        "xen::suspend_save_and_restore_of_a_busy_guest_carries_on_in_its_new_home",
+        super::suspend::save_and_restore_of_a_busy_guest_carries_on_in_its_new_home,
+    ),
+    (
+        "xen::suspend_a_transaction_open_at_suspend_does_not_stop_xl_save",
+        super::suspend::a_transaction_open_at_suspend_does_not_stop_xl_save,
+    ),
 ];
 
 /// Runs `body` on a fresh guest named `name`, then destroys the guest.

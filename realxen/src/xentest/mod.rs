@@ -11,6 +11,7 @@ mod parallel;
 mod pvconsole;
 mod session;
 mod shell;
+mod suspend;
 
 pub use session::{cmd_demo, cmd_shell};
 

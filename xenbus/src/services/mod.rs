@@ -44,6 +44,13 @@ pub trait PowerControl: Send + Sync + 'static {
     /// [`SuspendOutcome::Cancelled`] if the hypercall said the suspend was
     /// cancelled. Called with the bus and the xenstore client quiesced.
     fn suspend(&self) -> Result<SuspendOutcome, PowerError>;
+
+    /// After a suspend that ended [`SuspendOutcome::Resumed`], once the
+    /// xenstore client works again (watches registered again) and the bus
+    /// has resumed its drivers, before `data/` is republished: the OS
+    /// re-reads what a new domain changed (its domain id and home, say).
+    /// Default: nothing.
+    fn after_resume(&self) {}
 }
 
 /// Figures the `data/` pool publishes (the kernel implements it).

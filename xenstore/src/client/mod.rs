@@ -102,9 +102,12 @@ impl<P: Platform> Client<P> {
     ///
     /// A suspend that is waiting keeps new shared holders out, so that it
     /// cannot be starved. A thread that already holds an open transaction
-    /// must therefore not start another one, nor add or remove a watch
-    /// (which take the lock shared too), if a suspend may begin meanwhile:
-    /// it would wait for the suspend, which waits for its open transaction.
+    /// and starts another one, or adds or removes a watch (which take the
+    /// lock shared too), while a suspend begins waits for the suspend, which
+    /// waits for its open transaction up to
+    /// `Config::suspend_transaction_grace`: a delay, not a deadlock (with
+    /// a grace of `None`, a deadlock). See [`Transaction`] for what becomes
+    /// of a transaction still open when the suspend goes on.
     ///
     /// Errors: as for any request; at the daemon's quota of open
     /// transactions (unprivileged domains) the C daemon answers
@@ -185,19 +188,28 @@ impl<P: Platform> Client<P> {
         self.shared().reset_watches()
     }
 
-    /// Quiesces the client before a VM suspend: waits for every open
-    /// transaction to end (new ones wait), then for the requests in flight;
-    /// requests made after this wait until [`Client::resume`]. Must not be
-    /// called by a thread that holds an open transaction.
+    /// Quiesces the client before a VM suspend: new transactions and watch
+    /// registrations wait; it waits for the registrations under way, for
+    /// open transactions to end (at most `Config::suspend_transaction_grace`:
+    /// one still open after it does not hold the suspend up, see
+    /// [`Transaction`]), then for every request in flight to end (its reply,
+    /// or the request timeout). Requests made after this wait until
+    /// [`Client::resume`] or [`Client::resume_cancelled`].
     /// Errors: [`XsError::InvalidState`] if already suspended.
     pub fn suspend(&self) -> Result<(), XsError> {
         self.shared().suspend()
     }
 
-    /// After the VM resumed (and the platform re-established the ring):
-    /// discards stale input, re-registers every watch (each gets an initial
-    /// event again), and lets waiting requests go. For a suspend that did
-    /// not happen use [`Client::resume_cancelled`], which loses nothing.
+    /// After the VM really resumed (a save/restore or a migration: a new
+    /// domain, so a fresh connection; the platform has re-established the
+    /// ring page and re-bound its event channel): discards stale input and
+    /// any partial message, ends the old connection's transactions (their
+    /// next request and their commit give [`XsError::Eagain`], so
+    /// [`Client::transaction`] runs them again), re-registers every watch
+    /// (each gets an initial event again), and lets the requests that
+    /// waited meanwhile go, to the new connection: relative paths then name
+    /// the new home. For a suspend that did not happen use
+    /// [`Client::resume_cancelled`], which loses nothing.
     /// Errors: the first failure met; the client is resumed regardless.
     pub fn resume(&self) -> Result<(), XsError> {
         self.shared().resume()
@@ -216,7 +228,7 @@ impl<P: Platform> Client<P> {
     /// transaction and returns the reply payload, checked for its type's
     /// shape.
     pub fn raw_request(&self, request: &Request<'_>) -> Result<Vec<u8>, XsError> {
-        self.shared().call(request, 0)
+        self.shared().call(request, crate::runtime::Tx::NONE)
     }
 
     /// The client's counters (replies, dropped messages, overflows, ...).

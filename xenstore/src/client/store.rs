@@ -13,14 +13,14 @@ use crate::perms::{DomId, Grant, Permissions};
 use crate::platform::Platform;
 use crate::reply;
 use crate::request::Request;
-use crate::runtime::{Gate, Ticket};
+use crate::runtime::{Gate, Ticket, Tx};
 use crate::wire::MsgType;
 
 /// Where a [`Store`] sends its requests: a client, and the transaction
 /// they belong to (0: none). Only this crate can make one.
 pub struct Target<'a, P: Platform> {
     pub(super) client: &'a Client<P>,
-    pub(super) tx_id: u32,
+    pub(super) tx: Tx,
 }
 
 /// A request of `read_many` that was sent, or failed before being sent.
@@ -50,7 +50,7 @@ pub trait Store {
     /// Sends `req` in this store's transaction; returns the reply payload.
     fn request(&self, req: &Request<'_>) -> Result<Vec<u8>, XsError> {
         let t = self.target();
-        t.client.shared().call(req, t.tx_id)
+        t.client.shared().call(req, t.tx)
     }
 
     /// The value of `path`, as bytes. Errors: ENOENT, EACCES, ...
@@ -121,7 +121,7 @@ pub trait Store {
     /// `path` is not an error.
     fn rm_tree(&self, path: &str) -> Result<(), XsError> {
         let t = self.target();
-        if t.tx_id == 0 {
+        if t.tx.id == 0 {
             t.client.transaction(|tx| remove_subtree(tx, path))
         } else {
             remove_subtree(self, path)
@@ -193,7 +193,7 @@ pub trait Store {
                 redeem(oldest);
             }
             in_flight.push_back((
-                shared.start(&Request::Read(path), t.tx_id, Gate::Respect),
+                shared.start(&Request::Read(path), t.tx, Gate::Respect),
                 path,
             ));
         }
@@ -214,7 +214,7 @@ impl<P: Platform> Store for Client<P> {
     fn target(&self) -> Target<'_, P> {
         Target {
             client: self,
-            tx_id: 0,
+            tx: Tx::NONE,
         }
     }
 }

@@ -64,6 +64,11 @@ pub struct RingTransport<E: RingEvents> {
     page: RingPage,
     events: E,
     closed: AtomicBool,
+    /// Set by `pause`: `recv` does not touch the page until `unpause`.
+    paused: AtomicBool,
+    /// A `recv` is between its look at the indexes and its update of
+    /// `rsp_cons` (what `pause` waits out).
+    reading: AtomicBool,
 }
 
 impl<E: RingEvents> RingTransport<E> {
@@ -78,6 +83,8 @@ impl<E: RingEvents> RingTransport<E> {
             page,
             events,
             closed: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            reading: AtomicBool::new(false),
         };
         t.discard_stale_responses();
         t
@@ -105,6 +112,8 @@ impl<E: RingEvents> RingTransport<E> {
             page,
             events,
             closed: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            reading: AtomicBool::new(false),
         };
         if t.page.server_features() & FEATURE_RECONNECTION != 0 || t.page.connection() == RECONNECT
         {
@@ -186,6 +195,41 @@ impl<E: RingEvents> RingTransport<E> {
     }
 }
 
+impl<E: RingEvents> RingTransport<E> {
+    /// The read itself, once `recv` may touch the page.
+    fn recv_now(&self, buf: &mut [u8]) -> Result<usize, TransportError> {
+        let page = &self.page;
+        if self.is_closed() {
+            return Err(TransportError::Closed);
+        }
+        self.check_peer_error()?;
+        let (cons, prod) = (page.rsp_cons(), page.rsp_prod());
+        if !indexes_valid(cons, prod) {
+            return Err(Self::bad_indexes(RingSide::Response, cons, prod));
+        }
+        // rmb: read the data only after the producer index that announced it.
+        fence(Ordering::Acquire);
+        let mut total = 0;
+        let mut at = cons;
+        // Up to two chunks: to the end of the ring, then from its start.
+        while total < buf.len() {
+            let (offset, avail) = input_chunk(at, prod);
+            let n = avail.min(buf.len() - total);
+            if n == 0 {
+                break;
+            }
+            page.read_rsp(offset, &mut buf[total..total + n]);
+            total += n;
+            at = at.wrapping_add(n as u32);
+        }
+        // mb: our reads of the data complete before the space is handed back.
+        fence(Ordering::SeqCst);
+        page.set_rsp_cons(at);
+        self.events.notify();
+        Ok(total)
+    }
+}
+
 impl<E: RingEvents> Transport for RingTransport<E> {
     fn send(&self, message: &[u8], time_left: TimeLeft<'_>) -> Result<(), TransportError> {
         let mut rest = message;
@@ -230,39 +274,29 @@ impl<E: RingEvents> Transport for RingTransport<E> {
         let page = &self.page;
         // The daemon's error flag ends the wait too: it stops answering
         // once it sets it, so waiting for data would wait for ever.
-        let mut has_data =
-            || self.is_closed() || page.rsp_prod() != page.rsp_cons() || self.peer_flagged_error();
-        if !self.events.wait_until(&mut has_data, timeout) {
-            return Err(TransportError::TimedOut);
-        }
-        if self.is_closed() {
-            return Err(TransportError::Closed);
-        }
-        self.check_peer_error()?;
-        let (cons, prod) = (page.rsp_cons(), page.rsp_prod());
-        if !indexes_valid(cons, prod) {
-            return Err(Self::bad_indexes(RingSide::Response, cons, prod));
-        }
-        // rmb: read the data only after the producer index that announced it.
-        fence(Ordering::Acquire);
-        let mut total = 0;
-        let mut at = cons;
-        // Up to two chunks: to the end of the ring, then from its start.
-        while total < buf.len() {
-            let (offset, avail) = input_chunk(at, prod);
-            let n = avail.min(buf.len() - total);
-            if n == 0 {
+        let mut has_data = || {
+            self.is_closed()
+                || (!self.paused.load(Ordering::SeqCst)
+                    && (page.rsp_prod() != page.rsp_cons() || self.peer_flagged_error()))
+        };
+        loop {
+            if !self.events.wait_until(&mut has_data, timeout) {
+                return Err(TransportError::TimedOut);
+            }
+            // Dekker with `pause`: announce the read, then look at the flag.
+            self.reading.store(true, Ordering::SeqCst);
+            if !self.paused.load(Ordering::SeqCst) || self.is_closed() {
                 break;
             }
-            page.read_rsp(offset, &mut buf[total..total + n]);
-            total += n;
-            at = at.wrapping_add(n as u32);
+            self.reading.store(false, Ordering::SeqCst);
+            self.events.wake_all();
         }
-        // mb: our reads of the data complete before the space is handed back.
-        fence(Ordering::SeqCst);
-        page.set_rsp_cons(at);
-        self.events.notify();
-        Ok(total)
+        let result = self.recv_now(buf);
+        self.reading.store(false, Ordering::SeqCst);
+        if self.paused.load(Ordering::SeqCst) {
+            self.events.wake_all();
+        }
+        result
     }
 
     fn health(&self) -> Result<(), TransportError> {
@@ -279,7 +313,34 @@ impl<E: RingEvents> Transport for RingTransport<E> {
         self.events.wake_all();
     }
 
+    /// Waits until no `recv` is part-way through the page and keeps the
+    /// next ones off it: across a save/restore the page is cleared under
+    /// our feet, and a read that straddled it would publish a consumer
+    /// index of the old ring into the new one (Linux's `xs_suspend` holds
+    /// `xs_response_mutex` for the same reason).
+    fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+        let mut idle = || !self.reading.load(Ordering::SeqCst);
+        self.events.wait_until(&mut idle, None);
+    }
+
+    fn unpause(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+        self.events.wake_all();
+    }
+
+    /// As Linux's `xb_init_comms` on resume: the toolstack hands a restored
+    /// guest a cleared page, so both rings should be quiescent; a request
+    /// ring that is not is reported (the daemon will read it), a response
+    /// ring that is not is discarded (it cannot answer anything we sent on
+    /// this connection).
     fn resume(&self) -> Result<bool, TransportError> {
+        let (cons, prod) = (self.page.req_cons(), self.page.req_prod());
+        if cons != prod {
+            log::warn!(
+                "xenstore: request ring not quiescent after resume ({cons:#010x}:{prod:#010x})"
+            );
+        }
         Ok(self.discard_stale_responses())
     }
 }

@@ -406,3 +406,22 @@ fn without_the_feature_connect_does_not_touch_the_connection_field() {
     assert_eq!(t.page().rsp_cons(), 5, "stale responses discarded instead");
     assert_eq!(t.events().notifies.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn a_paused_ring_is_not_read_until_unpaused() {
+    let (t, peer) = setup(0);
+    peer.put_responses(b"reply");
+    t.pause();
+    let mut buf = [0u8; 8];
+    // Data is there, but the page is off limits: the read waits (here: its
+    // timeout) and consumes nothing.
+    assert_eq!(
+        t.recv(&mut buf, Some(Duration::from_millis(1))),
+        Err(TransportError::TimedOut)
+    );
+    assert_eq!(t.page().rsp_cons(), 0);
+    t.unpause();
+    assert_eq!(t.recv(&mut buf, None), Ok(5));
+    assert_eq!(&buf[..5], b"reply");
+    assert_eq!(t.page().rsp_cons(), 5);
+}

@@ -52,7 +52,7 @@ use crate::sync::SuspendLock;
 use crate::transport::Transport;
 use core::sync::atomic::{AtomicBool, AtomicUsize};
 
-pub(crate) use requests::{Gate, Ticket};
+pub(crate) use requests::{Gate, Ticket, Tx};
 pub use watch::{Callback, WatchEvent};
 
 /// Who reads from the transport.
@@ -106,6 +106,16 @@ pub struct Config {
     /// Attempts `transaction()` makes before returning the last EAGAIN.
     /// Default 16.
     pub transaction_attempts: u32,
+    /// How long `suspend()` waits for open transactions to end before it
+    /// goes on without them (`None`: for ever, as FreeBSD and Linux wait).
+    /// A transaction still open then is not lost: its later requests wait
+    /// until the resume, and after a cancelled suspend it goes on and
+    /// commits (or gets the daemon's EAGAIN); after a real resume (a new
+    /// daemon, which never heard of it) its requests and its commit end
+    /// with [`crate::XsError::Eagain`], so `Client::transaction` runs it
+    /// again. Default 10 s: the toolstack (libxl) gives a guest 60 s to
+    /// suspend once it has acknowledged the request.
+    pub suspend_transaction_grace: Option<Duration>,
     /// Requests `gather`/`read_many` keep in flight at once. Default 16.
     pub pipeline_depth: usize,
     /// Who reads from the transport. Default [`ReceiveMode::Auto`].
@@ -120,6 +130,7 @@ impl Default for Config {
             watch_stall_timeout: Duration::from_secs(2),
             watch_threads: 16,
             transaction_attempts: 16,
+            suspend_transaction_grace: Some(Duration::from_secs(10)),
             pipeline_depth: 16,
             receive_mode: ReceiveMode::Auto,
         }
@@ -231,6 +242,10 @@ pub(crate) struct ConnState<P: Platform> {
     /// When bytes last arrived (platform µs; kept only with a request
     /// timeout): a message left part-way for that long breaks the stream.
     last_input_us: u64,
+    /// The connection's generation: bumped by each real resume (a fresh
+    /// connection, maybe a new daemon). A transaction belongs to the
+    /// generation it was started in.
+    epoch: u64,
 }
 
 /// What the reader token holder works with; parked here between holders.
@@ -297,6 +312,7 @@ impl<P: Platform> Shared<P> {
                 deferred: Vec::new(),
                 transport_failures: 0,
                 last_input_us: 0,
+                epoch: 0,
             }),
             conn_queue: WaitQueue::new(),
             reader_busy: AtomicBool::new(false),

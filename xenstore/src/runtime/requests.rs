@@ -20,6 +20,29 @@ pub(crate) struct Ticket<P: Platform> {
     req_id: u32,
     op: MsgType,
     deadline: Deadline,
+    /// The connection generation it was sent in.
+    epoch: u64,
+}
+
+impl<P: Platform> Ticket<P> {
+    /// The connection generation the request was sent in (a transaction
+    /// started by it belongs to that one).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
+/// The transaction a request belongs to: the daemon's id (0: none) and the
+/// connection generation the transaction was started in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tx {
+    pub(crate) id: u32,
+    pub(crate) epoch: u64,
+}
+
+impl Tx {
+    /// Outside any transaction.
+    pub(crate) const NONE: Tx = Tx { id: 0, epoch: 0 };
 }
 
 /// Whether a request may pass the suspend gate while it is closed.
@@ -37,6 +60,7 @@ enum Step {
     Queued {
         req_id: u32,
         batch: Option<Vec<u8>>,
+        epoch: u64,
     },
     /// The gate is closed: wait for `resume`.
     WaitAtGate,
@@ -44,12 +68,14 @@ enum Step {
 }
 
 impl<P: Platform> Shared<P> {
-    /// Sends `req` in transaction `tx_id` and waits for its reply payload.
+    /// Sends `req` in transaction `tx` and waits for its reply payload.
     ///
     /// Errors: the request's own checks, daemon errors with `req`'s context,
-    /// [`XsError::Protocol`], [`XsError::Timeout`], [`XsError::Disconnected`].
-    pub(crate) fn call(&self, req: &Request<'_>, tx_id: u32) -> Result<Vec<u8>, XsError> {
-        let ticket = self.start(req, tx_id, Gate::Respect)?;
+    /// [`XsError::Protocol`], [`XsError::Timeout`], [`XsError::Disconnected`];
+    /// [`XsError::Eagain`] for a request in a transaction that a real
+    /// resume (a fresh connection) ended.
+    pub(crate) fn call(&self, req: &Request<'_>, tx: Tx) -> Result<Vec<u8>, XsError> {
+        let ticket = self.start(req, tx, Gate::Respect)?;
         self.finish(ticket, req.path())
     }
 
@@ -58,7 +84,7 @@ impl<P: Platform> Shared<P> {
     pub(crate) fn start(
         &self,
         req: &Request<'_>,
-        tx_id: u32,
+        tx: Tx,
         gate: Gate,
     ) -> Result<Ticket<P>, XsError> {
         let slot = Slot::<P>::pooled(&self.slots);
@@ -70,8 +96,17 @@ impl<P: Platform> Shared<P> {
                 if gate == Gate::Respect && self.gate_closed.load(Ordering::SeqCst) {
                     return Step::WaitAtGate;
                 }
+                if tx.id != 0 && tx.epoch != c.epoch {
+                    // A real resume came between: the daemon we talk to now
+                    // never heard of this transaction (or gave its id to
+                    // another). Nothing is sent; retrying it is the cure.
+                    return Step::Refused(XsError::Eagain(Context::new(
+                        req.msg_type(),
+                        req.path(),
+                    )));
+                }
                 Self::frame_deferred(c);
-                match c.core.encode(req, tx_id, Arc::clone(&slot), &mut c.outbox) {
+                match c.core.encode(req, tx.id, Arc::clone(&slot), &mut c.outbox) {
                     Err(e) => Step::Refused(e),
                     Ok(req_id) => {
                         self.active.fetch_add(1, Ordering::SeqCst);
@@ -79,12 +114,17 @@ impl<P: Platform> Shared<P> {
                         Step::Queued {
                             req_id,
                             batch: sender.then(|| mem::take(&mut c.spare)),
+                            epoch: c.epoch,
                         }
                     }
                 }
             });
             match step {
-                Step::Queued { req_id, batch } => {
+                Step::Queued {
+                    req_id,
+                    batch,
+                    epoch,
+                } => {
                     // A reply is awaited now: a reader paused for a full
                     // watch queue must go on (see `watch`'s flow control).
                     self.watches.wake_reader();
@@ -99,6 +139,7 @@ impl<P: Platform> Shared<P> {
                         req_id,
                         op: req.msg_type(),
                         deadline,
+                        epoch,
                     });
                 }
                 Step::Refused(e) => {
@@ -159,6 +200,7 @@ impl<P: Platform> Shared<P> {
             req_id,
             op,
             deadline,
+            epoch: _,
         } = ticket;
         let outcome = self.wait_for_outcome(&slot, deadline).or_else(|| {
             match self.conn.with(|c| c.core.abandon(req_id)) {
