@@ -30,7 +30,7 @@ const DATA_KEYS: [&str; 8] = [
 
 pub type Case = (&'static str, fn(&mut Bed) -> TestResult);
 
-pub const CASES: [Case; 5] = [
+pub const CASES: [Case; 10] = [
     (
         "xen::guest_connects_through_hvm_params_and_publishes_data",
         guest_connects_through_hvm_params_and_publishes_data,
@@ -50,6 +50,26 @@ pub const CASES: [Case; 5] = [
     (
         "xen::bed_dom0_fpu_state_survives_a_guest_using_sse",
         super::fpu::dom0_fpu_state_survives_a_guest_using_sse,
+    ),
+    (
+        "xen::hvm_guest_boots_from_the_iso_and_publishes_data",
+        super::hvm::hvm_guest_boots_from_the_iso_and_publishes_data,
+    ),
+    (
+        "xen::hvm_guest_shell_answers_read_domid_on_com1",
+        super::hvm::hvm_guest_shell_answers_read_domid_on_com1,
+    ),
+    (
+        "xen::hvm_guest_survives_xl_save_and_restore",
+        super::hvm::hvm_guest_survives_xl_save_and_restore,
+    ),
+    (
+        "xen::hvm_guest_restarts_on_xl_reboot",
+        super::hvm::hvm_guest_restarts_on_xl_reboot,
+    ),
+    (
+        "xen::hvm_guest_powers_off_on_xl_shutdown",
+        super::hvm::hvm_guest_powers_off_on_xl_shutdown,
     ),
 ];
 
