@@ -26,8 +26,9 @@ usage: ./run-qemu.sh [--demo | --xen | --real-xen [--demo]] [options] [-- extra 
             (-accel kvm,xen-version=0x40011,kernel-irqchip=split), which needs
             QEMU >= 8.0 and a host KVM with Xen support: the host is probed and
             the command says which check fails if it cannot. On real Xen, use
-            target/boot/kernel-pvh.cfg (xl create; a PVH guest). kernel-hvm.cfg
-            (a full HVM guest booting the GRUB ISO) is untested by the suite.
+            target/boot/kernel-pvh.cfg (xl create; a PVH guest) or
+            kernel-hvm.cfg (a full HVM guest booting the GRUB ISO; both are
+            tested on the real-Xen bed, see README.md).
 --real-xen  the real Xen 4.17 hypervisor with a Linux dom0 (the bed in
             realxen/, all in QEMU under TCG; the Debian packages are fetched
             into .cache/realxen/ the first time, about 75 MB): boots Xen and

@@ -1,6 +1,9 @@
 //! The dom0 initramfs: busybox, our init and agent, the Xen modules, the
-//! Xen tools from xen-utils-4.17 and the host's libraries they link, as a
-//! gzip'ed newc cpio (the only format the dom0 kernel unpacks).
+//! Xen tools from xen-utils-4.17, what a full HVM guest needs (hvmloader,
+//! the device model from qemu-system-xen, SeaBIOS, QEMU's option ROMs and
+//! keymaps) and the host's libraries they link, as a gzip'ed newc cpio
+//! (the only format the dom0 kernel unpacks). The HVM part makes it ~15
+//! MB instead of ~4.5 MB.
 //!
 //! Built once per content: the archive's name carries a hash of what went
 //! in, so a second run reuses it.
@@ -12,7 +15,7 @@ use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
 use crate::fetch::{cache_dir, extraction};
-use crate::packages::{BUSYBOX, Lock, XEN_UTILS, XEN_UTILS_COMMON};
+use crate::packages::{BUSYBOX, Lock, QEMU_DATA, QEMU_XEN, SEABIOS, XEN_UTILS, XEN_UTILS_COMMON};
 use crate::progress::Progress;
 use crate::tool;
 
@@ -52,6 +55,26 @@ const XENSTORE_VERBS: [&str; 9] = [
 ];
 /// dlopen'ed by glibc's pthread_cancel, so ldd does not name it.
 const RUNTIME_LIBS: [&str; 1] = ["/lib/x86_64-linux-gnu/libgcc_s.so.1"];
+/// A full HVM guest's firmware loader (xen-utils-4.17), at the path libxl
+/// was built with.
+const HVMLOADER: &str = "usr/lib/xen-4.17/boot/hvmloader";
+/// The device model libxl starts for an HVM guest (qemu-system-xen).
+const DEVICE_MODEL: &str = "usr/libexec/xen-qemu-system-i386";
+/// SeaBIOS (`bios-256k.bin`) and its VGA ROMs: in the device model's
+/// firmware path.
+const SEABIOS_DIR: &str = "usr/share/seabios";
+/// What the device model loads from qemu-system-data: the option ROMs of
+/// the x86 boot paths and the keymaps (read even with no display).
+const QEMU_SHARE: &str = "usr/share/qemu";
+const QEMU_FILES: [&str; 7] = [
+    "pvh.bin",
+    "linuxboot.bin",
+    "linuxboot_dma.bin",
+    "multiboot.bin",
+    "multiboot_dma.bin",
+    "kvmvapic.bin",
+    "keymaps",
+];
 /// dom0's modules, from the kernel package: the Xen drivers, the real
 /// backends (netback, blkback), and loop for file-backed disks.
 const MODULE_DIRS: [&str; 3] = [
@@ -104,6 +127,7 @@ fn host_libraries(lock: &Lock) -> Result<BTreeSet<PathBuf>> {
         cmd.arg(bin.join(tool));
     }
     cmd.arg(XENSTORE_CLIENT);
+    cmd.arg(extraction(lock.pin(QEMU_XEN)?).join(DEVICE_MODEL));
     let listing = tool::output(
         &mut cmd,
         "ldd on the Xen tools (are libxen-dev and xenstore-utils installed? scripts/install-deps.sh)",
@@ -170,6 +194,22 @@ fn stage_tree(lock: &Lock, libs: &BTreeSet<PathBuf>, stage: &Path) -> Result<()>
     copy(Path::new(XENSTORE_CLIENT), &stage.join("usr/bin/xenstore"))?;
     for verb in XENSTORE_VERBS {
         symlink("xenstore", &stage.join(format!("usr/bin/xenstore-{verb}")))?;
+    }
+    // A full HVM guest: hvmloader, the device model and its firmware.
+    copy(&utils.join(HVMLOADER), &stage.join(HVMLOADER))?;
+    let qemu = extraction(lock.pin(QEMU_XEN)?);
+    copy(&qemu.join(DEVICE_MODEL), &stage.join(DEVICE_MODEL))?;
+    let seabios = extraction(lock.pin(SEABIOS)?);
+    copy_tree(&seabios.join(SEABIOS_DIR), &stage.join(SEABIOS_DIR))?;
+    let share = extraction(lock.pin(QEMU_DATA)?).join(QEMU_SHARE);
+    for file in QEMU_FILES {
+        let from = share.join(file);
+        let to = stage.join(QEMU_SHARE).join(file);
+        if from.is_dir() {
+            copy_tree(&from, &to)?;
+        } else {
+            copy(&from, &to)?;
+        }
     }
     for lib in libs {
         let rel = lib.strip_prefix("/").unwrap_or(lib);

@@ -18,8 +18,22 @@ pub const DOM0_KERNEL_META: &str = "linux-image-amd64";
 pub const BUSYBOX: &str = "busybox-static";
 pub const XEN_UTILS: &str = "xen-utils-4.17";
 pub const XEN_UTILS_COMMON: &str = "xen-utils-common";
+/// What a full HVM guest needs in dom0 besides hvmloader (xen-utils): the
+/// device model `xen-qemu-system-i386`, SeaBIOS, and QEMU's option ROMs
+/// and keymaps.
+pub const QEMU_XEN: &str = "qemu-system-xen";
+pub const SEABIOS: &str = "seabios";
+pub const QEMU_DATA: &str = "qemu-system-data";
 
-const FIXED: [&str; 4] = [HYPERVISOR, BUSYBOX, XEN_UTILS, XEN_UTILS_COMMON];
+const FIXED: [&str; 7] = [
+    HYPERVISOR,
+    BUSYBOX,
+    XEN_UTILS,
+    XEN_UTILS_COMMON,
+    QEMU_XEN,
+    SEABIOS,
+    QEMU_DATA,
+];
 
 /// One pinned package.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +150,16 @@ impl Lock {
             })?
             .to_string();
         let mut pins = Vec::new();
-        for name in [HYPERVISOR, &kernel, BUSYBOX, XEN_UTILS, XEN_UTILS_COMMON] {
+        for name in [
+            HYPERVISOR,
+            &kernel,
+            BUSYBOX,
+            XEN_UTILS,
+            XEN_UTILS_COMMON,
+            QEMU_XEN,
+            SEABIOS,
+            QEMU_DATA,
+        ] {
             pins.push(Pin {
                 name: name.to_string(),
                 version: candidate(name)?,
@@ -167,7 +190,8 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = "# c\nxen-hypervisor-4.17-amd64 4.17.7\nlinux-image-6.1.0-57-amd64 6.1.192-3\n\
-        busybox-static 1:1.35.0-4\nxen-utils-4.17 4.17.7\nxen-utils-common 4.17.7\n";
+        busybox-static 1:1.35.0-4\nxen-utils-4.17 4.17.7\nxen-utils-common 4.17.7\n\
+        qemu-system-xen 1:7.2+dfsg-7\nseabios 1.16.2-1\nqemu-system-data 1:7.2+dfsg-7\n";
 
     #[test]
     fn lock_round_trips_and_names_the_dom0_release() {

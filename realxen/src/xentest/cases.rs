@@ -89,6 +89,26 @@ pub const CASES: &[Case] = &[
         "xen::suspend_a_transaction_open_at_suspend_does_not_stop_xl_save",
         super::suspend::a_transaction_open_at_suspend_does_not_stop_xl_save,
     ),
+    (
+        "xen::hvm_guest_boots_from_the_iso_and_publishes_data",
+        super::hvm::hvm_guest_boots_from_the_iso_and_publishes_data,
+    ),
+    (
+        "xen::hvm_guest_shell_answers_read_domid_on_com1",
+        super::hvm::hvm_guest_shell_answers_read_domid_on_com1,
+    ),
+    (
+        "xen::hvm_guest_survives_xl_save_and_restore",
+        super::hvm::hvm_guest_survives_xl_save_and_restore,
+    ),
+    (
+        "xen::hvm_guest_restarts_on_xl_reboot",
+        super::hvm::hvm_guest_restarts_on_xl_reboot,
+    ),
+    (
+        "xen::hvm_guest_powers_off_on_xl_shutdown",
+        super::hvm::hvm_guest_powers_off_on_xl_shutdown,
+    ),
 ];
 
 /// Runs `body` on a fresh guest named `name`, then destroys the guest.

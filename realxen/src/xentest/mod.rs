@@ -6,6 +6,7 @@ mod backends;
 mod cases;
 mod fpu;
 mod guest;
+mod hvm;
 mod ktests;
 mod parallel;
 mod pvconsole;
@@ -60,6 +61,7 @@ pub fn suite_options(args: &mut Vec<String>) -> Result<BedOptions, String> {
         Some(path) => path,
         None => build_kernel(&progress)?,
     };
+    options.preload.extend(hvm::preloads(&kernel));
     options.preload.push(Preload {
         host: kernel,
         dom0: guest::KERNEL_IN_DOM0.to_string(),
@@ -115,9 +117,11 @@ fn shown_name(case: &str, daemon: Daemon) -> String {
 /// passed.
 pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
     let daemon = options.daemon;
+    // The HVM cases run against the C xenstored only (why: hvm.rs).
     let selected: Vec<_> = cases::CASES
         .iter()
         .filter(|(name, _)| filter.is_none_or(|f| name.contains(f)))
+        .filter(|(name, _)| daemon == Daemon::Xenstored || !is_hvm(name))
         .collect();
     let filtered_out = cases::CASES.len() - selected.len();
     ktests::forget();
@@ -143,10 +147,15 @@ pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
     );
     let mut failures = Vec::new();
     let mut passed = 0;
+    let mut hvm_secs = None;
     for (case, test) in selected {
         let name = shown_name(case, daemon);
         bed.progress.say(format!("{name}: starting"));
+        let case_start = Instant::now();
         let result = test(&mut bed);
+        if is_hvm(case) {
+            *hvm_secs.get_or_insert(0.0) += case_start.elapsed().as_secs_f64();
+        }
         report(&name, &result);
         match result {
             Ok(()) => passed += 1,
@@ -183,7 +192,15 @@ pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
         start.elapsed().as_secs_f64(),
         bed.dom0_up_secs,
     );
+    if let Some(secs) = hvm_secs {
+        println!("the HVM tests took {secs:.1}s of this run\n");
+    }
     failures.is_empty()
+}
+
+/// The full-HVM cases (hvm.rs), by name.
+fn is_hvm(case: &str) -> bool {
+    case.starts_with("xen::hvm_")
 }
 
 fn report(name: &str, result: &Result<(), String>) {
