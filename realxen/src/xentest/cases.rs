@@ -212,30 +212,7 @@ fn xl_reboot_restarts_the_guest(bed: &mut Bed) -> TestResult {
         "on_reboot = \"restart\"\n",
         |bed, guest| {
             wait_data(bed, guest)?;
-            let before = guest.domid;
-            check(bed, &format!("xl reboot {}", guest.name), QUICK)?;
-            guest.wait_console(bed, "xenbus: control: reboot", SHUTDOWN_LIMIT)?;
-            // xl's daemon re-creates the domain under the same name.
-            let name = guest.name.clone();
-            wait_until(
-                bed,
-                &format!("id=$(xl domid {name}) && [ \"$id\" != {before} ]"),
-                SHUTDOWN_LIMIT,
-            )?;
-            guest.domid = domid(bed, &name)?;
-            wait_data(bed, guest)?;
-            if check(
-                bed,
-                &format!("xenstore-exists /local/domain/{before}"),
-                QUICK,
-            )
-            .is_ok()
-            {
-                return Err(format!(
-                    "the old domain's home /local/domain/{before} is still there"
-                ));
-            }
-            Ok(())
+            guest.reboot_into_a_new_domain(bed, SHUTDOWN_LIMIT, wait_data)
         },
     )
 }

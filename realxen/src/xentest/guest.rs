@@ -87,6 +87,41 @@ impl Guest {
     }
 
     /// `xl destroy`, ignoring a domain that is already gone.
+    /// `xl reboot`s the guest and follows it into the domain xl's daemon
+    /// re-creates under the same name (its config must say `on_reboot =
+    /// "restart"`): waits, up to `limit` each, for the kernel's reboot line
+    /// and the new domain id, then `up` (the guest published what it
+    /// should), and checks the old domain's home is gone.
+    pub fn reboot_into_a_new_domain(
+        &mut self,
+        bed: &mut Bed,
+        limit: Duration,
+        up: impl FnOnce(&mut Bed, &Guest) -> TestResult,
+    ) -> TestResult {
+        let before = self.domid;
+        check(bed, &format!("xl reboot {}", self.name), QUICK)?;
+        self.wait_console(bed, "xenbus: control: reboot", limit)?;
+        wait_until(
+            bed,
+            &format!("id=$(xl domid {}) && [ \"$id\" != {before} ]", self.name),
+            limit,
+        )?;
+        self.domid = domid(bed, &self.name)?;
+        up(bed, self)?;
+        if check(
+            bed,
+            &format!("xenstore-exists /local/domain/{before}"),
+            QUICK,
+        )
+        .is_ok()
+        {
+            return Err(format!(
+                "the old domain's home /local/domain/{before} is still there"
+            ));
+        }
+        Ok(())
+    }
+
     pub fn destroy(&self, bed: &mut Bed) {
         let _ = bed.run(&format!("xl destroy {}", self.name), QUICK);
     }

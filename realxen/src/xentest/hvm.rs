@@ -276,30 +276,9 @@ pub fn hvm_guest_survives_xl_save_and_restore(bed: &mut Bed) -> TestResult {
 
 pub fn hvm_guest_restarts_on_xl_reboot(bed: &mut Bed) -> TestResult {
     with_shared_guest(bed, |bed, guest| {
-        let before = guest.domid;
-        check(bed, &format!("xl reboot {NAME}"), QUICK)?;
-        guest.wait_console(bed, "xenbus: control: reboot", SHUTDOWN_LIMIT)?;
         // xl's daemon re-creates the domain under the same name; it boots
         // through firmware and GRUB again.
-        wait_until(
-            bed,
-            &format!("id=$(xl domid {NAME}) && [ \"$id\" != {before} ]"),
-            SHUTDOWN_LIMIT,
-        )?;
-        guest.domid = domid(bed, NAME)?;
-        wait_up(bed, guest)?;
-        if check(
-            bed,
-            &format!("xenstore-exists /local/domain/{before}"),
-            QUICK,
-        )
-        .is_ok()
-        {
-            return Err(format!(
-                "the old domain's home /local/domain/{before} is still there"
-            ));
-        }
-        Ok(())
+        guest.reboot_into_a_new_domain(bed, SHUTDOWN_LIMIT, wait_up)
     })
 }
 
