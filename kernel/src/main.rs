@@ -1,7 +1,9 @@
 //! The demo kernel: boots, attaches to XenStore (on Xen, or on the QEMU test
 //! platform that `./run-qemu.sh` sets up), starts XenBus and the guest
 //! services (control/shutdown, data/, vm-data/), then serves the shell on
-//! the serial console. The toolstack's `control/shutdown` request powers it
+//! the console: COM1 where there is one, and Xen's PV console (`xl
+//! console`; a PVH guest has no UART), which mirrors COM1's output and
+//! feeds its input. The toolstack's `control/shutdown` request powers it
 //! off (or reboots it). Without any xenstore platform it shows its threads
 //! and timer working and exits.
 
