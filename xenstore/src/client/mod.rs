@@ -125,6 +125,19 @@ impl<P: Platform> Client<P> {
     /// from `body` retries).
     ///
     /// Errors: `body`'s error; the last EAGAIN once attempts run out.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "std")] fn demo() -> Result<(), xenstore_client::XsError> {
+    /// use xenstore_client::{Client, Store};
+    /// let xs = Client::connect("/run/xenstored/socket")?;
+    /// // Read, then write what was read plus one: atomic, retried on conflict.
+    /// let n = xs.transaction(|t| {
+    ///     let n: u32 = t.read_parsed("/local/domain/1/data/counter")?;
+    ///     t.write_display("/local/domain/1/data/counter", n + 1)?;
+    ///     Ok(n + 1)
+    /// })?;
+    /// # let _ = n; Ok(()) }
+    /// ```
     pub fn transaction<R>(
         &self,
         mut body: impl FnMut(&Transaction<P>) -> Result<R, XsError>,
@@ -171,6 +184,20 @@ impl<P: Platform> Client<P> {
     /// Errors: invalid path; daemon errors (at its watch quota the C daemon
     /// answers [`XsError::E2big`], oxenstored [`XsError::Equota`]);
     /// [`XsError::Spawn`] if the watch or receive thread cannot start.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "std")] fn demo() -> Result<(), xenstore_client::XsError> {
+    /// use xenstore_client::{Client, WatchEvent};
+    /// let xs = Client::connect("/run/xenstored/socket")?;
+    /// let watch = xs.watch("/local/domain/1/control", |event: &WatchEvent| match event {
+    ///     WatchEvent::Changed { path } => println!("{path} changed"),
+    ///     // Events were dropped here: re-read the subtree to catch up.
+    ///     WatchEvent::Overflow { missed } => println!("{missed} events missed"),
+    /// })?;
+    /// // ... later: after unwatch returns, the callback never runs again.
+    /// watch.unwatch()?;
+    /// # Ok(()) }
+    /// ```
     pub fn watch(
         &self,
         path: &str,
