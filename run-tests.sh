@@ -94,7 +94,7 @@ fi
 run_step daemon testbed/fetch-xenstored.sh
 run_step fmt cargo fmt --all -- --check
 run_step clippy-host cargo clippy --workspace --exclude kernel --exclude ktests --all-targets -- -D warnings
-run_step clippy-kernel cargo clippy -p kernel -p ktests --target x86_64-unknown-none -- -D warnings
+run_step clippy-kernel cargo clippy -p kernel -p ktests --target x86_64-unknown-none --all-targets -- -D warnings
 run_step doc scripts/doc.sh
 run_step host cargo test --no-fail-fast
 run_step examples scripts/examples.sh
