@@ -37,15 +37,14 @@ const USAGE: &str = "usage:
       notify-guest DOMID | notify-daemon DOMID";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("fetch") if args.len() == 1 => fetch(),
-        Some("up") => parse_up(&args[1..]).and_then(up),
-        Some("help" | "--help" | "-h") => {
+    let result = match parse(std::env::args_os().skip(1)) {
+        Ok(Command::Fetch) => fetch(),
+        Ok(Command::Up(args)) => up(args),
+        Ok(Command::Help) => {
             println!("{USAGE}");
             Ok(())
         }
-        _ => Err(USAGE.into()),
+        Err(e) => Err(e),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,6 +64,14 @@ fn fetch() -> CliResult<()> {
     Ok(())
 }
 
+#[derive(Debug)]
+enum Command {
+    Fetch,
+    Up(UpArgs),
+    Help,
+}
+
+#[derive(Debug)]
 struct UpArgs {
     domids: Vec<u32>,
     state_dir: Option<PathBuf>,
@@ -75,7 +82,28 @@ struct UpArgs {
     daemon_args: Vec<String>,
 }
 
-fn parse_up(args: &[String]) -> CliResult<UpArgs> {
+/// A usage error: what was wrong, then the usage.
+fn usage_error(e: impl std::fmt::Display) -> Box<dyn std::error::Error> {
+    format!("{e}\n{USAGE}").into()
+}
+
+/// The value of the option just read.
+fn value(p: &mut lexopt::Parser) -> CliResult<String> {
+    use lexopt::prelude::*;
+    let value = p.value().map_err(usage_error)?;
+    value.string().map_err(usage_error)
+}
+
+/// The command line, split by lexopt (`--opt value`, `--opt=value`).
+fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> CliResult<Command> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_args(args);
+    let command = match p.next().map_err(usage_error)? {
+        Some(Value(command)) => command.string().map_err(usage_error)?,
+        Some(Short('h') | Long("help")) => return Ok(Command::Help),
+        Some(other) => return Err(usage_error(other.unexpected())),
+        None => return Err(usage_error("no command given")),
+    };
     let mut up = UpArgs {
         domids: Vec::new(),
         state_dir: None,
@@ -85,28 +113,37 @@ fn parse_up(args: &[String]) -> CliResult<UpArgs> {
         layout: HomeLayout::OwnedByDomain,
         daemon_args: Vec::new(),
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{arg} needs a value"))
-        };
-        match arg.as_str() {
-            "--domid" => up.domids.push(value()?.parse().map_err(|_| "bad --domid")?),
-            "--state-dir" => up.state_dir = Some(value()?.into()),
-            "--ivshmem" => up.ivshmem = Some(value()?.into()),
-            "--no-trace" => up.trace = false,
-            "--quota" => up.quotas.push(Quota::parse(&value()?)?),
-            "--xl-perms" => up.layout = HomeLayout::Xl,
-            "--daemon-arg" => up.daemon_args.push(value()?),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
+    match command.as_str() {
+        "help" => return Ok(Command::Help),
+        "fetch" | "up" => {}
+        other => return Err(usage_error(format!("unknown command {other:?}"))),
+    }
+    while let Some(arg) = p.next().map_err(usage_error)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Long("domid") if command == "up" => {
+                let domid = value(&mut p)?;
+                let domid = domid
+                    .parse()
+                    .map_err(|e| usage_error(format!("--domid {domid:?}: {e}")))?;
+                up.domids.push(domid);
+            }
+            Long("state-dir") if command == "up" => up.state_dir = Some(value(&mut p)?.into()),
+            Long("ivshmem") if command == "up" => up.ivshmem = Some(value(&mut p)?.into()),
+            Long("no-trace") if command == "up" => up.trace = false,
+            Long("quota") if command == "up" => up.quotas.push(Quota::parse(&value(&mut p)?)?),
+            Long("xl-perms") if command == "up" => up.layout = HomeLayout::Xl,
+            Long("daemon-arg") if command == "up" => up.daemon_args.push(value(&mut p)?),
+            other => return Err(usage_error(other.unexpected())),
         }
+    }
+    if command == "fetch" {
+        return Ok(Command::Fetch);
     }
     if up.domids.is_empty() {
         up.domids.push(1);
     }
-    Ok(up)
+    Ok(Command::Up(up))
 }
 
 fn up(args: UpArgs) -> CliResult<()> {
@@ -333,5 +370,44 @@ impl SignalFd {
             return Err(std::io::Error::last_os_error());
         }
         Ok(info.ssi_signo)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &str) -> CliResult<Command> {
+        parse(args.split_whitespace().map(std::ffi::OsString::from))
+    }
+
+    #[test]
+    fn up_takes_repeated_and_attached_values() {
+        let Ok(Command::Up(up)) =
+            parse_str("up --domid 1 --domid=2 --quota nodes=5 --daemon-arg -N --no-trace")
+        else {
+            panic!("not up");
+        };
+        assert_eq!(up.domids, [1, 2]);
+        assert_eq!(up.quotas, [Quota::Nodes(5)]);
+        assert_eq!(up.daemon_args, ["-N"]);
+        assert!(!up.trace);
+    }
+
+    #[test]
+    fn help_and_mistakes() {
+        assert!(matches!(parse_str("up --help"), Ok(Command::Help)));
+        assert!(matches!(parse_str("fetch"), Ok(Command::Fetch)));
+        for (args, says) in [
+            ("", "no command"),
+            ("down", "unknown command"),
+            ("fetch --domid 1", "--domid"),
+            ("up --domid", "--domid"),
+            ("up --domid x", "--domid \"x\""),
+            ("up stray", "stray"),
+        ] {
+            let e = parse_str(args).unwrap_err().to_string();
+            assert!(e.contains(says) && e.ends_with(USAGE), "{args}: {e}");
+        }
     }
 }
