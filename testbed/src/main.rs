@@ -17,9 +17,15 @@
 //! (`notified=1`). See testbed/README.md.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::{SFlag, fstat};
 
 use testbed::ivshmem::IvshmemServer;
 use testbed::{DomainConfig, HomeLayout, Options, Quota, SharedPage, Testbed};
@@ -149,7 +155,7 @@ fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> CliResult<Comman
 fn up(args: UpArgs) -> CliResult<()> {
     // Block the stop signals before any thread exists (threads inherit the
     // mask), so they all arrive through the signalfd below.
-    let signals = SignalFd::new(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
+    let signals = stop_signals()?;
 
     let mut options = Options::new().trace(args.trace).keep_on_panic(false);
     if let Some(dir) = &args.state_dir {
@@ -211,35 +217,30 @@ fn serve(
     let watch_stdin = stdin_is_pipe_or_socket();
     let mut pending = Vec::new();
     loop {
-        let mut fds = vec![libc::pollfd {
-            fd: signals.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
+        let stdin = std::io::stdin();
+        let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
         if watch_stdin {
-            fds.push(libc::pollfd {
-                fd: 0,
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
-        // SAFETY: fds is a valid array of pollfd for the call's duration.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 250) };
-        if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return Err(std::io::Error::last_os_error().into());
+        match nix::poll::poll(&mut fds, PollTimeout::from(250u16)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
-        if fds[0].revents != 0 {
-            eprintln!("testbed: signal {}: stopping", signals.take()?);
+        // Anything but "nothing happened" (`Some(false)`) counts.
+        let ready: Vec<bool> = fds.iter().map(|f| f.any() != Some(false)).collect();
+        drop(fds);
+        if ready[0] {
+            let signal = signals.read_signal()?.map_or(0, |info| info.ssi_signo);
+            eprintln!("testbed: signal {signal}: stopping");
             return Ok(());
         }
-        if fds.get(1).is_some_and(|f| f.revents != 0) {
+        if ready.get(1) == Some(&true) {
             let mut buf = [0u8; 512];
-            // SAFETY: reads into a local buffer of the given length.
-            let got = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
-            if got <= 0 {
-                return Ok(()); // EOF (or error): whoever started us is gone
-            }
-            pending.extend_from_slice(&buf[..got as usize]);
+            let got = match nix::unistd::read(&stdin, &mut buf) {
+                Ok(0) | Err(_) => return Ok(()), // EOF (or error): whoever started us is gone
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&buf[..got]);
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
                 if !command(tb, String::from_utf8_lossy(&line).trim())? {
@@ -322,55 +323,21 @@ fn parse_num(text: &str) -> CliResult<usize> {
 }
 
 fn stdin_is_pipe_or_socket() -> bool {
-    // SAFETY: stat is plain old data; all-zero is a valid value.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat writes into st, a valid exclusively borrowed buffer.
-    if unsafe { libc::fstat(0, &mut st) } != 0 {
-        return false;
-    }
-    matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK)
+    fstat(std::io::stdin().as_fd()).is_ok_and(|st| {
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        kind == SFlag::S_IFIFO || kind == SFlag::S_IFSOCK
+    })
 }
 
-/// The stop signals, blocked and delivered through a signalfd.
-struct SignalFd {
-    fd: OwnedFd,
-}
-
-impl SignalFd {
-    fn new(signals: &[libc::c_int]) -> std::io::Result<Self> {
-        // SAFETY: sigset manipulation on a local, then sigprocmask/signalfd
-        // FFI calls with valid pointers; results are checked.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for &s in signals {
-                libc::sigaddset(&mut set, s);
-            }
-            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(SignalFd {
-                fd: OwnedFd::from_raw_fd(fd),
-            })
-        }
+/// The stop signals, blocked (in this thread, before any other exists, so
+/// in every thread) and delivered through a signalfd instead.
+fn stop_signals() -> nix::Result<SignalFd> {
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(signal);
     }
-
-    /// Reads one pending signal's number.
-    fn take(&self) -> std::io::Result<u32> {
-        // SAFETY: signalfd_siginfo is plain old data; all-zero is valid.
-        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-        let size = std::mem::size_of::<libc::signalfd_siginfo>();
-        // SAFETY: reads at most `size` bytes into `info`, which is that big.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut info).cast(), size) };
-        if n != size as isize {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(info.ssi_signo)
-    }
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
 }
 
 #[cfg(test)]
