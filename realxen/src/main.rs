@@ -7,7 +7,6 @@
 extern crate alloc;
 
 mod agent;
-mod base64;
 mod bed;
 mod cli;
 mod console;
