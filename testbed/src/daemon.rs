@@ -124,9 +124,11 @@ impl DaemonProcess {
                 // would otherwise make the daemon deaf to our SIGTERM.
                 sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
                 set_pdeathsig(Signal::SIGKILL)?;
-                // The parent may have died before prctl took effect.
+                // The parent may have died before prctl took effect. The error
+                // is a bare kind: building it does not allocate, which a forked
+                // child of a threaded process must not do.
                 if getppid().as_raw() as u32 != parent {
-                    return Err(std::io::Error::other("testbed parent exited"));
+                    return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
                 }
                 Ok(())
             });
