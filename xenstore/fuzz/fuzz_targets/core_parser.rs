@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xenstore::core::{Core, CoreStats, Event};
+use xenstore::protocol::{Core, CoreStats, Event};
 use xenstore::request::Request;
 use xenstore::wire::MsgType;
 use xenstore::{Access, Grant, reply};
@@ -149,7 +149,7 @@ fuzz_target!(|data: &[u8]| {
 /// requester (not as drops).
 fn malformed_replies(events: &[Event<MsgType>]) -> u64 {
     use xenstore::ProtocolViolation as V;
-    use xenstore::core::ReplyError as R;
+    use xenstore::protocol::ReplyError as R;
     events
         .iter()
         .filter(|e| {

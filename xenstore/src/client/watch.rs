@@ -4,7 +4,7 @@ use alloc::string::String;
 
 use super::Client;
 use crate::XsError;
-use crate::core::WatchId;
+use crate::protocol::WatchId;
 use crate::platform::Platform;
 
 /// A registered watch. Dropping it removes the watch (like

@@ -8,7 +8,7 @@ use core::sync::atomic::Ordering;
 
 use super::{Deferred, Outcome, ReaderCtx, Shared, Slot};
 use crate::XsError;
-use crate::core::Event;
+use crate::protocol::Event;
 use crate::error::TransportError;
 use crate::platform::{Lock, Platform, SpawnError, WaitQueue};
 use crate::reply;

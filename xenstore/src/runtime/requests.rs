@@ -7,7 +7,7 @@ use core::mem;
 use core::sync::atomic::Ordering;
 
 use super::{ConnState, Deferred, Outcome, Shared, Slot};
-use crate::core::ReplyError;
+use crate::protocol::ReplyError;
 use crate::error::{Context, XsError};
 use crate::platform::{Lock, Platform, WaitQueue};
 use crate::request::Request;

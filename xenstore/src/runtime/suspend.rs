@@ -33,7 +33,7 @@ use super::requests::{Gate, Tx};
 use super::watch::Callback;
 use super::{Deferred, Outcome, Shared};
 use crate::XsError;
-use crate::core::WatchId;
+use crate::protocol::WatchId;
 use crate::error::TransportError;
 use crate::path::{self, PathKind};
 use crate::platform::{Lock, Platform, WaitQueue};

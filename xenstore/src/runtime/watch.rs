@@ -38,7 +38,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::AtomicBool;
 use core::time::Duration;
 
-use crate::core::WatchId;
+use crate::protocol::WatchId;
 use crate::platform::{Lock, Platform, SpawnError, WaitQueue};
 
 /// What a watch callback is told.

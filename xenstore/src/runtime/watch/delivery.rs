@@ -10,7 +10,7 @@ use core::time::Duration;
 
 use super::{Callback, Queued, WatchEvent, WatchTable, Watches};
 use crate::XsError;
-use crate::core::WatchId;
+use crate::protocol::WatchId;
 use crate::platform::{Lock, Platform, WaitQueue};
 
 /// How long a callback thread beyond the first waits for work before it
