@@ -1,6 +1,18 @@
-//! Small value types shared by every part of the ABI: domain ids, guest frame numbers, vCPU ids.
+//! Small value types shared by every part of the ABI: domain ids, guest frame numbers, vCPU ids,
+//! event-channel ports, grant references, and the argument enums that [`crate::error`] records.
+//!
+//! They live below every operation module and below the error type, so that those can name
+//! each other's arguments without importing each other.
+
+mod grant_ref;
+mod params;
+mod port;
 
 use core::fmt;
+
+pub use grant_ref::GrantRef;
+pub use params::{HvmParam, MapSpace, ShutdownReason};
+pub use port::{BITS_PER_WORD, EVTCHN_WORDS, NR_PORTS, Port, Virq};
 
 /// Size of a guest page, the unit of every frame number Xen deals in.
 pub const PAGE_SIZE: usize = 4096;
