@@ -232,6 +232,8 @@ impl fmt::Display for XenError {
     }
 }
 
+impl core::error::Error for XenError {}
+
 /// Interprets a hypercall's raw return for an operation whose only success value is 0.
 pub(crate) fn expect_zero(op: Operation, rc: i64) -> Result<(), XenError> {
     expect_non_negative(op, rc).and_then(|v| match v {

@@ -28,11 +28,11 @@
 extern crate alloc;
 
 mod client;
-pub mod protocol;
 pub mod error;
 pub mod path;
 pub mod perms;
 pub mod platform;
+pub mod protocol;
 pub mod reply;
 pub mod request;
 pub mod ring;

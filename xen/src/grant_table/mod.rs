@@ -72,6 +72,8 @@ impl fmt::Display for GrantError {
     }
 }
 
+impl core::error::Error for GrantError {}
+
 /// Views `nr_frames` mapped grant-table frames at `ptr` as entries.
 ///
 /// # Safety

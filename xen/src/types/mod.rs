@@ -53,6 +53,22 @@ impl fmt::Display for DomId {
     }
 }
 
+/// Parses the decimal form XenStore uses (`/local/domain/<domid>`, a node's `domid`,
+/// `backend-id`), not the `dom7` of `Display`.
+impl core::str::FromStr for DomId {
+    type Err = core::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<DomId, Self::Err> {
+        s.parse().map(DomId)
+    }
+}
+
+impl From<u16> for DomId {
+    fn from(raw: u16) -> DomId {
+        DomId(raw)
+    }
+}
+
 /// A guest frame number: a guest-physical address shifted right by [`PAGE_SHIFT`].
 ///
 /// On HVM/PVH guests Xen translates these itself (auto-translated physmap), so they are
@@ -107,6 +123,9 @@ mod tests {
         assert!(DomId(1).is_real());
         assert_eq!(format!("{}", DomId::SELF), "DOMID_SELF");
         assert_eq!(format!("{}", DomId(7)), "dom7");
+        assert_eq!("7".parse(), Ok(DomId(7)));
+        assert!("dom7".parse::<DomId>().is_err());
+        assert!("65536".parse::<DomId>().is_err());
     }
 
     #[test]

@@ -276,7 +276,15 @@ impl fmt::Display for XsError {
     }
 }
 
-impl core::error::Error for XsError {}
+impl core::error::Error for XsError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            XsError::Disconnected(cause) => Some(cause),
+            XsError::Protocol { violation, .. } => Some(violation),
+            _ => None,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -320,6 +328,11 @@ mod tests {
             assert!(!seen.contains(&code), "{s} maps to a code already used");
             seen.push(code);
         }
+        assert_eq!(ErrorCode::known().collect::<alloc::vec::Vec<_>>(), seen);
+        assert_eq!(ErrorCode::Enoent.errno(), Some(2));
+        assert_eq!(ErrorCode::Eisconn.errno(), Some(106));
+        assert_eq!(ErrorCode::Unknown("EX".into()).errno(), None);
+        assert_eq!(ErrorCode::Enoent.meaning(), Some("no such node"));
         assert!(XsError::from_code(ErrorCode::Eagain, ctx.clone()).is_eagain());
         assert!(matches!(
             XsError::from_code(ErrorCode::Eacces, ctx.clone()),
@@ -359,6 +372,15 @@ mod tests {
             prod: 5000,
         });
         assert!(err.to_string().contains("bad Response ring indexes"));
+        // The transport failure is the cause a reporter walking `source()` finds.
+        let cause = core::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(
+            cause.as_deref(),
+            Some(
+                err.to_string()
+                    .trim_start_matches("xenstore connection lost: ")
+            )
+        );
     }
 
     #[test]

@@ -45,9 +45,9 @@ use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::protocol::{Core, CoreStats, ReplyResult};
 use crate::error::TransportError;
 use crate::platform::{Lock, Platform, WaitQueue};
+use crate::protocol::{Core, CoreStats, ReplyResult};
 use crate::sync::SuspendLock;
 use crate::transport::Transport;
 use core::sync::atomic::{AtomicBool, AtomicUsize};
