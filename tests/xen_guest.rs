@@ -39,7 +39,7 @@ const WAIT: Duration = Duration::from_secs(120);
 fn attaches_to_xenstored_through_the_hvm_params() {
     let info = xenstore::init().expect("xenstore service starts");
     assert_eq!(info.platform, PlatformKind::Xen);
-    assert_ne!(info.domid, xenstore::DomId::DOM0, "a domU, not dom0");
+    assert_ne!(info.domid, ::xenstore::DomId::DOM0, "a domU, not dom0");
     assert_eq!(info.home, format!("/local/domain/{}", info.domid.0));
     let xs = client();
     assert_eq!(xs.read_string("domid").unwrap(), info.domid.0.to_string());
