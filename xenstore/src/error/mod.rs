@@ -64,6 +64,21 @@ pub enum PathError {
     SpecialNotAllowed,
 }
 
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathError::Empty => f.write_str("empty path"),
+            PathError::TooLong { len, max } => write!(f, "{len} bytes long, at most {max} allowed"),
+            PathError::BadChar(b) => write!(f, "byte {b:#04x} is not allowed in a path"),
+            PathError::DoubleSlash => f.write_str("contains //"),
+            PathError::TrailingSlash => f.write_str("ends in /"),
+            PathError::SpecialNotAllowed => f.write_str("a @special path outside a watch"),
+        }
+    }
+}
+
+impl core::error::Error for PathError {}
+
 /// Every error the API returns.
 ///
 /// Daemon errors carry the [`Context`] (operation and path) they answered;
@@ -256,6 +271,7 @@ impl core::error::Error for XsError {
         match self {
             XsError::Disconnected(cause) => Some(cause),
             XsError::Protocol { violation, .. } => Some(violation),
+            XsError::InvalidPath { reason, .. } => Some(reason),
             _ => None,
         }
     }
