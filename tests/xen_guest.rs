@@ -19,8 +19,13 @@ use alloc::string::{String, ToString};
 use core::time::Duration;
 
 use ::xenstore::{Store, XsError};
+use alloc::vec;
+use kernel::time::Instant;
+use kernel::vchan::Vchan;
 use kernel::xenstore::{self, PlatformKind};
+use ktests::support::crc32::Crc32;
 use ktests::support::{Recorder, abs, client, host};
+use xen::DomId;
 
 ktests::config!(role = "xen", timeout_secs = 600);
 ktests::main!(
@@ -30,6 +35,9 @@ ktests::main!(
     its_own_write_fires_its_watch,
     a_dom0_xenstore_write_fires_the_guest_watch,
     dom0_lists_data_and_vm_data_with_xenstore_ls,
+    vchan_server_receives_from_dom0_vchan_socket_proxy,
+    vchan_server_sends_to_dom0_vchan_socket_proxy,
+    vchan_client_receives_from_dom0_vchan_socket_proxy_server,
 );
 
 /// A "never" bound for one event on this bed (~100 round trips a second
@@ -137,4 +145,124 @@ fn dom0_lists_data_and_vm_data_with_xenstore_ls() {
         "xenstore-ls vm-data:\n{vm_data}"
     );
     xs.rm("data/ls-probe").unwrap();
+}
+
+/// Bytes each vchan test moves: a few MiB, enough to wrap every ring many
+/// times, few enough for this bed (TCG, shared cores).
+const VCHAN_BYTES: usize = 4 << 20;
+
+fn vchan_path(name: &str) -> String {
+    abs(&format!("data/vchan-{name}"))
+}
+
+/// Reads to end of stream; returns the sum and logs the throughput (a
+/// benchmark line, not an assertion).
+fn drain(v: &Vchan, what: &str, dom0_status: &str) -> Crc32 {
+    let start = Instant::now();
+    let mut sum = Crc32::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match v.read(&mut buf, Some(WAIT)) {
+            Ok(n) => n,
+            Err(e) => panic!(
+                "vchan read after {} bytes: {e}; dom0's proxy: {:?}",
+                sum.len(),
+                host(dom0_status, &[])
+            ),
+        };
+        if n == 0 {
+            break;
+        }
+        sum.update(&buf[..n]);
+    }
+    log_rate(what, sum.len(), start);
+    sum
+}
+
+fn log_rate(what: &str, bytes: u64, start: Instant) {
+    let us = start.elapsed().as_micros().max(1) as u64;
+    let kib_per_s = bytes * 1_000_000 / 1024 / us;
+    log::info!("bench: {what}_kib_per_s={kib_per_s} ({bytes} bytes)");
+}
+
+/// The same bytes every run: a test failure names a reproducible stream.
+fn pattern(len: usize) -> alloc::vec::Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+fn vchan_server_receives_from_dom0_vchan_socket_proxy() {
+    let mut check = Crc32::new();
+    check.update(b"123456789");
+    assert_eq!(check.hex(), "cbf43926", "the sum is busybox's crc32");
+    let domid = client().read_string("domid").unwrap();
+    let path = vchan_path("in");
+    let v = Vchan::server(DomId::DOM0, &path, 64 << 10, 64 << 10).expect("vchan server");
+    assert_eq!(v.ring_sizes(), (64 << 10, 64 << 10));
+    // dom0 sends random bytes from a file through its unmodified proxy,
+    // which exits (closing the vchan) at the file's end.
+    let sent = host("vchan-send", &[&domid, &path, &VCHAN_BYTES.to_string()]);
+    v.wait_connected(Some(WAIT)).expect("dom0's proxy connects");
+    let got = drain(&v, "vchan_dom0_to_guest_server", "vchan-send-status");
+    assert_eq!(got.len(), VCHAN_BYTES as u64);
+    assert_eq!([got.hex()], sent.as_slice(), "crc32 of what dom0 sent");
+    v.close();
+    assert!(
+        matches!(
+            client().read(&format!("{path}/ring-ref")),
+            Err(XsError::Enoent(_))
+        ),
+        "closing the server removes its keys"
+    );
+}
+
+fn vchan_server_sends_to_dom0_vchan_socket_proxy() {
+    let domid = client().read_string("domid").unwrap();
+    let path = vchan_path("out");
+    let v = Vchan::server(DomId::DOM0, &path, 0, 0).expect("vchan server");
+    assert_eq!(v.ring_sizes(), (1024, 2048), "libxenvchan's in-page rings");
+    host("vchan-recv-start", &[&domid, &path]);
+    v.wait_connected(Some(WAIT)).expect("dom0's proxy connects");
+    let data = pattern(VCHAN_BYTES);
+    let start = Instant::now();
+    for chunk in data.chunks(5000) {
+        v.write_all(chunk, Some(WAIT)).expect("vchan write");
+    }
+    v.flush(Some(WAIT)).expect("dom0 reads everything");
+    log_rate("vchan_guest_server_to_dom0", data.len() as u64, start);
+    v.close();
+    // The proxy sees the close, writes out what it has and exits 0.
+    let result = host("vchan-recv-result", &[]);
+    let mut sum = Crc32::new();
+    sum.update(&data);
+    assert_eq!(
+        result,
+        ["0".to_string(), sum.hex(), VCHAN_BYTES.to_string()],
+        "proxy status, crc32 and size of what dom0 received"
+    );
+}
+
+fn vchan_client_receives_from_dom0_vchan_socket_proxy_server() {
+    let domid = client().read_string("domid").unwrap();
+    let path = format!("/local/domain/0/data/vchan-ktest-{domid}");
+    // dom0's proxy serves a file as a libxenvchan server (in-page rings)
+    // and exits at its end; the reply comes once its keys are written.
+    let sent = host("vchan-serve", &[&domid, &path, &VCHAN_BYTES.to_string()]);
+    let v = Vchan::client(DomId::DOM0, &path).expect("vchan client connects");
+    assert_eq!(v.ring_sizes(), (1024, 2048));
+    let got = drain(
+        &v,
+        "vchan_dom0_server_to_guest_client",
+        "vchan-serve-status",
+    );
+    assert_eq!(got.len(), VCHAN_BYTES as u64);
+    assert_eq!([got.hex()], sent.as_slice(), "crc32 of what dom0 served");
+    v.close();
 }

@@ -264,6 +264,9 @@ fn quote(arg: &[u8]) -> String {
 
 /// The host verbs a Xen image may ask for, done with dom0's real tools.
 fn perform(bed: &mut Bed, verb: &str, args: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> {
+    if verb.starts_with("vchan-") {
+        return super::vchan::perform(bed, verb, args);
+    }
     let (tool, arity) = match verb {
         "xenstore-write" => ("xenstore-write", 2),
         "xenstore-read" => ("xenstore-read", 1),

@@ -503,7 +503,7 @@ unsafe fn copy_from_shared(src: *const u8, out: &mut [u8]) {
     while i < out.len() {
         // SAFETY: `i < out.len()`: inside the caller's range.
         let p = unsafe { src.add(i) };
-        if p as usize % 8 == 0 && out.len() - i >= 8 {
+        if (p as usize).is_multiple_of(8) && out.len() - i >= 8 {
             // SAFETY: aligned and 8 bytes inside the range.
             let word = unsafe { p.cast::<u64>().read_volatile() };
             out[i..i + 8].copy_from_slice(&word.to_ne_bytes());
@@ -526,7 +526,7 @@ unsafe fn copy_to_shared(data: &[u8], dst: *mut u8) {
     while i < data.len() {
         // SAFETY: `i < data.len()`: inside the caller's range.
         let p = unsafe { dst.add(i) };
-        if p as usize % 8 == 0 && data.len() - i >= 8 {
+        if (p as usize).is_multiple_of(8) && data.len() - i >= 8 {
             let mut word = [0u8; 8];
             word.copy_from_slice(&data[i..i + 8]);
             // SAFETY: aligned and 8 bytes inside the range.
