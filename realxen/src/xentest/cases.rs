@@ -68,6 +68,8 @@ pub const CASES: &[Case] = &[
     super::ktests::ktest!(vchan_server_receives_from_dom0_vchan_socket_proxy),
     super::ktests::ktest!(vchan_server_sends_to_dom0_vchan_socket_proxy),
     super::ktests::ktest!(vchan_client_receives_from_dom0_vchan_socket_proxy_server),
+    super::ktests::ktest!(vchan_client_sends_to_dom0_vchan_socket_proxy_server),
+    super::ktests::ktest!(vchan_a_dom0_proxy_killed_mid_transfer_is_reported),
     (
         "xen::ktest::image_powers_off_after_its_last_test",
         super::ktests::image_powers_off_after_its_last_test,
