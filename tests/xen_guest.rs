@@ -230,12 +230,9 @@ fn vchan_server_receives_from_dom0_vchan_socket_proxy() {
     );
     let domid = client().read_string("domid").unwrap();
     let path = vchan_path("in");
-    let v = Vchan::server(DomId::DOM0, &path, 64 << 10, 64 << 10).expect("vchan server");
-    assert_eq!(
-        v.ring_sizes(),
-        (64 << 10, 64 << 10),
-        "16 granted pages each way"
-    );
+    let bulk = kernel::vchan::BULK_RING_BYTES;
+    let v = Vchan::server(DomId::DOM0, &path, bulk, bulk).expect("vchan server");
+    assert_eq!(v.ring_sizes(), (bulk, bulk), "granted pages of their own");
     // dom0 sends random bytes from a file through its unmodified proxy.
     let size = VCHAN_BYTES.to_string();
     let sent = host("vchan-send", &["in", &domid, &path, &size]);

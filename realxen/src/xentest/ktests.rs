@@ -213,6 +213,9 @@ fn take_line(
 ) -> TestResult {
     if let Some(plan) = line.strip_prefix("ktest: plan ") {
         run.plan = plan.split_whitespace().skip(1).map(String::from).collect();
+    } else if let Some(bench) = line.split_once("bench: ").map(|(_, b)| b) {
+        // A benchmark line of the guest's (vchan throughput): shown, never asserted.
+        bed.progress.say(format!("guest bench: {bench}"));
     } else if line.trim() == "ktest: done" {
         run.done = true;
     } else if let Some(rest) = line.strip_prefix("test ") {
