@@ -136,8 +136,8 @@ impl Vchan {
                 Endpoint::new(
                     iface,
                     Role::Server,
-                    ring_at(ring.as_ptr(), 10, None),
-                    ring_at(ring.as_ptr(), 11, None),
+                    (ring_at(ring.as_ptr(), 10, None), 10),
+                    (ring_at(ring.as_ptr(), 11, None), 11),
                 )
             },
             port,
@@ -178,8 +178,8 @@ impl Vchan {
             Endpoint::new(
                 iface,
                 Role::Server,
-                ring_at(ring_ptr, lo, own[0]),
-                ring_at(ring_ptr, ro, own[1]),
+                (ring_at(ring_ptr, lo, own[0]), lo),
+                (ring_at(ring_ptr, ro, own[1]), ro),
             )
         };
         let xs = store()?;
@@ -249,8 +249,8 @@ impl Vchan {
             Endpoint::new(
                 iface,
                 Role::Client,
-                ring_at(ring_ptr, 10, None),
-                ring_at(ring_ptr, 11, None),
+                (ring_at(ring_ptr, 10, None), 10),
+                (ring_at(ring_ptr, 11, None), 11),
             )
         };
         let mut vchan = Vchan {
@@ -267,8 +267,8 @@ impl Vchan {
             Endpoint::new(
                 iface,
                 Role::Client,
-                ring_at(ring_ptr, lo, own[0]),
-                ring_at(ring_ptr, ro, own[1]),
+                (ring_at(ring_ptr, lo, own[0]), lo),
+                (ring_at(ring_ptr, ro, own[1]), ro),
             )
         };
         iface.connect_client();
@@ -283,8 +283,8 @@ impl Vchan {
 
     /// `(left, right)` ring sizes in bytes.
     pub fn ring_sizes(&self) -> (usize, usize) {
-        let (lo, ro) = self.end.interface().orders();
-        (1 << lo, 1 << ro)
+        let (left, right) = self.end.ring_sizes();
+        (left as usize, right as usize)
     }
 
     fn notify(&self) -> Result<(), VchanError> {

@@ -328,15 +328,21 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// An end over `iface` whose rings are at `left` (`2^left_order` bytes)
-    /// and `right`. Orders come from the page and must have passed
-    /// [`check_orders`].
+    /// and `right`. The orders are the ones the caller checked with
+    /// [`check_orders`] (a client) or chose (a server): they are not read
+    /// from the page again, so a peer that rewrites them later cannot make
+    /// this end reach past its rings.
     ///
     /// # Safety
     /// `left` and `right` must map their rings' whole sizes read-write for
     /// as long as the endpoint is used (shared memory, no Rust object), and
     /// not overlap the header or each other.
-    pub unsafe fn new(iface: Interface, role: Role, left: NonNull<u8>, right: NonNull<u8>) -> Self {
-        let (lo, ro) = iface.orders();
+    pub unsafe fn new(
+        iface: Interface,
+        role: Role,
+        (left, lo): (NonNull<u8>, u16),
+        (right, ro): (NonNull<u8>, u16),
+    ) -> Self {
         let left = Ring {
             cons: offset::LEFT_CONS,
             prod: offset::LEFT_PROD,
@@ -377,6 +383,14 @@ impl Endpoint {
             Role::Server => Role::Client,
             Role::Client => Role::Server,
         })
+    }
+
+    /// `(left, right)` ring sizes in bytes.
+    pub fn ring_sizes(&self) -> (u32, u32) {
+        match self.role {
+            Role::Server => (self.rx.size, self.tx.size),
+            Role::Client => (self.tx.size, self.rx.size),
+        }
     }
 
     /// Bytes this end can write at most at once.
@@ -565,10 +579,10 @@ mod tests {
             Placement::Pages(_) => unreachable!(),
         };
         // SAFETY: in-page rings at distinct offsets of the boxed page.
-        let server = unsafe { Endpoint::new(iface, Role::Server, at(lo), at(ro)) };
+        let server = unsafe { Endpoint::new(iface, Role::Server, (at(lo), lo), (at(ro), ro)) };
         iface.connect_client();
         // SAFETY: as above.
-        let client = unsafe { Endpoint::new(iface, Role::Client, at(lo), at(ro)) };
+        let client = unsafe { Endpoint::new(iface, Role::Client, (at(lo), lo), (at(ro), ro)) };
         (page, server, client)
     }
 
@@ -658,6 +672,19 @@ mod tests {
             .interface()
             .set_liveness(Role::Server, Liveness::Gone);
         assert_eq!(client.peer(), Liveness::Gone);
+    }
+
+    #[test]
+    fn orders_rewritten_by_the_peer_after_setup_are_ignored() {
+        let (_page, server, client) = pair(0, 0);
+        let iface = server.interface();
+        iface.u16_at(offset::LEFT_ORDER).store(20, Ordering::SeqCst);
+        iface
+            .u16_at(offset::RIGHT_ORDER)
+            .store(20, Ordering::SeqCst);
+        assert_eq!(client.ring_sizes(), (1024, 2048));
+        let big = vec![7u8; 1 << 20];
+        assert_eq!(client.write(&big).unwrap().0, 1024, "still the 1 KiB ring");
     }
 
     #[test]
