@@ -125,7 +125,10 @@ pub fn perform(bed: &mut Bed, verb: &str, args: &[Vec<u8>]) -> Result<Vec<Vec<u8
             );
             return Ok(words(&check(bed, &script, TRANSFER)?.stdout));
         }
-        "vchan-kill" => format!("kill -9 $(cat {f}.pid)\n"),
+        "vchan-kill" => format!(
+            "kill -9 $(cat {f}.pid) || exit 1\n\
+             [ -f {f}.holder ] && kill $(cat {f}.holder) 2>/dev/null; true\n"
+        ),
         "vchan-status" => format!(
             "if [ -f {f}.rc ]; then echo rc=$(cat {f}.rc); else echo running; fi\n\
              echo out=$(wc -c <{f}.out 2>/dev/null); head -c 400 {f}.err\n"
