@@ -47,6 +47,7 @@ pub mod shell;
 pub mod sync;
 pub mod thread;
 pub mod time;
+pub mod vchan;
 pub mod xenstore;
 
 pub use boot::BootInfo;

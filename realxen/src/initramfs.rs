@@ -37,8 +37,9 @@ const HOTPLUG: [(&str, &str); 2] = [
 /// Where xl and libxl look for their helpers (fixed when Xen was built).
 const XEN_BIN: &str = "usr/lib/xen-4.17/bin";
 /// The Xen tools dom0 runs: the daemons, xl, and the helpers xl execs
-/// (`xl save` needs libxl-save-helper, `xl console` xenconsole).
-const XEN_TOOLS: [&str; 7] = [
+/// (`xl save` needs libxl-save-helper, `xl console` xenconsole), and
+/// `vchan-socket-proxy`, the libxenvchan peer of the kernel's vchan tests.
+const XEN_TOOLS: [&str; 8] = [
     "xl",
     "xenstored",
     "oxenstored",
@@ -46,6 +47,7 @@ const XEN_TOOLS: [&str; 7] = [
     "xen-init-dom0",
     "libxl-save-helper",
     "xenconsole",
+    "vchan-socket-proxy",
 ];
 /// The xenstore-* clients: one binary dispatching on its name, from the
 /// host's xenstore-utils.
@@ -104,6 +106,7 @@ fn content_key(lock: &Lock, libs: &BTreeSet<PathBuf>) -> u64 {
     let mut h = DefaultHasher::new();
     lock.render().hash(&mut h);
     INIT.hash(&mut h);
+    XEN_TOOLS.hash(&mut h);
     AGENT.hash(&mut h);
     HOTPLUG.hash(&mut h);
     MODULE_DIRS.hash(&mut h);

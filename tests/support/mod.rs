@@ -3,6 +3,7 @@
 //! of the xenbus images.
 
 pub mod bus;
+pub mod crc32;
 
 use alloc::string::String;
 use alloc::sync::Arc;

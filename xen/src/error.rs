@@ -171,6 +171,22 @@ pub enum Operation {
     },
     /// `GNTTABOP_query_size`.
     GnttabQuerySize,
+    /// `GNTTABOP_map_grant_ref`: mapping a page another domain granted.
+    GnttabMapGrantRef {
+        /// The granting domain.
+        dom: DomId,
+        /// Its grant reference.
+        gref: u32,
+        /// Where the page was to appear.
+        gfn: Gfn,
+    },
+    /// `GNTTABOP_unmap_grant_ref`.
+    GnttabUnmapGrantRef {
+        /// Where the page was mapped.
+        gfn: Gfn,
+        /// The handle the map returned.
+        handle: u32,
+    },
     /// `SCHEDOP_shutdown`.
     SchedShutdown(ShutdownReason),
     /// `SCHEDOP_yield`.

@@ -41,6 +41,7 @@ pub mod evtchn;
 pub mod grant_table;
 pub mod hvm;
 pub mod hypercall;
+pub mod io;
 pub mod memory;
 pub mod sched;
 pub mod shared_info;

@@ -89,6 +89,18 @@ impl XenResources {
     }
 }
 
+impl XenResources {
+    /// The guest's grant table (for the vchan's pages).
+    pub(crate) fn table(&self) -> &GrantTable<'static> {
+        &self.table
+    }
+
+    /// The Xen environment these resources live in.
+    pub(crate) fn guest(&self) -> &'static XenGuest {
+        self.guest
+    }
+}
+
 /// Places the grant table again after a resume on a new host (its frames
 /// are Xen's and do not move with the domain's memory).
 pub(super) fn restore_after_resume() {

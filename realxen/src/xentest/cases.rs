@@ -65,6 +65,11 @@ pub const CASES: &[Case] = &[
     super::ktests::ktest!(its_own_write_fires_its_watch),
     super::ktests::ktest!(a_dom0_xenstore_write_fires_the_guest_watch),
     super::ktests::ktest!(dom0_lists_data_and_vm_data_with_xenstore_ls),
+    super::ktests::ktest!(vchan_server_receives_from_dom0_vchan_socket_proxy),
+    super::ktests::ktest!(vchan_server_sends_to_dom0_vchan_socket_proxy),
+    super::ktests::ktest!(vchan_client_receives_from_dom0_vchan_socket_proxy_server),
+    super::ktests::ktest!(vchan_client_sends_to_dom0_vchan_socket_proxy_server),
+    super::ktests::ktest!(vchan_a_dom0_proxy_killed_mid_transfer_is_reported),
     (
         "xen::ktest::image_powers_off_after_its_last_test",
         super::ktests::image_powers_off_after_its_last_test,

@@ -213,6 +213,9 @@ fn take_line(
 ) -> TestResult {
     if let Some(plan) = line.strip_prefix("ktest: plan ") {
         run.plan = plan.split_whitespace().skip(1).map(String::from).collect();
+    } else if let Some(bench) = line.split_once("bench: ").map(|(_, b)| b) {
+        // A benchmark line of the guest's (vchan throughput): shown, never asserted.
+        bed.progress.say(format!("guest bench: {bench}"));
     } else if line.trim() == "ktest: done" {
         run.done = true;
     } else if let Some(rest) = line.strip_prefix("test ") {
@@ -264,6 +267,9 @@ fn quote(arg: &[u8]) -> String {
 
 /// The host verbs a Xen image may ask for, done with dom0's real tools.
 fn perform(bed: &mut Bed, verb: &str, args: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> {
+    if verb.starts_with("vchan-") {
+        return super::vchan::perform(bed, verb, args);
+    }
     let (tool, arity) = match verb {
         "xenstore-write" => ("xenstore-write", 2),
         "xenstore-read" => ("xenstore-read", 1),

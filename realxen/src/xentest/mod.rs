@@ -13,6 +13,7 @@ mod pvconsole;
 mod session;
 mod shell;
 mod suspend;
+mod vchan;
 
 pub use session::{cmd_demo, cmd_shell};
 

@@ -7,6 +7,7 @@
 //! and never handed out.
 
 pub mod entry;
+pub mod foreign;
 pub mod free_list;
 pub mod ops;
 

@@ -51,6 +51,8 @@ fn argument_block(op: HypercallOp, args: &[u64; 5]) -> Option<(usize, usize)> {
         (HypercallOp::EventChannelOp, 3 | 4 | 9) => 4, // close, send, unmask
         (HypercallOp::EventChannelOp, 5) => 24,        // evtchn_status
         (HypercallOp::EventChannelOp, 6 | 8) => 8,     // alloc_unbound, bind_vcpu
+        (HypercallOp::GrantTableOp, 0) => 32,          // gnttab_map_grant_ref
+        (HypercallOp::GrantTableOp, 1) => 24,          // gnttab_unmap_grant_ref
         (HypercallOp::GrantTableOp, 2) => 24,          // gnttab_setup_table
         (HypercallOp::GrantTableOp, 6) => 16,          // gnttab_query_size
         (HypercallOp::SchedOp, 2) => 4,                // sched_shutdown

@@ -1,0 +1,3 @@
+//! Shared-memory protocols between domains from Xen's `public/io/` headers.
+
+pub mod vchan;
