@@ -82,6 +82,10 @@ pub const CASES: &[Case] = &[
         super::suspend::checkpoint_of_a_busy_guest_loses_nothing,
     ),
     (
+        "xen::suspend_save_and_restore_of_a_busy_guest_carries_on_in_its_new_home",
+        super::suspend::save_and_restore_of_a_busy_guest_carries_on_in_its_new_home,
+    ),
+    (
         "xen::suspend_a_transaction_open_at_suspend_does_not_stop_xl_save",
         super::suspend::a_transaction_open_at_suspend_does_not_stop_xl_save,
     ),
