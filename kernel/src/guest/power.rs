@@ -185,12 +185,26 @@ fn reset_machine() {
 /// after a save/restore or migration; then, as Linux's
 /// `xen_hvm_post_suspend` does, shared_info is placed again at its frame
 /// and the upcall re-routed (a new host knows neither).
+///
+/// Interrupts stay off from the hypercall until shared_info and the grant
+/// table are placed again (Linux suspends under `stop_machine` with
+/// interrupts off for the same reason): in the restored domain their frames
+/// are holes (reads give all ones, writes are dropped) until then, and the
+/// saved local APIC may hold the upcall vector pending (an event that came
+/// while the save ran). An upcall taken before the remap scanned the hole,
+/// found `evtchn_upcall_pending` set forever, and spun with interrupts off:
+/// the restored guest at 100% CPU, silent.
 fn xen_suspend(guest: &'static XenGuest) -> Result<SuspendOutcome, PowerError> {
-    match sched::shutdown(guest.hypervisor, ShutdownReason::Suspend) {
-        Ok(()) => {
-            crate::hypervisor::restore_after_resume(guest)
-                .map_err(|e| PowerError::Failed(format!("restoring Xen state: {e}")))?;
-            super::resources::restore_after_resume();
+    let irqs = crate::arch::cpu::irq_save();
+    let outcome = sched::shutdown(guest.hypervisor, ShutdownReason::Suspend).map(|()| {
+        let restored = crate::hypervisor::restore_after_resume(guest);
+        super::resources::restore_after_resume();
+        restored
+    });
+    crate::arch::cpu::irq_restore(irqs);
+    match outcome {
+        Ok(restored) => {
+            restored.map_err(|e| PowerError::Failed(format!("restoring Xen state: {e}")))?;
             // Before the xenstore client's resume talks to the new daemon.
             crate::xenstore::resume_channel()
                 .map_err(|e| PowerError::Failed(format!("re-binding xenstore: {e}")))?;

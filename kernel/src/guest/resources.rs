@@ -9,6 +9,7 @@
 //! blkback and netback map these pages and bind these ports).
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -24,6 +25,7 @@ use xenbus::{DeviceResources, GrantedPage, ResourceError};
 
 use crate::hypervisor::XenGuest;
 use crate::memory::{self, VirtAddr};
+use crate::sync::SpinLock;
 
 /// Grant-table frames we place (and re-place after a resume).
 const GRANT_FRAMES: u32 = 1;
@@ -48,6 +50,11 @@ pub struct XenResources {
     table: GrantTable<'static>,
     /// Where the table's frames are placed in our physical address space.
     table_gfn: Gfn,
+    /// The ports handed out to frontends in this domain. A restored domain
+    /// has none of them: [`restore_after_resume`] forgets them all, and a
+    /// frontend's later close of one is not passed to Xen, where that
+    /// number may by then be someone else's new port.
+    ports: SpinLock<BTreeSet<u32>>,
 }
 
 impl XenResources {
@@ -80,6 +87,7 @@ impl XenResources {
             guest,
             table: GrantTable::new(entries, free_list),
             table_gfn,
+            ports: SpinLock::new(BTreeSet::new()),
         });
         log::info!(
             "xen: grant table at {table_gfn} ({} free references)",
@@ -110,6 +118,17 @@ pub(super) fn restore_after_resume() {
         unsafe { grant_table::ops::map_frames(r.guest.hypervisor, r.table_gfn, GRANT_FRAMES) };
     if let Err(e) = placed {
         log::error!("xen: cannot place the grant table again after resume: {e}");
+    } // As Linux's `xen_irq_resume`: the old domain's bindings are gone with
+    // it; drop their handlers so the numbers can be handed out again.
+    let stale = core::mem::take(&mut *r.ports.lock());
+    for port in stale.iter().filter_map(|&p| Port::new(p)) {
+        r.guest.channels.detach(port);
+    }
+    if !stale.is_empty() {
+        log::info!(
+            "xen: {} frontend event channel(s) of the old domain forgotten",
+            stale.len()
+        );
     }
 }
 
@@ -201,7 +220,10 @@ impl DeviceResources for XenResources {
     fn alloc_unbound_evtchn(&self, remote: DomId) -> Result<Port, ResourceError> {
         const WHAT: &str = "allocate an unbound event channel";
         match self.guest.channels.alloc_unbound(remote, &IGNORED_EVENTS) {
-            Ok(port) => Ok(port),
+            Ok(port) => {
+                self.ports.lock().insert(port.get());
+                Ok(port)
+            }
             Err(xen::evtchn::EvtchnError::Xen(e)) => Err(hypervisor_error(WHAT, e)),
             Err(xen::evtchn::EvtchnError::HandlerBusy(_)) => Err(ResourceError::Hypervisor {
                 what: WHAT,
@@ -212,6 +234,10 @@ impl DeviceResources for XenResources {
 
     fn close_evtchn(&self, port: Port) -> Result<(), ResourceError> {
         const WHAT: &str = "close an event channel";
+        if !self.ports.lock().remove(&port.get()) {
+            // Bound in a domain we have left (see `ports`): nothing to close.
+            return Ok(());
+        }
         self.guest
             .channels
             .unbind(port)

@@ -254,14 +254,18 @@ fn bring_up(info: XenInfo) -> Result<XenGuest, BringUpError> {
 /// Re-establishes what a new host does not carry over after a suspend that
 /// Xen reports as resumed (`SCHEDOP_shutdown(suspend)` returned 0), in the
 /// order of Linux's `xen_hvm_post_suspend`: shared_info placed again at its
-/// frame, then the upcall routed again. Thread context, before anything
-/// waits for an event. Not run here (no Xen on the build host).
+/// frame, every port masked, then the upcall routed again. Thread context,
+/// interrupts off (see `guest::power`), before anything waits for an event.
 pub fn restore_after_resume(guest: &XenGuest) -> Result<(), XenError> {
     let hv = guest.hypervisor;
     // RAM is identity mapped: the page's address is its frame's.
     let shared = core::ptr::from_ref(guest.channels.shared_info()) as u64;
     // SAFETY: the same frame as at bring-up, given to Xen for good.
     unsafe { shared_info::map_shared_info(hv, Gfn::containing(shared)) }?;
+    // The new domain's ports start unmasked, and none of ours exist there:
+    // mask them all, as Linux's `xen_irq_resume` does; each user attaches
+    // (and so unmasks) its port again.
+    guest.channels.mask_all();
     // First: the lines logged below go to the console's new channel.
     console::restore_after_resume(hv, &guest.channels);
     match guest.upcall {

@@ -48,7 +48,7 @@ fn devices_config(image: &str) -> String {
 fn with_devices(
     bed: &mut Bed,
     name: &str,
-    body: impl FnOnce(&mut Bed, &Guest, &[Dev]) -> TestResult,
+    body: impl FnOnce(&mut Bed, &mut Guest, &[Dev]) -> TestResult,
 ) -> TestResult {
     let image = format!("/var/lib/realxen/{name}.img");
     check(
@@ -56,8 +56,8 @@ fn with_devices(
         &format!("dd if=/dev/zero of={image} bs=1024 count=1024 2>/dev/null"),
         QUICK,
     )?;
-    let result = Guest::create(bed, name, &devices_config(&image)).and_then(|guest| {
-        let result = find_devices(bed, &guest).and_then(|devs| body(bed, &guest, &devs));
+    let result = Guest::create(bed, name, &devices_config(&image)).and_then(|mut guest| {
+        let result = find_devices(bed, &guest).and_then(|devs| body(bed, &mut guest, &devs));
         guest.destroy(bed);
         result
     });
@@ -176,44 +176,7 @@ fn expect_no_errors(bed: &mut Bed, guest: &Guest, dev: &Dev) -> TestResult {
 pub fn vif_and_vbd_connect_to_linux_netback_and_blkback(bed: &mut Bed) -> TestResult {
     with_devices(bed, "rx-backends", |bed, guest, devs| {
         wait_connected(bed, guest, devs)?;
-        for dev in devs {
-            let front = &dev.front;
-            expect_number(bed, &format!("{front}/event-channel"))?;
-            match dev.class {
-                "vbd" => {
-                    expect_number(bed, &format!("{front}/ring-ref"))?;
-                    expect_value(bed, &format!("{front}/protocol"), "x86_64-abi")?;
-                    // blkback logs this once it read our keys; it says
-                    // Connected only after mapping the ring and binding
-                    // the port.
-                    let line = format!(
-                        "xen-blkback: backend/vbd/{}/{}: using 1 queues, protocol 1 (x86_64-abi)",
-                        guest.domid, dev.id
-                    );
-                    check(bed, &format!("dmesg | grep -qF '{line}'"), QUICK)
-                        .map_err(|e| format!("blkback never said {line:?}: {e}"))?;
-                }
-                _ => {
-                    expect_number(bed, &format!("{front}/tx-ring-ref"))?;
-                    expect_number(bed, &format!("{front}/rx-ring-ref"))?;
-                    expect_value(bed, &format!("{front}/request-rx-copy"), "1")?;
-                    expect_value(bed, &format!("{front}/feature-rx-notify"), "1")?;
-                    // netback's interface exists from probe on; its carrier
-                    // goes on only once both rings are mapped and the
-                    // event channel bound.
-                    let vif = format!("vif{}.{}", guest.domid, dev.id);
-                    check(bed, &format!("ip link show {vif}"), QUICK)?;
-                    let carrier = check(bed, &format!("cat /sys/class/net/{vif}/carrier"), QUICK)?;
-                    if carrier.stdout.trim() != "1" {
-                        return Err(format!(
-                            "{vif}'s carrier is {:?}: netback did not connect the rings",
-                            carrier.stdout.trim()
-                        ));
-                    }
-                }
-            }
-            expect_no_errors(bed, guest, dev)?;
-        }
+        backends_mapped_the_rings(bed, guest, devs)?;
         // libxl ran the project's hotplug scripts, with the environment
         // they read.
         for line in [
@@ -232,6 +195,90 @@ pub fn vif_and_vbd_connect_to_linux_netback_and_blkback(bed: &mut Bed) -> TestRe
         }
         Ok(())
     })
+}
+
+/// `xl save` + `xl restore`, twice: the restored domain (a new id) gets new
+/// backends from the toolstack, and the kernel's frontends start over with
+/// them (new rings, new event channels) until both ends are Connected
+/// again and each Linux backend shows it mapped the new rings.
+pub fn frontends_reconnect_to_the_backends_after_save_and_restore(bed: &mut Bed) -> TestResult {
+    /// `xl save` writes the guest's memory out under TCG: a bound, not a time.
+    const XL_LIMIT: Duration = Duration::from_secs(300);
+    with_devices(bed, "rx-resume", |bed, guest, devs| {
+        wait_connected(bed, guest, devs)?;
+        for round in 1..=2 {
+            let old = guest.domid;
+            let save = format!("/tmp/{}.save", guest.name);
+            let secs = XL_LIMIT.as_secs();
+            let saved = check(
+                bed,
+                &format!("timeout {secs} xl save {} {save}", guest.name),
+                XL_LIMIT + QUICK,
+            )
+            .and_then(|_| {
+                check(
+                    bed,
+                    &format!("timeout {secs} xl restore {save}"),
+                    XL_LIMIT + QUICK,
+                )
+            });
+            let _ = bed.run(&format!("rm -f {save}"), QUICK);
+            saved.map_err(|e| format!("round {round}: {e}"))?;
+            guest.domid = super::guest::domid(bed, &guest.name)?;
+            if guest.domid == old {
+                return Err(format!("round {round}: xl restore kept domain id {old}"));
+            }
+            let devs = find_devices(bed, guest).map_err(|e| format!("round {round}: {e}"))?;
+            wait_connected(bed, guest, &devs).map_err(|e| format!("round {round}: {e}"))?;
+            backends_mapped_the_rings(bed, guest, &devs)
+                .map_err(|e| format!("round {round}: {e}"))?;
+        }
+        Ok(())
+    })
+}
+
+/// What each Linux backend shows once it mapped our rings, and what the
+/// frontends published for it; no error node on either end.
+fn backends_mapped_the_rings(bed: &mut Bed, guest: &Guest, devs: &[Dev]) -> TestResult {
+    for dev in devs {
+        let front = &dev.front;
+        expect_number(bed, &format!("{front}/event-channel"))?;
+        match dev.class {
+            "vbd" => {
+                expect_number(bed, &format!("{front}/ring-ref"))?;
+                expect_value(bed, &format!("{front}/protocol"), "x86_64-abi")?;
+                // blkback logs this once it read our keys; it says
+                // Connected only after mapping the ring and binding
+                // the port.
+                let line = format!(
+                    "xen-blkback: backend/vbd/{}/{}: using 1 queues, protocol 1 (x86_64-abi)",
+                    guest.domid, dev.id
+                );
+                check(bed, &format!("dmesg | grep -qF '{line}'"), QUICK)
+                    .map_err(|e| format!("blkback never said {line:?}: {e}"))?;
+            }
+            _ => {
+                expect_number(bed, &format!("{front}/tx-ring-ref"))?;
+                expect_number(bed, &format!("{front}/rx-ring-ref"))?;
+                expect_value(bed, &format!("{front}/request-rx-copy"), "1")?;
+                expect_value(bed, &format!("{front}/feature-rx-notify"), "1")?;
+                // netback's interface exists from probe on; its carrier
+                // goes on only once both rings are mapped and the
+                // event channel bound.
+                let vif = format!("vif{}.{}", guest.domid, dev.id);
+                check(bed, &format!("ip link show {vif}"), QUICK)?;
+                let carrier = check(bed, &format!("cat /sys/class/net/{vif}/carrier"), QUICK)?;
+                if carrier.stdout.trim() != "1" {
+                    return Err(format!(
+                        "{vif}'s carrier is {:?}: netback did not connect the rings",
+                        carrier.stdout.trim()
+                    ));
+                }
+            }
+        }
+        expect_no_errors(bed, guest, dev)?;
+    }
+    Ok(())
 }
 
 /// The toolstack removes each device (the backend's `online = 0`, `state

@@ -59,6 +59,10 @@ pub const CASES: &[Case] = &[
         "xen::backends_removing_the_devices_closes_both_ends",
         super::backends::removing_the_devices_closes_both_ends,
     ),
+    (
+        "xen::backends_frontends_reconnect_after_save_and_restore",
+        super::backends::frontends_reconnect_to_the_backends_after_save_and_restore,
+    ),
     super::ktests::ktest!(attaches_to_xenstored_through_the_hvm_params),
     super::ktests::ktest!(writes_reads_lists_and_removes_in_its_own_tree),
     super::ktests::ktest!(transactions_commit_whole_or_not_at_all),
@@ -85,6 +89,10 @@ pub const CASES: &[Case] = &[
     (
         "xen::suspend_checkpoint_of_a_busy_guest_loses_nothing",
         super::suspend::checkpoint_of_a_busy_guest_loses_nothing,
+    ),
+    (
+        "xen::suspend_save_and_restore_of_a_busy_guest_carries_on_in_its_new_home",
+        super::suspend::save_and_restore_of_a_busy_guest_carries_on_in_its_new_home,
     ),
     (
         "xen::suspend_a_transaction_open_at_suspend_does_not_stop_xl_save",
