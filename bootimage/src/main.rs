@@ -11,9 +11,6 @@
 //! - `demo`: the scripted xenstore session of `./run-qemu.sh --demo`.
 //! - `bench`: the benchmark images (`role = "bench"`), results as key=value.
 
-// The host agent shares the kernel's `hostlink` codec source, which uses `alloc`.
-extern crate alloc;
-
 mod agent;
 mod artifacts;
 mod bench;

@@ -9,7 +9,7 @@
 //! | suspend | `SCHEDOP_shutdown(suspend)`: returns 0 once resumed (maybe on another host), 1 if cancelled | asks the host agent to act as the toolstack (`suspend` verb): it migrates (fresh daemon) or checkpoints (cancelled) |
 //!
 //! Before a poweroff or reset the kernel prints
-//! [`crate::hostlink::codec::POWER_MARKER`] and the action, so
+//! [`hostlink_codec::POWER_MARKER`] and the action, so
 //! the runner can tell a requested reset from a triple fault.
 //!
 //! The Xen paths are written from `sched.h` and Linux's `manage.c`/`suspend.c`
@@ -27,8 +27,8 @@ use xenbus::services::PowerControl;
 use xenbus::{PowerError, SuspendOutcome};
 
 use crate::arch::cpu::outb;
-use crate::hostlink::codec::POWER_MARKER;
 use crate::hypervisor::XenGuest;
+use hostlink_codec::POWER_MARKER;
 
 /// PIIX3/ICH reset control register; bit 2 starts the reset, bit 1 makes
 /// it a hard one.

@@ -14,7 +14,6 @@
 
 pub mod apic;
 pub mod ioapic;
-pub mod msi;
 mod pic;
 
 use alloc::boxed::Box;

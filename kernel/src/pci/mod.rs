@@ -3,11 +3,12 @@
 //! decoding, the capability list ([`capability`]) and MSI-X ([`msix`]) for
 //! drivers (the ivshmem-doorbell test platform of the xenstore ring).
 
-pub mod capability;
 pub mod msix;
 
 use alloc::vec::Vec;
 use core::fmt;
+
+use pci_msi::capability;
 
 use crate::arch::cpu::{inl, outl};
 use crate::sync::SpinLock;

@@ -11,10 +11,10 @@ use xenbus::services::ServiceStatus;
 use xenbus::{DeviceInfo, OtherendState, PowerError};
 use xenstore::{ErrorCode, Permissions, Store, XsError, path};
 
-use super::parse::{COMMANDS, Command, ParseError, WatchTarget, command_help};
 use super::{Shell, ShellWatch, terminal};
 use crate::guest::KernelGuest;
 use crate::xenstore::XsClient;
+use shell_input::parse::{COMMANDS, Command, ParseError, WatchTarget, command_help};
 
 /// Why a command failed.
 #[derive(Debug)]

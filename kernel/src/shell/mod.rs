@@ -23,8 +23,6 @@
 //! sooner. A line longer than [`LINE_LIMIT`] is refused whole.
 
 mod exec;
-pub mod line;
-pub mod parse;
 pub mod terminal;
 
 use alloc::collections::{BTreeMap, VecDeque};
@@ -39,8 +37,8 @@ use xenstore::Watch;
 use crate::sync::SpinLock;
 use crate::time::Instant;
 use crate::xenstore::{KernelPlatform, StoreError, XsClient};
-use line::{Edit, LineEditor};
-use parse::Command;
+use shell_input::line::{self, Edit, LineEditor};
+use shell_input::parse::{self, Command};
 
 /// Longest line the editor takes (xenstore payloads are at most 4096 bytes).
 pub const LINE_LIMIT: usize = 1024;
