@@ -18,9 +18,9 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use core::time::Duration;
 
-use ::xenstore::{Store, XsError};
-use kernel::xenstore::{self, PlatformKind};
+use kernel::xenstore_service::{self, PlatformKind};
 use ktests::support::{Recorder, abs, client, host};
+use xenstore::{Store, XsError};
 
 ktests::config!(role = "xen", timeout_secs = 600);
 ktests::main!(
@@ -37,7 +37,7 @@ ktests::main!(
 const WAIT: Duration = Duration::from_secs(120);
 
 fn attaches_to_xenstored_through_the_hvm_params() {
-    let info = xenstore::init().expect("xenstore service starts");
+    let info = xenstore_service::init().expect("xenstore service starts");
     assert_eq!(info.platform, PlatformKind::Xen);
     assert_ne!(info.domid, 0, "a domU, not dom0");
     assert_eq!(info.home, format!("/local/domain/{}", info.domid));

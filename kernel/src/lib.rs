@@ -3,7 +3,7 @@
 //! behind `log`, interrupts (local APIC + IOAPIC), a microsecond clock,
 //! preemptive kernel threads, sleepable locks and wait queues, and paging
 //! helpers for MMIO and shared pages; on Xen the hypervisor bring-up
-//! ([`hypervisor`]), and the XenStore service ([`xenstore`]) over Xen's ring
+//! ([`hypervisor`]), and the XenStore service ([`xenstore_service`]) over Xen's ring
 //! or, under plain QEMU, the ivshmem-doorbell test platform; XenBus and the
 //! guest services on it ([`guest`]), and a serial shell ([`shell`]).
 //!
@@ -16,7 +16,7 @@
 //! kernel heap -> page tables -> frame allocator -> serial port (a leaf).
 //! The shell's terminal line state ([`shell::terminal`]) is taken before
 //! the serial port, never with another kernel lock held.
-//! The xenstore runtime's short locks ([`xenstore::platform`]) are spin
+//! The xenstore runtime's short locks ([`xenstore_service::platform`]) are spin
 //! locks taken inside wait-queue conditions, so they come after the wait
 //! queue locks and before the scheduler's.
 //! Interrupt handler tables are held only while their handlers run and may
@@ -47,7 +47,7 @@ pub mod shell;
 pub mod sync;
 pub mod thread;
 pub mod time;
-pub mod xenstore;
+pub mod xenstore_service;
 
 pub use boot::BootInfo;
 pub use exit::{ExitCode, exit};

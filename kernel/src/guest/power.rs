@@ -159,7 +159,7 @@ impl PowerControl for KernelPower {
 
     /// A restored domain has a new id and home: read them again.
     fn after_resume(&self) {
-        if let Err(e) = crate::xenstore::refresh_identity() {
+        if let Err(e) = crate::xenstore_service::refresh_identity() {
             log::error!("xenstore: cannot read our domain id and home after resume: {e}");
         }
     }
@@ -192,7 +192,7 @@ fn xen_suspend(guest: &'static XenGuest) -> Result<SuspendOutcome, PowerError> {
                 .map_err(|e| PowerError::Failed(format!("restoring Xen state: {e}")))?;
             super::resources::restore_after_resume();
             // Before the xenstore client's resume talks to the new daemon.
-            crate::xenstore::resume_channel()
+            crate::xenstore_service::resume_channel()
                 .map_err(|e| PowerError::Failed(format!("re-binding xenstore: {e}")))?;
             Ok(SuspendOutcome::Resumed)
         }

@@ -13,7 +13,7 @@ use xenstore::{ErrorCode, Permissions, Store, XsError, path};
 
 use super::{Shell, ShellWatch, terminal};
 use crate::guest::KernelGuest;
-use crate::xenstore::XsClient;
+use crate::xenstore_service::XsClient;
 use shell_input::parse::{COMMANDS, Command, ParseError, WatchTarget, command_help};
 
 /// Why a command failed.
@@ -106,7 +106,9 @@ pub(super) fn store_request(xs: &XsClient, command: Command) -> Output {
         Command::Ls(dir) => {
             let dir = match dir {
                 Some(d) => d,
-                None => crate::xenstore::info().map(|i| i.home).unwrap_or_default(),
+                None => crate::xenstore_service::info()
+                    .map(|i| i.home)
+                    .unwrap_or_default(),
             };
             ls(xs, &dir)
         }

@@ -36,7 +36,7 @@ use xenstore::Watch;
 
 use crate::sync::SpinLock;
 use crate::time::Instant;
-use crate::xenstore::{KernelPlatform, StoreError, XsClient};
+use crate::xenstore_service::{KernelPlatform, StoreError, XsClient};
 use shell_input::line::{self, Edit, LineEditor};
 use shell_input::parse::{self, Command};
 
@@ -81,10 +81,10 @@ pub struct Shell {
 
 impl Shell {
     /// A shell on the kernel's xenstore service. Errors: the service is not
-    /// attached ([`crate::xenstore::init`] did not succeed).
+    /// attached ([`crate::xenstore_service::init`] did not succeed).
     pub fn new() -> Result<Shell, StoreError> {
-        let xs = crate::xenstore::client()?;
-        let info = crate::xenstore::info().ok_or(StoreError::NotAttached)?;
+        let xs = crate::xenstore_service::client()?;
+        let info = crate::xenstore_service::info().ok_or(StoreError::NotAttached)?;
         Ok(Shell {
             xs,
             prompt: format!("dom{}> ", info.domid),

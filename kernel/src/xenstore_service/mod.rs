@@ -5,7 +5,7 @@
 //!
 //! ```ignore
 //! use xenstore::Store;
-//! let xs = kernel::xenstore::client()?;
+//! let xs = kernel::xenstore_service::client()?;
 //! let name = xs.read_string("name")?;            // relative: our home
 //! xs.watch("control/shutdown", |e| log::info!("{e:?}"))?.detach();
 //! ```
