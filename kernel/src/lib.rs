@@ -33,7 +33,9 @@ extern crate alloc;
 pub mod acpi;
 pub mod arch;
 pub mod boot;
+pub mod bootinfo;
 pub mod exit;
+pub mod fault;
 pub mod guest;
 pub mod hostlink;
 pub mod hypervisor;
@@ -49,7 +51,7 @@ pub mod thread;
 pub mod time;
 pub mod xenstore_service;
 
-pub use boot::BootInfo;
+pub use bootinfo::BootInfo;
 pub use exit::{ExitCode, exit};
 
 /// Declares the kernel's main function: `fn(&'static BootInfo) -> !`.

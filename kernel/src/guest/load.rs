@@ -53,7 +53,7 @@ const HOLD_POLL: Duration = Duration::from_millis(200);
 /// Starts the load if the command line asks for it (`xsload=on`). Logs
 /// what it started, or why it could not.
 pub fn start_if_asked() {
-    let cmdline = crate::boot::info();
+    let cmdline = crate::bootinfo::info();
     if cmdline.cmdline_value("xsload") != Some("on") {
         return;
     }

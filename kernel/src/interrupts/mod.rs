@@ -261,12 +261,25 @@ pub(crate) fn dispatch(frame: &mut TrapFrame) {
         apic::eoi();
     }
     DEPTH.fetch_sub(1, Ordering::Relaxed);
-    crate::thread::preempt_if_needed();
+    if let Some(preempt) = PREEMPT_HOOK.get() {
+        preempt();
+    }
+}
+
+/// Run at the end of every interrupt: switches threads if the interrupt
+/// made that due. The scheduler installs it ([`set_preempt_hook`]).
+static PREEMPT_HOOK: spin::Once<fn()> = spin::Once::new();
+
+/// Installs the function run at the end of every interrupt to switch
+/// threads if due (the scheduler's, once at boot; later calls are ignored).
+pub(crate) fn set_preempt_hook(hook: fn()) {
+    PREEMPT_HOOK.call_once(|| hook);
 }
 
 /// Masks the PICs, enables the local APIC, masks every IOAPIC pin. Called
 /// once by boot (after memory, before threads).
 pub(crate) fn init() {
+    crate::arch::trap::set_interrupt_handler(dispatch);
     pic::remap_and_mask();
     apic::init();
     ioapic::init();

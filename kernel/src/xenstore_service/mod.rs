@@ -73,7 +73,7 @@ pub fn config() -> Config {
 /// (`0`: none), else [`DEFAULT_REQUEST_TIMEOUT`]. An unreadable value is
 /// logged and the default used.
 pub fn request_timeout() -> Option<Duration> {
-    let Some(value) = crate::boot::info().cmdline_value("xenstore.timeout") else {
+    let Some(value) = crate::bootinfo::info().cmdline_value("xenstore.timeout") else {
         return Some(DEFAULT_REQUEST_TIMEOUT);
     };
     match value.parse::<u64>() {
