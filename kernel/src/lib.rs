@@ -14,7 +14,7 @@
 //! Lock order (outer first), for every lock in the kernel:
 //! `WaitQueue` queue locks -> scheduler run state -> thread-stack slots ->
 //! kernel heap -> page tables -> frame allocator -> serial port (a leaf).
-//! The shell's terminal line state ([`shell::terminal`]) is taken before
+//! The shell's terminal line state ([`terminal`]) is taken before
 //! the serial port, never with another kernel lock held.
 //! The xenstore runtime's short locks ([`xenstore_service::platform`]) are spin
 //! locks taken inside wait-queue conditions, so they come after the wait
@@ -46,7 +46,9 @@ pub mod panic;
 pub mod pci;
 pub mod serial;
 pub mod shell;
+pub mod spinlock;
 pub mod sync;
+pub mod terminal;
 pub mod thread;
 pub mod time;
 pub mod xenstore_service;

@@ -200,8 +200,8 @@ pub type TickHandler = fn();
 
 const MAX_TICK_HANDLERS: usize = 8;
 /// Extra per-tick handlers. Taken in the timer interrupt.
-static TICK_HANDLERS: crate::sync::SpinLock<[Option<TickHandler>; MAX_TICK_HANDLERS]> =
-    crate::sync::SpinLock::new([None; MAX_TICK_HANDLERS]);
+static TICK_HANDLERS: crate::spinlock::SpinLock<[Option<TickHandler>; MAX_TICK_HANDLERS]> =
+    crate::spinlock::SpinLock::new([None; MAX_TICK_HANDLERS]);
 
 /// Runs `handler` on every timer tick in interrupt context (it must be
 /// short, must not sleep, may wake threads). Returns `false` if all slots

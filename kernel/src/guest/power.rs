@@ -90,7 +90,7 @@ impl KernelPower {
     /// Prints the power marker on a line of its own (a half-typed shell
     /// line is moved out of the way).
     fn announce(action: &str) {
-        crate::shell::terminal::print_event(&format!("{POWER_MARKER} {action}"));
+        crate::terminal::print_event(&format!("{POWER_MARKER} {action}"));
     }
 
     fn qemu_suspend(&self) -> Result<SuspendOutcome, PowerError> {

@@ -23,7 +23,7 @@ use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::acpi::{Polarity, Trigger};
 use crate::arch::trap::TrapFrame;
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 
 /// First vector [`allocate_vector`] hands out.
 pub const FIRST_DYNAMIC_VECTOR: u8 = 0x30;

@@ -12,7 +12,7 @@ use x86_64::PhysAddr;
 
 use super::PAGE_SIZE;
 use crate::bootinfo::{MAX_MEMORY_REGIONS, MemoryKind, MemoryRegion};
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 
 const LOW_MEMORY_END: u64 = 0x10_0000;
 

@@ -22,7 +22,7 @@ pub use x86_64::{PhysAddr, VirtAddr};
 use super::layout::{self, KMAP_BASE, KMAP_SIZE};
 use super::{PAGE_SIZE, frame};
 use crate::bootinfo::{MemoryKind, MemoryRegion};
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 
 /// Errors from the mapping functions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

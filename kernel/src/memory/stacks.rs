@@ -12,7 +12,7 @@ use x86_64::VirtAddr;
 use super::layout::{STACK_SLOT_SIZE, STACK_SLOTS, STACKS_BASE};
 use super::paging::{self, MapError, PageTableFlags};
 use super::{PAGE_SIZE, frame};
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 
 struct Slots {
     /// Next never-used slot.

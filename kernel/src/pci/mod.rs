@@ -11,7 +11,7 @@ use core::fmt;
 use pci_msi::capability;
 
 use crate::arch::cpu::{inl, outl};
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 
 const CONFIG_ADDRESS: u16 = 0xcf8;
 const CONFIG_DATA: u16 = 0xcfc;

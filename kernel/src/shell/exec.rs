@@ -11,8 +11,9 @@ use xenbus::services::ServiceStatus;
 use xenbus::{DeviceInfo, OtherendState, PowerError};
 use xenstore::{ErrorCode, Permissions, Store, XsError, path};
 
-use super::{Shell, ShellWatch, terminal};
+use super::{Shell, ShellWatch};
 use crate::guest::KernelGuest;
+use crate::terminal;
 use crate::xenstore_service::XsClient;
 use shell_input::parse::{COMMANDS, Command, ParseError, WatchTarget, command_help};
 

@@ -23,7 +23,6 @@
 //! sooner. A line longer than [`LINE_LIMIT`] is refused whole.
 
 mod exec;
-pub mod terminal;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
@@ -34,7 +33,8 @@ use core::time::Duration;
 
 use xenstore::Watch;
 
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
+use crate::terminal;
 use crate::time::Instant;
 use crate::xenstore_service::{KernelPlatform, StoreError, XsClient};
 use shell_input::line::{self, Edit, LineEditor};

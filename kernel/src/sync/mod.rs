@@ -3,11 +3,12 @@
 //! shared/exclusive [`SxLock`] with its typed wrapper [`RwLock`], and the
 //! one-shot [`Completion`].
 //!
-//! Two layers: the spin locks sit below everything that takes a lock (the
-//! scheduler included); the sleeping primitives sit above the scheduler.
-//! `WaitQueue` and `Completion` are defined in [`crate::thread`] (they are
-//! its block/wake protocol, and a thread's join waits on a `Completion`)
-//! and re-exported here.
+//! The one place to take them from, outside the kernel's own low layers:
+//! the spin locks are defined in [`crate::spinlock`], below everything that
+//! takes a lock (the scheduler included), `WaitQueue` and `Completion` in
+//! [`crate::thread`] (they are its block/wake protocol, and a thread's join
+//! waits on a `Completion`); the mutex and reader/writer lock here sit
+//! above the scheduler.
 //!
 //! Sleeping primitives may only be waited on from thread context with
 //! interrupts enabled (not from an interrupt handler, not under a spin
@@ -16,9 +17,8 @@
 
 mod mutex;
 mod rwlock;
-mod spin;
 
+pub use crate::spinlock::{RawSpinLock, SpinLock, SpinLockGuard, held as spin_locks_held};
 pub use crate::thread::{Completion, WaitQueue};
 pub use mutex::{Mutex, MutexGuard};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard, SxLock};
-pub use spin::{RawSpinLock, SpinLock, SpinLockGuard, held as spin_locks_held};

@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use core::time::Duration;
 
 use crate::memory::stacks::KernelStack;
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 use crate::time::Instant;
 
 pub use completion::Completion;

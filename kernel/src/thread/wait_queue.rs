@@ -13,7 +13,7 @@ use core::time::Duration;
 
 use super::Thread;
 use crate::arch::cpu::{irq_restore, irq_save};
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 use crate::time::Instant;
 
 struct Waiter {

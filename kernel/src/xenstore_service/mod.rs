@@ -45,7 +45,8 @@ pub use channel::{PlatformKind, StoreChannel, StoreEvents, events_taken};
 pub use ivshmem::IvshmemError;
 pub use platform::KernelPlatform;
 
-use crate::sync::{Mutex, SpinLock};
+use crate::spinlock::SpinLock;
+use crate::sync::Mutex;
 
 /// A xenstore client on the kernel's platform. Cheap to clone (clones share
 /// the connection).
