@@ -2,7 +2,8 @@
 """The `cycles` step: fails on any import cycle between the modules (files) of a crate.
 
 Every target of every workspace package (`cargo metadata`) is walked from its root through its
-`mod` declarations. A file depends on another when it names it by path: in a `use` (a tree, a glob,
+`mod` declarations. Two graphs must be acyclic: the files, and for each folder the modules in it
+(each taken with everything under it), so that no two folders import each other either. A file depends on another when it names it by path: in a `use` (a tree, a glob,
 a re-export; paths from the crate root, `self::`, `super::` or a child module), in any other
 `crate::`, `$crate::`, `self::` or `super::` path, in a bare path through a child module, or by
 invoking a `#[macro_export]` macro defined there. A path counts at the deepest module it names; a
@@ -333,6 +334,38 @@ def sccs(nodes, graph):
     return [c for c in out if len(c) > 1]
 
 
+def folder_sccs(crate, graph):
+    """Cycles between the child modules of one module, each child taken with
+    everything under it: two folders whose files import each other's
+    (without a file cycle) count too. Imports of the parent itself do not."""
+    out = []
+    parents = {m[:-1] for m in crate.modules if m and m not in crate.inline}
+    for parent in sorted(parents):
+        def child(f):
+            m = crate.files[f][0]
+            return m[: len(parent) + 1] if m[: len(parent)] == parent and len(m) > len(parent) else None
+        sub = defaultdict(set)
+        edges = defaultdict(set)
+        for a, targets in graph.items():
+            ca = child(a)
+            if ca is None:
+                continue
+            sub[ca]
+            for b in targets:
+                cb = child(b)
+                if cb is not None and cb != ca:
+                    sub[ca].add(cb)
+                    edges[(ca, cb)].add((a, b))
+        for comp in sccs(sub.keys(), sub):
+            members = set(comp)
+            inside = set()
+            for (ca, cb), pairs in edges.items():
+                if ca in members and cb in members:
+                    inside |= pairs
+            out.append((parent, comp, inside))
+    return out
+
+
 def shortest_cycle(comp, graph):
     members = set(comp)
     best = None
@@ -388,7 +421,8 @@ def main():
                     graph[f].add(to)
                     detail[(f, to)].append(f"{rel(f)}:{line}: {written}")
             cycles = sccs(crate.files.keys(), graph)
-            if not cycles:
+            folder_cycles = folder_sccs(crate, graph)
+            if not cycles and not folder_cycles:
                 passed += 1
                 print(f"test {name} ... ok")
                 continue
@@ -405,6 +439,16 @@ def main():
                         print(f"    {rel(a)} -> {rel(b)}")
                         for line in lines:
                             print(f"      {line}")
+            for folder, comp, edges in folder_cycles:
+                where = "crate root" if not folder else "::".join(folder)
+                names = sorted("::".join(c) for c in comp)
+                print(f"  cycle between the modules of {where}: " + " ".join(names))
+                if quiet:
+                    continue
+                for a, b in sorted(edges):
+                    print(f"    {rel(a)} -> {rel(b)}")
+                    for line in detail[(a, b)]:
+                        print(f"      {line}")
     print(f"\ntest result: {'ok' if not failed else 'FAILED'}. {passed} passed; {failed} failed; 0 ignored")
     sys.exit(1 if failed else 0)
 
