@@ -27,7 +27,7 @@ use core::time::Duration;
 
 use crate::arch::cpu::{inb, outb};
 use crate::spinlock::SpinLock;
-use crate::sync::WaitQueue;
+use crate::thread::WaitQueue;
 use crate::time::Instant;
 
 const COM1: u16 = 0x3f8;
