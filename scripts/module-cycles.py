@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""The `cycles` step: fails on any import cycle between the modules (files) of a crate.
+"""The `cycles` step: fails on any import cycle between the modules of a crate, in every crate.
 
 Every target of every workspace package (`cargo metadata`) is walked from its root through its
 `mod` declarations. Two graphs must be acyclic: the files, and for each folder the modules in it
-(each taken with everything under it), so that no two folders import each other either. A file depends on another when it names it by path: in a `use` (a tree, a glob,
-a re-export; paths from the crate root, `self::`, `super::` or a child module), in any other
-`crate::`, `$crate::`, `self::` or `super::` path, in a bare path through a child module, or by
-invoking a `#[macro_export]` macro defined there. A path counts at the deepest module it names; a
-path to an item counts at the module that defines it, or re-exports it. One kind of edge is not
-counted (the rule of issue 12): a file using its parent module (its own folder's `mod.rs`, or
-`lib.rs` for a top-level file) through `super::`. Declaring a child module (`mod x;`) is not an
-edge either.
+(each taken with everything under it), so that no two folders import each other either.
+
+A file depends on another when it names it by path: in a `use` (a tree, a glob, a re-export;
+paths from the crate root, `self::`, `super::` or a child module), in any other `crate::`,
+`$crate::`, `self::` or `super::` path, in a bare path through a child module, or by invoking a
+`#[macro_export]` macro defined there. A path counts at the deepest module it names; a name
+re-exported by name (`pub use a::B`) counts at the module it comes from (a glob re-export counts
+at the module that re-exports). One kind of edge is not counted (the rule of issue 12): a file
+using its parent module (its own folder's `mod.rs`, or `lib.rs`/`main.rs` for a top-level file)
+through `super::`. Declaring a child module (`mod x;`) is not an edge either.
 
 Prints one libtest-style line per crate target and a summary, and for each cycle its files, one
 shortest cycle through them, and every edge inside it (file:line and the path written there).
