@@ -14,7 +14,8 @@ at the module that re-exports). One kind of edge is not counted (the rule of iss
 using its parent module (its own folder's `mod.rs`, or `lib.rs`/`main.rs` for a top-level file)
 through `super::`. Declaring a child module (`mod x;`) is not an edge either.
 
-Prints one libtest-style line per crate target and a summary, and for each cycle its files, one
+It first runs itself on small crates with a known answer (SELF_TESTS). Prints one libtest-style
+line per crate target and a summary, and for each cycle its files, one
 shortest cycle through them, and every edge inside it (file:line and the path written there).
 Exit status 1 when a cycle is found. Usage: scripts/module-cycles.py [--quiet]
 """
@@ -393,8 +394,64 @@ def shortest_cycle(comp, graph):
     return best + [best[0]]
 
 
+def check(root, rel):
+    """The crate at `root`, its file graph, where each edge is written, and its cycles."""
+    crate = Crate(root)
+    graph = defaultdict(set)
+    detail = defaultdict(list)
+    for f in crate.files:
+        graph[f]
+        for to, line, written, exempt in edges_of(crate, f):
+            if exempt:
+                continue
+            graph[f].add(to)
+            detail[(f, to)].append(f"{rel(f)}:{line}: {written}")
+    return crate, graph, detail, sccs(crate.files.keys(), graph), folder_sccs(crate, graph)
+
+
+# Small crates with a known answer: (name, files, a file cycle?, a folder cycle?).
+SELF_TESTS = [
+    ("crate:: both ways", {"lib.rs": "mod a; mod b;", "a.rs": "use crate::b::B;", "b.rs": "fn f() { crate::a::g(); }"}, True, True),
+    ("child to its mod.rs by super:: is not counted", {"lib.rs": "mod f;", "f/mod.rs": "mod g; use g::G;", "f/g.rs": "use super::X;"}, False, False),
+    ("the same through crate:: is", {"lib.rs": "mod f;", "f/mod.rs": "mod g; use g::G;", "f/g.rs": "use crate::f::X;"}, True, False),
+    ("siblings through super::", {"lib.rs": "mod f;", "f/mod.rs": "mod g; mod h;", "f/g.rs": "use super::h::H;", "f/h.rs": "fn f() { super::g::run(); }"}, True, True),
+    ("a re-export counts at its source", {"lib.rs": "mod a; mod b; pub use a::A;", "a.rs": "use crate::b::B;", "b.rs": "use crate::A;"}, True, True),
+    ("use trees, self and aliases", {"lib.rs": "mod a; mod b;", "a.rs": "use crate::{b::{self as other, B}};", "b.rs": "pub use crate::{a::*};"}, True, True),
+    ("an exported macro", {"lib.rs": "mod a; mod b;", "a.rs": "#[macro_export] macro_rules! m { () => {} }\nuse crate::b::B;", "b.rs": "fn f() { m!(); }"}, True, True),
+    ("comments and strings are not code", {"lib.rs": "mod a; mod b;", "a.rs": "// crate::b::B\n/* crate::b */ const S: &str = \"crate::b::B\";", "b.rs": "use crate::a::A;"}, False, False),
+    ("folders that import each other", {"lib.rs": "mod x; mod y;", "x/mod.rs": "mod p; mod s;", "x/p.rs": "use crate::y::q::Q;", "x/s.rs": "", "y/mod.rs": "mod q; mod r;", "y/q.rs": "", "y/r.rs": "use crate::x::s::S;"}, False, True),
+    ("test modules count", {"lib.rs": "mod a; mod b;", "a.rs": "#[cfg(test)]\nmod tests {\n    use super::*;\n    use crate::b::B;\n}", "b.rs": "use crate::a::A;"}, True, True),
+]
+
+
+def self_test():
+    """Checks the checker on SELF_TESTS; returns the names of the cases it gets wrong."""
+    import tempfile
+
+    wrong = []
+    for name, files, file_cycle, folder_cycle in SELF_TESTS:
+        with tempfile.TemporaryDirectory() as top:
+            for path, text in files.items():
+                os.makedirs(os.path.dirname(os.path.join(top, path)), exist_ok=True)
+                with open(os.path.join(top, path), "w", encoding="utf-8") as f:
+                    f.write(text + "\n")
+            _, _, _, cycles, folder_cycles = check(os.path.join(top, "lib.rs"), lambda p: p)
+            if bool(cycles) != file_cycle or bool(folder_cycles) != folder_cycle:
+                wrong.append(name)
+    return wrong
+
+
 def main():
     quiet = "--quiet" in sys.argv[1:]
+    # The checker first proves itself on crates with a known answer: a bug that
+    # hid every edge would otherwise pass every crate.
+    wrong = self_test()
+    if wrong:
+        print("test module_cycles::self_test ... FAILED")
+        print("  wrong answer on: " + "; ".join(wrong))
+        print("\ntest result: FAILED. 0 passed; 1 failed; 0 ignored")
+        sys.exit(1)
+    print("test module_cycles::self_test ... ok")
     top = os.path.realpath(os.path.join(os.path.dirname(__file__), ".."))
     os.chdir(top)
     meta = json.loads(
@@ -406,24 +463,13 @@ def main():
         ).stdout
     )
     rel = lambda p: os.path.relpath(p, top)
-    passed = failed = 0
+    passed, failed = 1, 0
     for pkg in sorted(meta["packages"], key=lambda p: p["name"]):
         for target in pkg["targets"]:
             if "custom-build" in target["kind"]:
                 continue
             name = f"{pkg['name']}::{target['kind'][0]}::{target['name']}"
-            crate = Crate(target["src_path"])
-            graph = defaultdict(set)
-            detail = defaultdict(list)
-            for f in crate.files:
-                graph[f]
-                for to, line, written, exempt in edges_of(crate, f):
-                    if exempt:
-                        continue
-                    graph[f].add(to)
-                    detail[(f, to)].append(f"{rel(f)}:{line}: {written}")
-            cycles = sccs(crate.files.keys(), graph)
-            folder_cycles = folder_sccs(crate, graph)
+            crate, graph, detail, cycles, folder_cycles = check(target["src_path"], rel)
             if not cycles and not folder_cycles:
                 passed += 1
                 print(f"test {name} ... ok")
