@@ -30,7 +30,7 @@
 pub mod channel;
 mod ivshmem;
 pub mod platform;
-mod xen;
+mod xen_ring;
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -173,7 +173,9 @@ pub fn init() -> Result<StoreInfo, StoreError> {
 
 fn choose_channel() -> Result<&'static dyn StoreChannel, StoreError> {
     let channel: Box<dyn StoreChannel> = match crate::hypervisor::guest() {
-        Some(guest) => Box::new(xen::XenStoreChannel::probe(guest).map_err(StoreError::Channel)?),
+        Some(guest) => {
+            Box::new(xen_ring::XenStoreChannel::probe(guest).map_err(StoreError::Channel)?)
+        }
         None => Box::new(ivshmem::IvshmemChannel::probe().map_err(|e| match e {
             e @ (IvshmemError::NotFound | IvshmemError::PlainOnly(_)) => StoreError::NoPlatform(e),
             e => StoreError::Channel(format!("{e}")),
