@@ -276,8 +276,9 @@ pub(crate) fn set_preempt_hook(hook: fn()) {
     PREEMPT_HOOK.call_once(|| hook);
 }
 
-/// Masks the PICs, enables the local APIC, masks every IOAPIC pin. Called
-/// once by boot (after memory, before threads).
+/// Takes vectors 32-255 from `arch::trap`, masks the PICs, enables the
+/// local APIC, masks every IOAPIC pin. Called once by boot (after memory,
+/// before threads).
 pub(crate) fn init() {
     crate::arch::trap::set_interrupt_handler(dispatch);
     pic::remap_and_mask();
