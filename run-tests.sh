@@ -97,7 +97,7 @@ run_step fmt cargo fmt --all -- --check
 # mod.rs through `super::` is the one edge not counted).
 run_step cycles scripts/module-cycles.py
 run_step clippy-host cargo clippy --workspace --exclude kernel --exclude ktests --all-targets -- -D warnings
-run_step clippy-kernel cargo clippy -p kernel -p ktests --target x86_64-unknown-none -- -D warnings
+run_step clippy-kernel cargo clippy -p kernel -p ktests --target x86_64-unknown-none --all-targets -- -D warnings
 run_step doc scripts/doc.sh
 run_step host cargo test --no-fail-fast
 run_step examples scripts/examples.sh

@@ -15,5 +15,13 @@ export RUSTDOCFLAGS="-D warnings"
 cargo doc --workspace --exclude kernel --exclude ktests --no-deps
 cargo doc -p kernel -p ktests --target x86_64-unknown-none --no-deps --document-private-items
 # The publishable crates package cleanly and build from their packages alone.
+# Cargo verifies each package against its siblings through a temporary local
+# registry, and unpacks those into $CARGO_HOME/registry/src/-<hash>/, keyed by
+# the registry's path and the version only: a second run after an edit would
+# build against the first run's sources (same 0.1.0). Remove those unpacked
+# copies of our own crates first; crates.io's sources are left alone.
+for unpacked in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/{xen-guest,xenstore-client,xenbus}-*/; do
+    [ -d "$unpacked" ] && rm -rf "$unpacked"
+done
 cargo package -q -p xen-guest -p xenstore-client -p xenbus --allow-dirty
 echo "docs: every crate documented without warnings; crates package; no conflict markers"

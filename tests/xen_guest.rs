@@ -39,14 +39,14 @@ const WAIT: Duration = Duration::from_secs(120);
 fn attaches_to_xenstored_through_the_hvm_params() {
     let info = xenstore_service::init().expect("xenstore service starts");
     assert_eq!(info.platform, PlatformKind::Xen);
-    assert_ne!(info.domid, 0, "a domU, not dom0");
-    assert_eq!(info.home, format!("/local/domain/{}", info.domid));
+    assert_ne!(info.domid, ::xenstore::DomId::DOM0, "a domU, not dom0");
+    assert_eq!(info.home, format!("/local/domain/{}", info.domid.0));
     let xs = client();
-    assert_eq!(xs.read_string("domid").unwrap(), info.domid.to_string());
+    assert_eq!(xs.read_string("domid").unwrap(), info.domid.0.to_string());
     // dom0 agrees, through its real xenstore-read and the PV console link.
     assert_eq!(
         host("xenstore-read", &[&abs("domid")]),
-        [info.domid.to_string()]
+        [info.domid.0.to_string()]
     );
     // What xl gave us: the store's own port and ring are in our home.
     assert!(xs.read_parsed::<u32>("store/port").unwrap() > 0);

@@ -43,7 +43,7 @@ fn enumerates_three_devices_of_two_classes_present_at_boot() {
     for d in &devices {
         assert_eq!(d.driver.as_deref(), Some(d.class.as_str()), "{d:?}");
         let otherend = d.otherend.as_ref().expect("other end read at probe");
-        assert_eq!(otherend.id, 0);
+        assert_eq!(otherend.id, ::xenbus::DomId::DOM0);
         assert!(
             otherend.path.starts_with("/local/domain/0/backend/"),
             "{otherend:?}"

@@ -32,7 +32,7 @@ const WAIT: Duration = Duration::from_secs(20);
 fn attaches_on_the_qemu_test_platform_as_domain_1() {
     let info = xenstore_service::init().expect("xenstore service starts");
     assert_eq!(info.platform, PlatformKind::QemuTest);
-    assert_eq!(info.domid, 1, "domid node");
+    assert_eq!(info.domid, ::xenstore::DomId(1), "domid node");
     assert_eq!(info.home, "/local/domain/1", "GET_DOMAIN_PATH");
     // init is idempotent and the service hands out working clients.
     assert_eq!(

@@ -13,7 +13,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use ::xenstore::{Store, XsError};
+use ::xenstore::Store;
 use kernel::thread;
 use kernel::time::Instant;
 use ktests::support::{abs, client, host};

@@ -142,7 +142,9 @@ fn mock_peer_reply_without_its_nul_fails_only_that_request() {
     let xs = client();
     let before = xs.stats().core.malformed;
     let c = xs.clone();
-    let outcome = answered_by_the_host("/local/domain/1", None, move || c.get_domain_path(1));
+    let outcome = answered_by_the_host("/local/domain/1", None, move || {
+        c.get_domain_path(::xenstore::DomId(1))
+    });
     match outcome {
         Err(XsError::Protocol { violation, .. }) => {
             assert_eq!(violation, ProtocolViolation::MissingNul)
@@ -150,7 +152,10 @@ fn mock_peer_reply_without_its_nul_fails_only_that_request() {
         other => panic!("expected a protocol error, got {other:?}"),
     }
     assert_eq!(xs.stats().core.malformed, before + 1);
-    assert_eq!(xs.get_domain_path(1).unwrap(), "/local/domain/1");
+    assert_eq!(
+        xs.get_domain_path(::xenstore::DomId(1)).unwrap(),
+        "/local/domain/1"
+    );
 }
 
 /// A header announcing 5000 bytes (over the 4096 limit) with no body: the

@@ -60,7 +60,22 @@ struct Args {
     sample: Option<String>,
 }
 
-fn parse_args() -> Result<Args, String> {
+/// `xsbench --help`.
+const USAGE: &str = "\
+usage: xsbench --libxs PATH [--rounds N] [--warmup-ms MS] [--measure-ms MS]
+               [--only FIGURE]... [--socket PATH] [--no-pinned]
+  --libxs PATH       the compiled C peer (libxenstore's side)
+  --rounds N         rounds of samples (default 5)
+  --warmup-ms MS     unmeasured time before each sample (default 300)
+  --measure-ms MS    measured time of each sample (default 1000)
+  --only FIGURE      measure only these figures (a ratio when both of its are)
+  --socket PATH      measure the daemon already on PATH instead of starting one
+  --no-pinned        skip the pass with the daemon and clients pinned to CPUs
+";
+
+/// Parsed with lexopt (`--opt value`, `--opt=value`); `None` is `--help`.
+fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Option<Args>, String> {
+    use lexopt::prelude::*;
     let mut libxs = None;
     let mut only = Vec::new();
     let mut socket = None;
@@ -71,23 +86,29 @@ fn parse_args() -> Result<Args, String> {
         warmup: Duration::from_millis(300),
         measure: Duration::from_millis(1000),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
+    let usage = |e: lexopt::Error| format!("{e}\n{USAGE}");
+    let mut p = lexopt::Parser::from_args(args);
+    while let Some(arg) = p.next().map_err(usage)? {
+        let flag = match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long(flag) => flag.to_owned(),
+            other => return Err(usage(other.unexpected())),
+        };
+        let mut value = || p.value().map_err(usage)?.string().map_err(usage);
+        let number = |v: String| v.parse::<u64>().map_err(|e| format!("--{flag} {v}: {e}"));
         match flag.as_str() {
-            "--libxs" => libxs = Some(PathBuf::from(value()?)),
-            "--only" => only.push(value()?),
-            "--socket" => socket = Some(PathBuf::from(value()?)),
-            "--no-pinned" => pinned = false,
-            "--sample" => sample = Some(value()?),
-            "--rounds" => rounds = number(value()?)?.max(1) as usize,
-            "--warmup-ms" => window.warmup = Duration::from_millis(number(value()?)?),
-            "--measure-ms" => window.measure = Duration::from_millis(number(value()?)?.max(1)),
-            _ => return Err(format!("unknown argument {flag}")),
+            "libxs" => libxs = Some(PathBuf::from(value()?)),
+            "only" => only.push(value()?),
+            "socket" => socket = Some(PathBuf::from(value()?)),
+            "no-pinned" => pinned = false,
+            "sample" => sample = Some(value()?),
+            "rounds" => rounds = number(value()?)?.max(1) as usize,
+            "warmup-ms" => window.warmup = Duration::from_millis(number(value()?)?),
+            "measure-ms" => window.measure = Duration::from_millis(number(value()?)?.max(1)),
+            _ => return Err(usage(Long(&flag).unexpected())),
         }
     }
-    Ok(Args {
+    Ok(Some(Args {
         libxs,
         rounds,
         window,
@@ -95,7 +116,7 @@ fn parse_args() -> Result<Args, String> {
         socket,
         pinned,
         sample,
-    })
+    }))
 }
 
 fn loadavg() -> String {
@@ -260,18 +281,54 @@ fn sample_here(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let result = parse_args().and_then(|args| {
-        if args.sample.is_some() {
-            sample_here(args)
-        } else {
-            run(args)
+    let result = parse_args(std::env::args_os().skip(1)).and_then(|args| match args {
+        None => {
+            print!("{USAGE}");
+            Ok(())
         }
+        Some(args) if args.sample.is_some() => sample_here(args),
+        Some(args) => run(args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xsbench: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &str) -> Result<Option<Args>, String> {
+        parse_args(args.split_whitespace().map(std::ffi::OsString::from))
+    }
+
+    #[test]
+    fn options_take_separate_or_attached_values() {
+        let args = parse_str("--libxs /x --only a --only=b --rounds=0 --measure-ms 7 --no-pinned")
+            .unwrap()
+            .unwrap();
+        assert_eq!(args.libxs, Some(PathBuf::from("/x")));
+        assert_eq!(args.only, ["a", "b"]);
+        assert_eq!(args.rounds, 1);
+        assert_eq!(args.window.measure, Duration::from_millis(7));
+        assert!(!args.pinned);
+        assert!(parse_str("--help").unwrap().is_none());
+    }
+
+    #[test]
+    fn mistakes_name_the_argument() {
+        for (args, says) in [
+            ("--rounds x", "--rounds x"),
+            ("--libxs", "--libxs"),
+            ("--bogus", "--bogus"),
+            ("stray", "stray"),
+        ] {
+            let e = parse_str(args).err().unwrap();
+            assert!(e.contains(says), "{args}: {e}");
         }
     }
 }

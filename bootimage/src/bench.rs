@@ -5,7 +5,8 @@
 use std::process::ExitCode;
 
 use crate::config::Role;
-use crate::{cargo, image_config, parse_accel, reject_rest, run_image, take_flag};
+use crate::qemu::Accel;
+use crate::{cargo, choose_accel, image_config, run_image};
 
 /// Prints `key=value` for each `bench: key=value` line of `output`.
 fn bench_lines(output: &str) -> Vec<String> {
@@ -18,10 +19,8 @@ fn bench_lines(output: &str) -> Vec<String> {
 }
 
 /// Runs every benchmark image, one at a time (they measure).
-pub fn cmd_bench(mut args: Vec<String>) -> Result<ExitCode, String> {
-    let debug = take_flag(&mut args, "--debug");
-    let accel = parse_accel(&mut args)?;
-    reject_rest(&args)?;
+pub fn cmd_bench(debug: bool, accel: Option<Accel>) -> Result<ExitCode, String> {
+    let accel = choose_accel(accel)?;
     let mut images = cargo::build_test_images(!debug)?;
     images.retain(|i| image_config(&i.executable).is_ok_and(|c| c.role == Role::Bench));
     images.sort_by(|a, b| a.name.cmp(&b.name));

@@ -13,10 +13,11 @@ use std::time::Duration;
 use testbed::Testbed;
 
 use crate::agent::Agent;
+use crate::cli::BootArgs;
 use crate::fixtures::Fixture;
 use crate::fixtures::xenbus::XenbusFixture;
 use crate::fixtures::xenstore::DOMID;
-use crate::{build_boot_dir, parse_accel, process, qemu, reject_rest, take_flag, take_value};
+use crate::{build_boot_dir, choose_accel, process, qemu};
 
 /// What the guest logs once its watch is in place.
 pub const READY_LINE: &str = "xenstore: watching control/shutdown";
@@ -58,17 +59,16 @@ impl Agent for ShutdownAgent {
 }
 
 /// Runs the demo; exit status 0 only after a clean, acknowledged poweroff.
-pub fn cmd_demo(mut args: Vec<String>) -> Result<ExitCode, String> {
+pub fn cmd_demo(args: BootArgs) -> Result<ExitCode, String> {
     // The options ./run-qemu.sh's usage offers for every mode.
-    let qemu_extra: Vec<String> = match args.iter().position(|a| a == "--") {
-        Some(i) => args.split_off(i).into_iter().skip(1).collect(),
-        None => Vec::new(),
-    };
-    let release = take_flag(&mut args, "--release");
-    let accel = parse_accel(&mut args)?;
-    let append = take_value(&mut args, "--append")?.unwrap_or_default();
-    let memory = take_value(&mut args, "--memory")?.unwrap_or_else(|| "128M".into());
-    reject_rest(&args)?;
+    let BootArgs {
+        release,
+        accel,
+        append,
+        memory,
+        qemu_args: qemu_extra,
+    } = args;
+    let accel = choose_accel(accel)?;
     let boot = build_boot_dir(release)?;
     let mut fixture = XenbusFixture::start()?;
     let testbed = fixture.testbed().clone();

@@ -15,6 +15,7 @@ mod agent;
 mod artifacts;
 mod bench;
 mod cargo;
+mod cli;
 mod config;
 mod demo;
 mod elf;
@@ -34,62 +35,9 @@ use config::{Expect, ImageConfig, Role};
 use qemu::Accel;
 use report::{ImageReport, TestResult};
 
-const USAGE: &str = "\
-usage: bootimage <command> [options]
-
-commands:
-  build [--release]                 build the kernel, write target/boot/
-  run [options] [-- QEMU-ARGS...]   build and boot the kernel in QEMU, serial on this terminal
-      --release                     optimised build
-      --accel kvm|tcg               default: kvm if /dev/kvm opens and the host is not a VM, else tcg
-                                    ($KTEST_ACCEL overrides)
-      --iso                         boot the GRUB ISO (multiboot2) instead of -kernel (PVH)
-      --xen                         boot under QEMU's Xen emulation (QEMU >= 8.0, KVM with Xen
-                                    support); probes the host and says why not if it cannot
-      --append CMDLINE              kernel command line (e.g. loglevel=debug)
-      --memory SIZE                 guest RAM (default 128M)
-      --fixture NAME                start a host fixture first; QEMU-ARGS may use {NAME.key}
-  test [options] [IMAGE...]         build and run kernel test images (default: all)
-      --release, --accel            as for run
-      --jobs N                      images booted at once (default: number of CPUs)
-      --filter TEXT                 run only tests whose name contains TEXT
-      --verbose                     show serial output of passing images too
-      --repeat N                    boot each image N times (stress runs)
-  check FILE                        check FILE's Xen PVH note
-  demo [options] [-- QEMU-ARGS...]  scripted session: real xenstored, boot, the host writes
-                                    control/shutdown=poweroff with xenstore-write; exit 0 when
-                                    the guest acknowledges and powers off
-      --release, --accel, --append, --memory   as for run
-  bench [--debug] [--accel A]       boot the benchmark images (release build) against the real
-                                    daemon; print their key=value results and accel=
-";
-
-pub(crate) fn take_value(args: &mut Vec<String>, flag: &str) -> Result<Option<String>, String> {
-    match args.iter().position(|a| a == flag) {
-        Some(i) if i + 1 < args.len() => {
-            let v = args.remove(i + 1);
-            args.remove(i);
-            Ok(Some(v))
-        }
-        Some(_) => Err(format!("{flag} needs a value")),
-        None => Ok(None),
-    }
-}
-
-pub(crate) fn take_flag(args: &mut Vec<String>, flag: &str) -> bool {
-    match args.iter().position(|a| a == flag) {
-        Some(i) => {
-            args.remove(i);
-            true
-        }
-        None => false,
-    }
-}
-
-pub(crate) fn parse_accel(args: &mut Vec<String>) -> Result<Accel, String> {
-    let requested = take_value(args, "--accel")?
-        .map(|a| a.parse())
-        .transpose()?;
+/// Picks the accelerator (`requested`, else `qemu::choose_accel`'s
+/// default) and says which and why.
+pub(crate) fn choose_accel(requested: Option<Accel>) -> Result<Accel, String> {
     let (accel, why) = qemu::choose_accel(requested)?;
     eprintln!("bootimage: accelerator {accel} ({why})");
     Ok(accel)
@@ -116,28 +64,25 @@ pub(crate) fn build_boot_dir(release: bool) -> Result<artifacts::BootArtifacts, 
     Ok(out)
 }
 
-fn cmd_build(mut args: Vec<String>) -> Result<ExitCode, String> {
-    let release = take_flag(&mut args, "--release");
-    reject_rest(&args)?;
+fn cmd_build(release: bool) -> Result<ExitCode, String> {
     build_boot_dir(release)?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn reject_rest(args: &[String]) -> Result<(), String> {
-    match args.first() {
-        Some(a) => Err(format!("unexpected argument {a:?}\n\n{USAGE}")),
-        None => Ok(()),
-    }
-}
-
-fn cmd_run(mut args: Vec<String>) -> Result<ExitCode, String> {
-    let qemu_extra: Vec<String> = match args.iter().position(|a| a == "--") {
-        Some(i) => args.split_off(i).into_iter().skip(1).collect(),
-        None => Vec::new(),
-    };
-    let release = take_flag(&mut args, "--release");
-    let iso = take_flag(&mut args, "--iso");
-    let xen = take_flag(&mut args, "--xen");
+fn cmd_run(args: cli::RunArgs) -> Result<ExitCode, String> {
+    let cli::RunArgs {
+        boot:
+            cli::BootArgs {
+                release,
+                accel,
+                append,
+                memory,
+                qemu_args: qemu_extra,
+            },
+        iso,
+        xen,
+        fixtures: fixture_names,
+    } = args;
     let accel = if xen {
         let probe = xen_probe::probe();
         if !probe.supported() {
@@ -155,15 +100,8 @@ fn cmd_run(mut args: Vec<String>) -> Result<ExitCode, String> {
         eprintln!("bootimage: Xen emulation available:\n{}", probe.render());
         Accel::KvmXen
     } else {
-        parse_accel(&mut args)?
+        choose_accel(accel)?
     };
-    let append = take_value(&mut args, "--append")?.unwrap_or_default();
-    let memory = take_value(&mut args, "--memory")?.unwrap_or_else(|| "128M".into());
-    let mut fixture_names = Vec::new();
-    while let Some(name) = take_value(&mut args, "--fixture")? {
-        fixture_names.push(name);
-    }
-    reject_rest(&args)?;
     let boot = build_boot_dir(release)?;
     let workdir = std::env::temp_dir().join(format!("bootimage-run-{}", std::process::id()));
     std::fs::create_dir_all(&workdir).map_err(|e| format!("{}: {e}", workdir.display()))?;
@@ -317,38 +255,27 @@ pub(crate) fn run_image(
     report
 }
 
-fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
-    let release = take_flag(&mut args, "--release");
-    let verbose = take_flag(&mut args, "--verbose");
-    let accel = parse_accel(&mut args)?;
-    let filter = take_value(&mut args, "--filter")?;
-    let jobs = match take_value(&mut args, "--jobs")? {
-        Some(n) => n
-            .parse::<usize>()
-            .map_err(|_| format!("--jobs {n:?}: not a number"))?
-            .max(1),
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
-    let repeat = match take_value(&mut args, "--repeat")? {
-        Some(n) => n
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("--repeat {n:?}: not a positive number"))?,
-        None => 1,
-    };
-    if let Some(flag) = args.iter().find(|a| a.starts_with('-')) {
-        return Err(format!("unknown option {flag}\n\n{USAGE}"));
-    }
+fn cmd_test(args: cli::TestArgs) -> Result<ExitCode, String> {
+    let cli::TestArgs {
+        release,
+        verbose,
+        accel,
+        filter,
+        jobs,
+        repeat,
+        images: wanted,
+    } = args;
+    let accel = choose_accel(accel)?;
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut images = cargo::build_test_images(release)?;
     images.sort_by(|a, b| a.name.cmp(&b.name));
-    for wanted in &args {
-        if !images.iter().any(|i| &i.name == wanted) {
-            return Err(format!("no test image called {wanted:?}"));
+    for name in &wanted {
+        if !images.iter().any(|i| &i.name == name) {
+            return Err(format!("no test image called {name:?}"));
         }
     }
-    if !args.is_empty() {
-        images.retain(|i| args.contains(&i.name));
+    if !wanted.is_empty() {
+        images.retain(|i| wanted.contains(&i.name));
     }
     // Benchmark images belong to `bootimage bench`. One whose config cannot
     // be read stays: run_image reports why.
@@ -406,10 +333,7 @@ fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
     })
 }
 
-fn cmd_check(args: Vec<String>) -> Result<ExitCode, String> {
-    let [path] = args.as_slice() else {
-        return Err(format!("check takes one file\n\n{USAGE}"));
-    };
+fn cmd_check(path: &str) -> Result<ExitCode, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
     let entry = pvh::check(&bytes).map_err(|e| format!("{path}: {e}"))?;
     let elf_entry = elf::Elf::parse(&bytes).map_err(|e| e.to_string())?.entry;
@@ -420,29 +344,24 @@ fn cmd_check(args: Vec<String>) -> Result<ExitCode, String> {
 }
 
 fn main() -> ExitCode {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() || matches!(args[0].as_str(), "-h" | "--help" | "help") {
-        print!("{USAGE}");
-        return if args.is_empty() {
-            ExitCode::from(2)
-        } else {
-            ExitCode::SUCCESS
-        };
-    }
-    let command = args.remove(0);
-    // `bootimage test --help` and the like: the usage, and success.
-    if args.iter().any(|a| matches!(a.as_str(), "-h" | "--help")) {
-        print!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let result = match command.as_str() {
-        "build" => cmd_build(args),
-        "run" => cmd_run(args),
-        "test" => cmd_test(args),
-        "check" => cmd_check(args),
-        "bench" => bench::cmd_bench(args),
-        "demo" => demo::cmd_demo(args),
-        other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+    let command = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("bootimage: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        cli::Command::Help => {
+            print!("{}", cli::USAGE);
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Build { release } => cmd_build(release),
+        cli::Command::Run(args) => cmd_run(args),
+        cli::Command::Test(args) => cmd_test(args),
+        cli::Command::Check(path) => cmd_check(&path),
+        cli::Command::Bench { debug, accel } => bench::cmd_bench(debug, accel),
+        cli::Command::Demo(args) => demo::cmd_demo(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("bootimage: {e}");

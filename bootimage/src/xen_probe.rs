@@ -11,10 +11,18 @@ use std::process::Command;
 
 use crate::qemu;
 
-/// `KVM_CHECK_EXTENSION` (`_IO(KVMIO, 0x03)`).
-const KVM_CHECK_EXTENSION: u64 = 0xae03;
+/// The KVM ioctl type (`KVMIO`).
+const KVMIO: u8 = 0xae;
 /// `KVM_CAP_XEN_HVM`.
-const KVM_CAP_XEN_HVM: u64 = 38;
+const KVM_CAP_XEN_HVM: i32 = 38;
+
+// `KVM_CHECK_EXTENSION` is `_IO(KVMIO, 0x03)` but takes the capability as
+// its integer argument and answers in the return value.
+nix::ioctl_write_int_bad!(
+    /// `KVM_CHECK_EXTENSION`: the capability's value, 0 if absent.
+    kvm_check_extension,
+    nix::request_code_none!(KVMIO, 0x03)
+);
 /// `KVM_XEN_HVM_CONFIG_HYPERCALL_MSR | _INTERCEPT_HCALL | _SHARED_INFO`.
 const REQUIRED_XEN_FLAGS: i32 = 1 | 2 | 4;
 /// The QEMU arguments that turn Xen emulation on (Xen 4.17).
@@ -94,31 +102,19 @@ fn check_kvm() -> [(&'static str, bool, String); 2] {
     };
     // SAFETY: KVM_CHECK_EXTENSION on the /dev/kvm fd we own takes an
     // integer argument and touches no memory of ours.
-    let flags = unsafe {
-        libc::ioctl(
-            file.as_raw_fd(),
-            KVM_CHECK_EXTENSION as libc::c_ulong,
-            KVM_CAP_XEN_HVM as libc::c_ulong,
-        )
-    };
-    let xen = if flags < 0 {
-        (
-            false,
-            format!(
-                "KVM_CHECK_EXTENSION failed: {}",
-                std::io::Error::last_os_error()
-            ),
-        )
-    } else if flags & REQUIRED_XEN_FLAGS == REQUIRED_XEN_FLAGS {
-        (true, format!("KVM_CAP_XEN_HVM = {flags:#x}"))
-    } else {
-        (
+    let flags = unsafe { kvm_check_extension(file.as_raw_fd(), KVM_CAP_XEN_HVM) };
+    let xen = match flags {
+        Err(e) => (false, format!("KVM_CHECK_EXTENSION failed: {e}")),
+        Ok(flags) if flags & REQUIRED_XEN_FLAGS == REQUIRED_XEN_FLAGS => {
+            (true, format!("KVM_CAP_XEN_HVM = {flags:#x}"))
+        }
+        Ok(flags) => (
             false,
             format!(
                 "KVM_CAP_XEN_HVM = {flags:#x}: the host kernel's KVM lacks Xen HVM support \
                  (CONFIG_KVM_XEN; QEMU needs flags {REQUIRED_XEN_FLAGS:#x})"
             ),
-        )
+        ),
     };
     [
         ("/dev/kvm", true, "opens read-write".into()),

@@ -33,7 +33,7 @@ fn main(_boot: &'static BootInfo) -> ! {
     match kernel::xenstore_service::init() {
         Ok(info) => {
             log::info!(
-                "platform: {}; domain {}, home {}",
+                "platform: {}; {}, home {}",
                 info.platform,
                 info.domid,
                 info.home

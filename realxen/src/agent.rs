@@ -7,7 +7,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use crate::base64;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use crate::error::{Error, Result};
 
 /// What a dom0 command did.
@@ -65,7 +67,7 @@ impl Agent {
         let request = format!(
             "run {id} {} {}\n",
             limit.as_secs().max(1),
-            base64::encode(script.as_bytes())
+            BASE64.encode(script.as_bytes())
         );
         self.send(request.as_bytes())?;
         self.set_timeout(limit + REPLY_SLACK)?;
@@ -89,7 +91,7 @@ impl Agent {
 
     /// Writes `data` to `path` in dom0.
     pub fn put(&mut self, path: &str, data: &[u8]) -> Result<()> {
-        let path_b64 = base64::encode(path.as_bytes());
+        let path_b64 = BASE64.encode(path.as_bytes());
         let mut chunks = data.chunks(PUT_CHUNK).peekable();
         let mut mode = "new";
         if chunks.peek().is_none() {
@@ -104,7 +106,7 @@ impl Agent {
 
     fn put_chunk(&mut self, mode: &str, path_b64: &str, chunk: &[u8]) -> Result<()> {
         let id = self.take_id();
-        let body = base64::encode(chunk);
+        let body = BASE64.encode(chunk);
         let mut request = format!("put {id} {mode} {path_b64} {}\n", body.len()).into_bytes();
         request.extend_from_slice(body.as_bytes());
         self.send(&request)?;
@@ -193,8 +195,24 @@ fn parse_status(text: &str) -> Result<i32> {
         .map_err(|_| Error::agent(format!("bad exit status {text:?}")))
 }
 
+/// Decodes a payload; busybox's `base64` wraps its lines at 76.
 fn decode_text(b64: &str) -> Result<String> {
-    base64::decode(b64)
+    let joined: String = b64.split_ascii_whitespace().collect();
+    BASE64
+        .decode(joined)
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .ok_or_else(|| Error::agent("reply payload is not base64"))
+        .map_err(|e| Error::agent(format!("reply payload is not base64: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_decode_across_busybox_line_wraps_and_garbage_is_refused() {
+        assert_eq!(decode_text("aGkK\naA==\n").unwrap(), "hi\nh");
+        assert!(decode_text("aA==aGkK").is_err()); // Data after padding.
+        assert!(decode_text("aG!K").is_err());
+        assert_eq!(BASE64.encode(b"hi\n"), "aGkK");
+    }
 }

@@ -4,18 +4,13 @@
 
 use std::process::ExitCode;
 
+use crate::cli::SuiteArgs;
 use crate::xentest;
 
-pub fn cmd_soak(mut args: Vec<String>) -> Result<ExitCode, String> {
-    let daemons = xentest::suite_daemons(&mut args)?;
-    let options = xentest::suite_options(&mut args)?;
-    let filter = crate::take_value(&mut args, "--filter")?;
-    let count: u32 = match args.as_slice() {
-        [n] => n
-            .parse()
-            .map_err(|_| format!("soak N: {n:?} is not a number"))?,
-        _ => return Err("soak takes one N".to_string()),
-    };
+pub fn cmd_soak(suite: SuiteArgs, count: u32) -> Result<ExitCode, String> {
+    let daemons = suite.daemons.clone();
+    let filter = suite.filter.clone();
+    let options = xentest::suite_options(suite)?;
     let mut clean = 0;
     let mut verdicts = Vec::new();
     for n in 1..=count {

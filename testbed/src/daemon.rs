@@ -17,6 +17,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::unistd::getppid;
+
 use crate::error::{Error, Result, tail};
 use crate::fetch::Xenstored;
 use crate::layout::InstanceDir;
@@ -112,23 +116,19 @@ impl DaemonProcess {
         let parent = std::process::id();
         // SAFETY: the closure runs in the forked child before exec and only
         // makes async-signal-safe calls (sigprocmask, prctl, getppid) on
-        // local data.
+        // local data; nix's wrappers of them do not allocate.
         unsafe {
             cmd.pre_exec(move || {
                 // The mask survives exec and std leaves it alone here: a
                 // caller that blocks SIGTERM for a signalfd (testbed up)
                 // would otherwise make the daemon deaf to our SIGTERM.
-                let mut none: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut none);
-                if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The parent may have died before prctl took effect.
-                if libc::getppid() as u32 != parent {
-                    return Err(std::io::Error::other("testbed parent exited"));
+                sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+                set_pdeathsig(Signal::SIGKILL)?;
+                // The parent may have died before prctl took effect. The error
+                // is a bare kind: building it does not allocate, which a forked
+                // child of a threaded process must not do.
+                if getppid().as_raw() as u32 != parent {
+                    return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
                 }
                 Ok(())
             });
@@ -206,7 +206,7 @@ impl DaemonProcess {
         if self.poll_exit().is_some() {
             return;
         }
-        let _ = crate::sys::kill(self.child.id(), libc::SIGTERM);
+        let _ = crate::sys::kill(self.child.id(), Signal::SIGTERM);
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
             if self.poll_exit().is_some() {

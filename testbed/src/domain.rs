@@ -2,7 +2,7 @@
 //! event channel, plus a simple blocking ring client for tests.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -142,6 +142,13 @@ impl Domain {
             page: &self.page,
             events: &self.events,
         }
+    }
+}
+
+impl AsFd for Domain {
+    /// The guest event endpoint, as for [`AsRawFd`].
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.events.as_fd()
     }
 }
 

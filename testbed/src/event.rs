@@ -3,7 +3,7 @@
 //! event, so kicks that find the queue full coalesce like a pending bit.
 
 use std::io::ErrorKind;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -78,7 +78,7 @@ impl GuestEventChannel {
             if left.is_zero() {
                 return Ok(false);
             }
-            crate::sys::poll_readable(self.socket.as_raw_fd(), left)
+            crate::sys::poll_readable(self.socket.as_fd(), left)
                 .map_err(|e| Error::io_path("polling", &self.own, e))?;
         }
     }
@@ -86,6 +86,13 @@ impl GuestEventChannel {
     /// Path of the guest end.
     pub fn path(&self) -> &Path {
         &self.own
+    }
+}
+
+impl AsFd for GuestEventChannel {
+    /// Readable while an event is pending, as for [`AsRawFd`].
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
     }
 }
 

@@ -21,8 +21,10 @@
 //! same page, so a test runner may boot several guests in turn.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+
+use nix::poll::{PollFd, PollFlags};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -177,22 +179,20 @@ impl Bridge {
         const CLIENT: usize = 3;
         const DOORBELL: usize = 4;
         loop {
-            let pollfd = |fd: i32| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
+            let pollfd = |fd| PollFd::new(fd, PollFlags::POLLIN);
             let mut fds = vec![
-                pollfd(self.stop.as_raw_fd()),
-                pollfd(self.listener.as_raw_fd()),
-                pollfd(self.domain.as_raw_fd()),
+                pollfd(self.stop.as_fd()),
+                pollfd(self.listener.as_fd()),
+                pollfd(self.domain.as_fd()),
             ];
             if let Some(client) = &self.client {
-                fds.push(pollfd(client.stream.as_raw_fd()));
-                fds.push(pollfd(client.doorbell.as_raw_fd()));
+                fds.push(pollfd(client.stream.as_fd()));
+                fds.push(pollfd(client.doorbell.as_fd()));
             }
             sys::poll(&mut fds, None).map_err(|e| Error::io("ivshmem poll", e))?;
-            let ready = |i: usize| fds.get(i).is_some_and(|f| f.revents != 0);
+            let ready: Vec<bool> = fds.iter().map(sys::ready).collect();
+            drop(fds);
+            let ready = |i: usize| ready.get(i).copied().unwrap_or(false);
             if ready(STOP) {
                 return Ok(());
             }

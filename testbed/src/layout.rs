@@ -203,16 +203,7 @@ fn private_base() -> PathBuf {
 }
 
 fn mounted_noexec(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(cpath) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return true;
-    };
-    // SAFETY: statvfs is plain old data; all-zero is a valid value.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: cpath is NUL-terminated and st is a valid, exclusively
-    // borrowed buffer, both for the duration of the call.
-    if unsafe { libc::statvfs(cpath.as_ptr(), &mut st) } != 0 {
-        return true;
-    }
-    st.f_flag & libc::ST_NOEXEC != 0
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    // A path we cannot inspect counts as noexec: the caller then looks elsewhere.
+    statvfs(path).map_or(true, |st| st.flags().contains(FsFlags::ST_NOEXEC))
 }

@@ -17,9 +17,15 @@
 //! (`notified=1`). See testbed/README.md.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::{SFlag, fstat};
 
 use testbed::ivshmem::IvshmemServer;
 use testbed::{DomainConfig, HomeLayout, Options, Quota, SharedPage, Testbed};
@@ -37,15 +43,14 @@ const USAGE: &str = "usage:
       notify-guest DOMID | notify-daemon DOMID";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("fetch") if args.len() == 1 => fetch(),
-        Some("up") => parse_up(&args[1..]).and_then(up),
-        Some("help" | "--help" | "-h") => {
+    let result = match parse(std::env::args_os().skip(1)) {
+        Ok(Command::Fetch) => fetch(),
+        Ok(Command::Up(args)) => up(args),
+        Ok(Command::Help) => {
             println!("{USAGE}");
             Ok(())
         }
-        _ => Err(USAGE.into()),
+        Err(e) => Err(e),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,6 +70,14 @@ fn fetch() -> CliResult<()> {
     Ok(())
 }
 
+#[derive(Debug)]
+enum Command {
+    Fetch,
+    Up(UpArgs),
+    Help,
+}
+
+#[derive(Debug)]
 struct UpArgs {
     domids: Vec<u32>,
     state_dir: Option<PathBuf>,
@@ -75,7 +88,28 @@ struct UpArgs {
     daemon_args: Vec<String>,
 }
 
-fn parse_up(args: &[String]) -> CliResult<UpArgs> {
+/// A usage error: what was wrong, then the usage.
+fn usage_error(e: impl std::fmt::Display) -> Box<dyn std::error::Error> {
+    format!("{e}\n{USAGE}").into()
+}
+
+/// The value of the option just read.
+fn value(p: &mut lexopt::Parser) -> CliResult<String> {
+    use lexopt::prelude::*;
+    let value = p.value().map_err(usage_error)?;
+    value.string().map_err(usage_error)
+}
+
+/// The command line, split by lexopt (`--opt value`, `--opt=value`).
+fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> CliResult<Command> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_args(args);
+    let command = match p.next().map_err(usage_error)? {
+        Some(Value(command)) => command.string().map_err(usage_error)?,
+        Some(Short('h') | Long("help")) => return Ok(Command::Help),
+        Some(other) => return Err(usage_error(other.unexpected())),
+        None => return Err(usage_error("no command given")),
+    };
     let mut up = UpArgs {
         domids: Vec::new(),
         state_dir: None,
@@ -85,34 +119,43 @@ fn parse_up(args: &[String]) -> CliResult<UpArgs> {
         layout: HomeLayout::OwnedByDomain,
         daemon_args: Vec::new(),
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{arg} needs a value"))
-        };
-        match arg.as_str() {
-            "--domid" => up.domids.push(value()?.parse().map_err(|_| "bad --domid")?),
-            "--state-dir" => up.state_dir = Some(value()?.into()),
-            "--ivshmem" => up.ivshmem = Some(value()?.into()),
-            "--no-trace" => up.trace = false,
-            "--quota" => up.quotas.push(Quota::parse(&value()?)?),
-            "--xl-perms" => up.layout = HomeLayout::Xl,
-            "--daemon-arg" => up.daemon_args.push(value()?),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
+    match command.as_str() {
+        "help" => return Ok(Command::Help),
+        "fetch" | "up" => {}
+        other => return Err(usage_error(format!("unknown command {other:?}"))),
+    }
+    while let Some(arg) = p.next().map_err(usage_error)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Long("domid") if command == "up" => {
+                let domid = value(&mut p)?;
+                let domid = domid
+                    .parse()
+                    .map_err(|e| usage_error(format!("--domid {domid:?}: {e}")))?;
+                up.domids.push(domid);
+            }
+            Long("state-dir") if command == "up" => up.state_dir = Some(value(&mut p)?.into()),
+            Long("ivshmem") if command == "up" => up.ivshmem = Some(value(&mut p)?.into()),
+            Long("no-trace") if command == "up" => up.trace = false,
+            Long("quota") if command == "up" => up.quotas.push(Quota::parse(&value(&mut p)?)?),
+            Long("xl-perms") if command == "up" => up.layout = HomeLayout::Xl,
+            Long("daemon-arg") if command == "up" => up.daemon_args.push(value(&mut p)?),
+            other => return Err(usage_error(other.unexpected())),
         }
+    }
+    if command == "fetch" {
+        return Ok(Command::Fetch);
     }
     if up.domids.is_empty() {
         up.domids.push(1);
     }
-    Ok(up)
+    Ok(Command::Up(up))
 }
 
 fn up(args: UpArgs) -> CliResult<()> {
     // Block the stop signals before any thread exists (threads inherit the
     // mask), so they all arrive through the signalfd below.
-    let signals = SignalFd::new(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
+    let signals = stop_signals()?;
 
     let mut options = Options::new().trace(args.trace).keep_on_panic(false);
     if let Some(dir) = &args.state_dir {
@@ -174,35 +217,30 @@ fn serve(
     let watch_stdin = stdin_is_pipe_or_socket();
     let mut pending = Vec::new();
     loop {
-        let mut fds = vec![libc::pollfd {
-            fd: signals.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
+        let stdin = std::io::stdin();
+        let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
         if watch_stdin {
-            fds.push(libc::pollfd {
-                fd: 0,
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
-        // SAFETY: fds is a valid array of pollfd for the call's duration.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 250) };
-        if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return Err(std::io::Error::last_os_error().into());
+        match nix::poll::poll(&mut fds, PollTimeout::from(250u16)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
-        if fds[0].revents != 0 {
-            eprintln!("testbed: signal {}: stopping", signals.take()?);
+        // Anything but "nothing happened" (`Some(false)`) counts.
+        let ready: Vec<bool> = fds.iter().map(|f| f.any() != Some(false)).collect();
+        drop(fds);
+        if ready[0] {
+            let signal = signals.read_signal()?.map_or(0, |info| info.ssi_signo);
+            eprintln!("testbed: signal {signal}: stopping");
             return Ok(());
         }
-        if fds.get(1).is_some_and(|f| f.revents != 0) {
+        if ready.get(1) == Some(&true) {
             let mut buf = [0u8; 512];
-            // SAFETY: reads into a local buffer of the given length.
-            let got = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
-            if got <= 0 {
-                return Ok(()); // EOF (or error): whoever started us is gone
-            }
-            pending.extend_from_slice(&buf[..got as usize]);
+            let got = match nix::unistd::read(&stdin, &mut buf) {
+                Ok(0) | Err(_) => return Ok(()), // EOF (or error): whoever started us is gone
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&buf[..got]);
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
                 if !command(tb, String::from_utf8_lossy(&line).trim())? {
@@ -285,53 +323,58 @@ fn parse_num(text: &str) -> CliResult<usize> {
 }
 
 fn stdin_is_pipe_or_socket() -> bool {
-    // SAFETY: stat is plain old data; all-zero is a valid value.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat writes into st, a valid exclusively borrowed buffer.
-    if unsafe { libc::fstat(0, &mut st) } != 0 {
-        return false;
-    }
-    matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK)
+    fstat(std::io::stdin().as_fd()).is_ok_and(|st| {
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        kind == SFlag::S_IFIFO || kind == SFlag::S_IFSOCK
+    })
 }
 
-/// The stop signals, blocked and delivered through a signalfd.
-struct SignalFd {
-    fd: OwnedFd,
+/// The stop signals, blocked (in this thread, before any other exists, so
+/// in every thread) and delivered through a signalfd instead.
+fn stop_signals() -> nix::Result<SignalFd> {
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
 }
 
-impl SignalFd {
-    fn new(signals: &[libc::c_int]) -> std::io::Result<Self> {
-        // SAFETY: sigset manipulation on a local, then sigprocmask/signalfd
-        // FFI calls with valid pointers; results are checked.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for &s in signals {
-                libc::sigaddset(&mut set, s);
-            }
-            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(SignalFd {
-                fd: OwnedFd::from_raw_fd(fd),
-            })
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &str) -> CliResult<Command> {
+        parse(args.split_whitespace().map(std::ffi::OsString::from))
     }
 
-    /// Reads one pending signal's number.
-    fn take(&self) -> std::io::Result<u32> {
-        // SAFETY: signalfd_siginfo is plain old data; all-zero is valid.
-        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-        let size = std::mem::size_of::<libc::signalfd_siginfo>();
-        // SAFETY: reads at most `size` bytes into `info`, which is that big.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut info).cast(), size) };
-        if n != size as isize {
-            return Err(std::io::Error::last_os_error());
+    #[test]
+    fn up_takes_repeated_and_attached_values() {
+        let Ok(Command::Up(up)) =
+            parse_str("up --domid 1 --domid=2 --quota nodes=5 --daemon-arg -N --no-trace")
+        else {
+            panic!("not up");
+        };
+        assert_eq!(up.domids, [1, 2]);
+        assert_eq!(up.quotas, [Quota::Nodes(5)]);
+        assert_eq!(up.daemon_args, ["-N"]);
+        assert!(!up.trace);
+    }
+
+    #[test]
+    fn help_and_mistakes() {
+        assert!(matches!(parse_str("up --help"), Ok(Command::Help)));
+        assert!(matches!(parse_str("fetch"), Ok(Command::Fetch)));
+        for (args, says) in [
+            ("", "no command"),
+            ("down", "unknown command"),
+            ("fetch --domid 1", "--domid"),
+            ("up --domid", "--domid"),
+            ("up --domid x", "--domid \"x\""),
+            ("up stray", "stray"),
+        ] {
+            let e = parse_str(args).unwrap_err().to_string();
+            assert!(e.contains(says) && e.ends_with(USAGE), "{args}: {e}");
         }
-        Ok(info.ssi_signo)
     }
 }

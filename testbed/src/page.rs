@@ -6,9 +6,11 @@
 //! through a raw pointer, bounds-checked here.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+
+use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
 use crate::error::{Error, Result};
 
@@ -86,29 +88,24 @@ impl SharedPage {
     }
 
     fn map(file: File, path: &Path) -> Result<Self> {
-        // SAFETY: FFI call with a valid fd and length; the result is checked
-        // before use. MAP_SHARED makes the daemon's writes visible here.
+        let len = NonZeroUsize::new(PAGE_SIZE).expect("a page is not empty");
+        // SAFETY: a fresh shared mapping of a file we hold, at an address the
+        // kernel picks, so it aliases no Rust object. MAP_SHARED makes the
+        // daemon's writes visible here; they are why the memory is only
+        // ever touched through volatile accesses (see the module doc).
         let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                PAGE_SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
+            mmap(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                &file,
                 0,
             )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(Error::io_path(
-                "mapping page",
-                path,
-                std::io::Error::last_os_error(),
-            ));
         }
-        let base = NonNull::new(addr.cast::<u8>())
-            .ok_or_else(|| Error::Protocol("mmap returned a null mapping".to_string()))?;
+        .map_err(|e| Error::io_path("mapping page", path, e.into()))?;
         Ok(SharedPage {
-            base,
+            base: addr.cast::<u8>(),
             file,
             path: path.to_path_buf(),
         })
@@ -187,9 +184,10 @@ impl SharedPage {
 
 impl Drop for SharedPage {
     fn drop(&mut self) {
+        // An error would mean the mapping is already gone: nothing to do.
         // SAFETY: base/PAGE_SIZE is exactly the mapping made in map(), and
         // no pointer derived from it outlives self (as_ptr's contract).
-        unsafe { libc::munmap(self.base.as_ptr().cast(), PAGE_SIZE) };
+        let _ = unsafe { munmap(self.base.cast(), PAGE_SIZE) };
     }
 }
 

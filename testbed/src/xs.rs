@@ -6,8 +6,10 @@
 //! ([`Domain`]'s fd); [`DomainEvents`] turns them into
 //! [`xenstore::ring::RingEvents`].
 
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
+
+use nix::poll::{PollFd, PollFlags};
 use std::ptr::NonNull;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -86,22 +88,14 @@ impl DomainEvents {
 
     /// Blocks until a kick is pending on either socket or `timeout` passes.
     fn poll(&self, timeout: Option<Duration>) {
-        let ms = timeout.map_or(-1, |t| t.as_millis().clamp(1, i32::MAX as u128) as i32);
+        // At least 1 ms: a shorter positive timeout would spin.
+        let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
         let mut fds = [
-            libc::pollfd {
-                fd: self.domain.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.wake_rx.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::new(self.domain.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.wake_rx.as_fd(), PollFlags::POLLIN),
         ];
-        // SAFETY: `fds` is a valid array of two pollfd for the call's
-        // duration. EINTR or an error just makes the caller re-check.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        // EINTR or an error just makes the caller re-check.
+        let _ = crate::sys::poll(&mut fds, timeout);
     }
 }
 

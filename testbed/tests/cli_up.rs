@@ -10,6 +10,9 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
 fn up(
     args: &[&str],
     stdin: Stdio,
@@ -143,8 +146,8 @@ fn up_in_the_background_ignores_dev_null_and_stops_on_sigterm() {
     assert!(!keys.contains_key("trace"));
     std::thread::sleep(Duration::from_millis(300));
     assert!(child.try_wait().unwrap().is_none(), "exited on /dev/null");
-    // SAFETY: the child is ours and not reaped.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    // The child is ours and not reaped: the pid is still its.
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
     assert!(!alive(&keys["pid"]));
     assert!(
@@ -157,8 +160,7 @@ fn up_in_the_background_ignores_dev_null_and_stops_on_sigterm() {
 fn up_exits_with_an_error_when_the_daemon_dies() {
     let (mut child, _lines, keys) = up(&["--no-trace"], Stdio::null());
     let pid: i32 = keys["pid"].parse().unwrap();
-    // SAFETY: the daemon our child started.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     let status = wait_exit(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(1));
     let mut err = String::new();

@@ -4,6 +4,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
 use testbed::wire::{nul_join, ty};
 use testbed::{Error, Testbed};
 
@@ -140,8 +143,7 @@ fn dropping_the_testbed_stops_the_daemon_and_removes_its_directory() {
 fn a_dead_daemon_is_reported_with_its_logs() {
     let tb = Testbed::start().unwrap();
     let pid = tb.daemon_pid().unwrap();
-    // SAFETY: pid is the daemon this test just started.
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
     // It stays a zombie until check_daemon reaps it.
     let deadline = Instant::now() + Duration::from_secs(5);
     let err = loop {

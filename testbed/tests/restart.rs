@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
 use testbed::Testbed;
 use testbed::wire::ty;
 
@@ -48,8 +51,7 @@ fn restart_recovers_from_a_dead_daemon() {
     let tb = Testbed::start().unwrap();
     let dom = tb.introduce_domain(3).unwrap();
     let pid = tb.daemon_pid().unwrap();
-    // SAFETY: pid is the daemon this test started.
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
     let deadline = std::time::Instant::now() + T;
     while tb.check_daemon().is_ok() {
         assert!(std::time::Instant::now() < deadline, "death not noticed");

@@ -87,6 +87,15 @@ impl fmt::Display for ConsoleError {
     }
 }
 
+impl core::error::Error for ConsoleError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Notify(e) => Some(e),
+            Self::Corrupt { .. } => None,
+        }
+    }
+}
+
 /// The producer side of the output ring. `&mut self` for writes: one producer at a time (the
 /// kernel's log lock serializes writers).
 pub struct ConsoleRing<'a> {

@@ -13,6 +13,8 @@
 //!
 //! The scan is a pure function over a [`CpuidSource`], so host tests feed it synthetic leaves.
 
+use core::fmt;
+
 use bitflags::bitflags;
 
 use crate::types::{DomId, VcpuId};
@@ -168,6 +170,28 @@ pub enum DetectError {
         base: u32,
     },
 }
+
+impl fmt::Display for DetectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoHypervisor => f.write_str("no hypervisor (CPUID hypervisor bit clear)"),
+            Self::NotXen { signature } => write!(
+                f,
+                "hypervisor is not Xen (signature {:?})",
+                core::str::from_utf8(signature).unwrap_or("not UTF-8")
+            ),
+            Self::TooFewLeaves { base, max_leaf } => write!(
+                f,
+                "Xen's CPUID leaves at {base:#x} stop at {max_leaf:#x}, before the hypercall leaf"
+            ),
+            Self::NoHypercallPage { base } => {
+                write!(f, "Xen (CPUID base {base:#x}) reports no hypercall page")
+            }
+        }
+    }
+}
+
+impl core::error::Error for DetectError {}
 
 fn signature_of(r: CpuidResult) -> [u8; 12] {
     let mut sig = [0u8; 12];

@@ -7,11 +7,7 @@
 
 use core::fmt;
 
-use crate::evtchn::{Port, Virq};
-use crate::hvm::HvmParam;
-use crate::memory::MapSpace;
-use crate::sched::ShutdownReason;
-use crate::types::{DomId, Gfn, VcpuId};
+use crate::types::{DomId, Gfn, HvmParam, MapSpace, Port, ShutdownReason, VcpuId, Virq};
 
 /// A positive Xen error number (`XEN_E*`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -235,6 +231,8 @@ impl fmt::Display for XenError {
         }
     }
 }
+
+impl core::error::Error for XenError {}
 
 /// Interprets a hypercall's raw return for an operation whose only success value is 0.
 pub(crate) fn expect_zero(op: Operation, rc: i64) -> Result<(), XenError> {

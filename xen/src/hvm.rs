@@ -4,11 +4,10 @@
 //! Xen how to deliver event-channel upcalls through `HVM_PARAM_CALLBACK_IRQ` (domain-wide, vCPU
 //! 0) or, where CPUID advertises it, per vCPU with `HVMOP_set_evtchn_upcall_vector`.
 
-use core::fmt;
-
 use crate::error::{Cause, Operation, XenError, expect_zero};
 use crate::evtchn::Port;
 use crate::hypercall::{HypercallOp, Hypervisor, call_with_struct};
+pub use crate::types::HvmParam;
 use crate::types::{DomId, Gfn, VcpuId};
 
 /// `HVMOP_set_param`.
@@ -38,43 +37,6 @@ pub struct XenHvmEvtchnUpcallVector {
     pub vcpu: u32,
     /// In: the IDT vector its upcall is raised on.
     pub vector: u8,
-}
-
-/// An HVM parameter index. The named ones are those a guest kernel uses.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HvmParam(pub u32);
-
-impl HvmParam {
-    /// How vCPU 0's event-channel upcall is delivered; see [`CallbackVia`].
-    pub const CALLBACK_IRQ: HvmParam = HvmParam(0);
-    /// Guest frame of the xenstore ring page.
-    pub const STORE_PFN: HvmParam = HvmParam(1);
-    /// Event channel port of the xenstore ring.
-    pub const STORE_EVTCHN: HvmParam = HvmParam(2);
-    /// Guest frame of the PV console ring page (`xencons_interface`).
-    pub const CONSOLE_PFN: HvmParam = HvmParam(17);
-    /// Event channel port of the PV console.
-    pub const CONSOLE_EVTCHN: HvmParam = HvmParam(18);
-
-    const fn name(self) -> Option<&'static str> {
-        Some(match self.0 {
-            0 => "CALLBACK_IRQ",
-            1 => "STORE_PFN",
-            2 => "STORE_EVTCHN",
-            17 => "CONSOLE_PFN",
-            18 => "CONSOLE_EVTCHN",
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Debug for HvmParam {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(n) => write!(f, "HVM_PARAM_{n}"),
-            None => write!(f, "HVM_PARAM #{}", self.0),
-        }
-    }
 }
 
 /// PCI interrupt pin for [`CallbackVia::PciIntx`].

@@ -48,4 +48,4 @@ pub mod types;
 pub mod version;
 
 pub use error::{Cause, Errno, Operation, XenError};
-pub use types::{DomId, Gfn, PAGE_SIZE, VcpuId};
+pub use types::{DomId, Gfn, GrantRef, PAGE_SIZE, Port, VcpuId};

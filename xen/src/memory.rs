@@ -8,6 +8,7 @@
 
 use crate::error::{Operation, XenError, expect_zero};
 use crate::hypercall::{HypercallOp, Hypervisor, call_with_struct};
+pub use crate::types::MapSpace;
 use crate::types::{DomId, Gfn};
 
 /// `XENMEM_add_to_physmap`.
@@ -41,18 +42,6 @@ pub struct XenRemoveFromPhysmap {
     pub domid: u16,
     /// The guest frame to unmap.
     pub gpfn: u64,
-}
-
-/// The source space of `XENMEM_add_to_physmap` (`XENMAPSPACE_*`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(u32)]
-pub enum MapSpace {
-    /// The shared_info page (`idx` 0).
-    SharedInfo = 0,
-    /// Grant-table frame number `idx`.
-    GrantTable = 1,
-    /// Move guest frame `idx` to the new place.
-    Gmfn = 2,
 }
 
 /// Makes Xen's page `idx` of `space` appear at guest frame `gfn` of this domain.

@@ -2,27 +2,12 @@
 
 use crate::error::{Operation, XenError, expect_zero};
 use crate::hypercall::{HypercallOp, Hypervisor, call_with_struct};
+pub use crate::types::ShutdownReason;
 
 /// `SCHEDOP_yield`.
 pub const SCHEDOP_YIELD: u32 = 0;
 /// `SCHEDOP_shutdown`.
 pub const SCHEDOP_SHUTDOWN: u32 = 2;
-
-/// `SHUTDOWN_*` reasons, read by the toolstack to decide what to do with the domain.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(u32)]
-pub enum ShutdownReason {
-    /// Clean up and destroy the domain (`control/shutdown = poweroff`).
-    Poweroff = 0,
-    /// Clean up, destroy, and start again.
-    Reboot = 1,
-    /// Save the domain's state for a later resume.
-    Suspend = 2,
-    /// The guest crashed.
-    Crash = 3,
-    /// A watchdog fired.
-    Watchdog = 4,
-}
 
 /// `struct sched_shutdown`.
 #[repr(C)]

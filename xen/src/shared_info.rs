@@ -16,16 +16,12 @@ use core::sync::atomic::{AtomicI8, AtomicU8, AtomicU32, AtomicU64, Ordering, fen
 use crate::error::XenError;
 use crate::hypercall::Hypervisor;
 use crate::memory::{MapSpace, add_to_physmap};
+pub use crate::types::{BITS_PER_WORD, EVTCHN_WORDS};
 use crate::types::{Gfn, VcpuId};
 
 /// vCPUs whose `vcpu_info` lives in shared_info (`XEN_LEGACY_MAX_VCPUS`). Others need
 /// `VCPUOP_register_vcpu_info`, which this crate does not do.
 pub const LEGACY_MAX_VCPUS: usize = 32;
-/// Bits in one `xen_ulong_t` word of the event-channel bitmaps.
-pub const BITS_PER_WORD: usize = 64;
-/// Words in `evtchn_pending` / `evtchn_mask` (`sizeof(xen_ulong_t) * 8`).
-pub const EVTCHN_WORDS: usize = 64;
-
 /// `struct vcpu_time_info`: Xen's per-vCPU clock (a seqlock on `version`).
 #[repr(C)]
 pub struct VcpuTimeInfo {

@@ -13,7 +13,7 @@ use xenstore::{Client, Lock, Platform, Store, WaitQueue, Watch, path};
 
 use crate::error::BusError;
 use crate::otherend::{Otherend, OtherendState};
-use crate::resources::{DeviceResources, EvtchnPort, GrantedPage};
+use crate::resources::{DeviceResources, DomId, GrantedPage, Port};
 use crate::state::{StateSet, XenbusState};
 
 /// What the bus and the other end's watch keep about a device.
@@ -307,7 +307,7 @@ impl<P: Platform> Device<P> {
 
     /// Allocates an event channel the other end may bind to (Linux's
     /// `xenbus_alloc_evtchn`). Errors as for [`Device::grant_ring`].
-    pub fn alloc_evtchn(&self) -> Result<EvtchnPort, BusError> {
+    pub fn alloc_evtchn(&self) -> Result<Port, BusError> {
         let remote = self.otherend_id()?;
         self.inner
             .resources
@@ -317,7 +317,7 @@ impl<P: Platform> Device<P> {
 
     /// Closes a port from [`Device::alloc_evtchn`].
     /// Errors: [`BusError::Resource`].
-    pub fn free_evtchn(&self, port: EvtchnPort) -> Result<(), BusError> {
+    pub fn free_evtchn(&self, port: Port) -> Result<(), BusError> {
         self.inner
             .resources
             .close_evtchn(port)
@@ -343,7 +343,7 @@ impl<P: Platform> Device<P> {
         drop(old);
     }
 
-    fn otherend_id(&self) -> Result<u16, BusError> {
+    fn otherend_id(&self) -> Result<DomId, BusError> {
         self.otherend()
             .map(|o| o.id)
             .ok_or_else(|| BusError::NoOtherend {

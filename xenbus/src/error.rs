@@ -7,7 +7,7 @@ use alloc::string::String;
 use core::fmt;
 use core::time::Duration;
 
-use xenstore::{ErrorCode, XsError};
+use xenstore::XsError;
 
 use crate::state::{StateSet, XenbusState};
 
@@ -58,6 +58,8 @@ impl fmt::Display for ResourceError {
         }
     }
 }
+
+impl core::error::Error for ResourceError {}
 
 /// Every error of the bus and of the [`crate::Device`] helpers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,26 +179,8 @@ impl BusError {
 /// The errno for a xenstore error (the daemon's codes are errno names).
 fn xs_errno(e: &XsError) -> u32 {
     match e.code() {
-        Some(code) => match code {
-            ErrorCode::Einval => 22,
-            ErrorCode::Eacces => 13,
-            ErrorCode::Eexist => 17,
-            ErrorCode::Eisdir => 21,
-            ErrorCode::Enoent => 2,
-            ErrorCode::Enomem => 12,
-            ErrorCode::Enospc => 28,
-            ErrorCode::Eio => 5,
-            ErrorCode::Enotempty => 39,
-            ErrorCode::Enosys => 38,
-            ErrorCode::Erofs => 30,
-            ErrorCode::Ebusy => 16,
-            ErrorCode::Eagain => 11,
-            ErrorCode::Eisconn => 106,
-            ErrorCode::E2big => 7,
-            ErrorCode::Eperm => 1,
-            ErrorCode::Equota => 122, // EDQUOT
-            _ => 5,
-        },
+        // A string no header lists (`Unknown`) has no number: say EIO.
+        Some(code) => code.errno().unwrap_or(5),
         None => match e {
             XsError::Timeout(_) => 110,
             XsError::InvalidPath { .. } | XsError::Parse { .. } => 22,
@@ -248,7 +232,15 @@ impl fmt::Display for BusError {
     }
 }
 
-impl core::error::Error for BusError {}
+impl core::error::Error for BusError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            BusError::Store { source, .. } => Some(source),
+            BusError::Resource { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// What an OS action ([`crate::services::PowerControl`]) reports when it fails.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -267,6 +259,8 @@ impl fmt::Display for PowerError {
         }
     }
 }
+
+impl core::error::Error for PowerError {}
 
 /// Every error of the guest services. The service records the last one
 /// (see [`crate::services::ServiceStatus`]) and logs each; none stops it.
@@ -388,7 +382,16 @@ impl fmt::Display for ServiceError {
     }
 }
 
-impl core::error::Error for ServiceError {}
+impl core::error::Error for ServiceError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ServiceError::Store { source, .. } => Some(source),
+            ServiceError::Power { source, .. } => Some(source),
+            ServiceError::Suspend(source) => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// At most 64 bytes of `bytes`, lossily decoded, for error messages.
 pub(crate) fn shown(bytes: &[u8]) -> String {

@@ -47,7 +47,7 @@ use crate::device::Device;
 use crate::driver::Driver;
 use crate::error::{BusError, ResourceError};
 use crate::otherend::OtherendState;
-use crate::resources::{EvtchnPort, GrantedPage};
+use crate::resources::{GrantedPage, Port};
 use crate::state::XenbusState;
 
 /// The ring protocol a frontend speaks in its handshake.
@@ -105,7 +105,7 @@ impl RingProtocol {
 #[derive(Default)]
 struct Rings {
     pages: Vec<GrantedPage>,
-    port: Option<EvtchnPort>,
+    port: Option<Port>,
     /// Pages whose grant the backend still mapped when we released them.
     lingering: Vec<GrantedPage>,
 }
@@ -180,7 +180,7 @@ impl<P: Platform> SampleFrontend<P> {
             for (key, page) in protocol.ring_keys().iter().zip(&pages) {
                 t.write_display(&dev.path(key), page.gref().0)?;
             }
-            t.write_display(&dev.path("event-channel"), port.0)?;
+            t.write_display(&dev.path("event-channel"), port.get())?;
             for (key, value) in protocol.extra_keys() {
                 t.write(&dev.path(key), value)?;
             }

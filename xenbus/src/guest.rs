@@ -78,7 +78,14 @@ impl fmt::Display for StartError {
     }
 }
 
-impl core::error::Error for StartError {}
+impl core::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            StartError::Bus(e) => Some(e),
+            StartError::Service(e) => Some(e),
+        }
+    }
+}
 
 /// The bus and the guest services. Dropping it stops them all.
 pub struct Guest<P: Platform> {

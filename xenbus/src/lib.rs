@@ -39,5 +39,5 @@ pub use driver::Driver;
 pub use error::{BusError, PowerError, ResourceError, ServiceError};
 pub use guest::{Guest, GuestConfig, GuestOs, StartError};
 pub use otherend::{Otherend, OtherendState};
-pub use resources::{DeviceResources, EvtchnPort, GrantRef, GrantedPage, UnsupportedResources};
+pub use resources::{DeviceResources, DomId, GrantRef, GrantedPage, Port, UnsupportedResources};
 pub use state::{InvalidState, StateSet, XenbusState};

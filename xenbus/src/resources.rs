@@ -8,17 +8,9 @@
 //! [`UnsupportedResources`], whose every call is a clear
 //! [`ResourceError::Unsupported`].
 
-use xenstore::DomId;
+pub use xen::{DomId, GrantRef, Port};
 
 use crate::error::ResourceError;
-
-/// A grant reference, as a frontend publishes it in `ring-ref`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct GrantRef(pub u32);
-
-/// An event-channel port, as a frontend publishes it in `event-channel`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EvtchnPort(pub u32);
 
 /// A 4 KiB ring page the platform allocated and granted to the other end.
 /// It stays allocated and granted until [`DeviceResources::end_ring_grant`].
@@ -74,10 +66,10 @@ pub trait DeviceResources: Send + Sync + 'static {
 
     /// Allocates an event channel that `remote` may bind to
     /// (EVTCHNOP_alloc_unbound). Errors as for `grant_ring_page`.
-    fn alloc_unbound_evtchn(&self, remote: DomId) -> Result<EvtchnPort, ResourceError>;
+    fn alloc_unbound_evtchn(&self, remote: DomId) -> Result<Port, ResourceError>;
 
     /// Closes a port this returned.
-    fn close_evtchn(&self, port: EvtchnPort) -> Result<(), ResourceError>;
+    fn close_evtchn(&self, port: Port) -> Result<(), ResourceError>;
 }
 
 /// [`DeviceResources`] for a platform without grant tables or event
@@ -107,11 +99,11 @@ impl DeviceResources for UnsupportedResources {
         Err(self.no("end a ring grant"))
     }
 
-    fn alloc_unbound_evtchn(&self, _remote: DomId) -> Result<EvtchnPort, ResourceError> {
+    fn alloc_unbound_evtchn(&self, _remote: DomId) -> Result<Port, ResourceError> {
         Err(self.no("allocate an unbound event channel"))
     }
 
-    fn close_evtchn(&self, _port: EvtchnPort) -> Result<(), ResourceError> {
+    fn close_evtchn(&self, _port: Port) -> Result<(), ResourceError> {
         Err(self.no("close an event channel"))
     }
 }

@@ -74,7 +74,7 @@ fn enumerates_three_devices_of_two_classes_at_attach() {
     let otherend = dev.otherend().unwrap();
     assert_eq!(
         (otherend.path.as_str(), otherend.id),
-        ("/local/domain/0/backend/vif/1/0", 0)
+        ("/local/domain/0/backend/vif/1/0", xenbus::DomId(0))
     );
     eventually("the backend's first state reaches the driver", || {
         vifs.saw("otherend device/vif/0 Initialising (1)")

@@ -10,7 +10,7 @@ use std::time::Duration;
 use support::{Backend, Env, HOME, eventually};
 use xenbus::frontend::{RingProtocol, SampleFrontend};
 use xenbus::{
-    Bus, BusConfig, BusError, Device, DeviceResources, EvtchnPort, GrantRef, GrantedPage,
+    Bus, BusConfig, BusError, Device, DeviceResources, DomId, GrantRef, GrantedPage, Port,
     ResourceError, StateSet, UnsupportedResources, XenbusState,
 };
 use xenstore::StdPlatform;
@@ -153,11 +153,11 @@ struct GrantingPlatform {
 }
 
 impl DeviceResources for GrantingPlatform {
-    fn grant_ring_page(&self, remote: u16) -> Result<GrantedPage, ResourceError> {
+    fn grant_ring_page(&self, remote: DomId) -> Result<GrantedPage, ResourceError> {
         self.calls
             .lock()
             .unwrap()
-            .push(format!("grant to {remote}"));
+            .push(format!("grant to {}", remote.0));
         // SAFETY: a stand-in platform: nothing reads or frees the address.
         Ok(unsafe { GrantedPage::new(GrantRef(8), 0x1000) })
     }
@@ -168,18 +168,18 @@ impl DeviceResources for GrantingPlatform {
             .push(format!("end grant {}", page.gref().0));
         Ok(())
     }
-    fn alloc_unbound_evtchn(&self, remote: u16) -> Result<EvtchnPort, ResourceError> {
+    fn alloc_unbound_evtchn(&self, remote: DomId) -> Result<Port, ResourceError> {
         self.calls
             .lock()
             .unwrap()
-            .push(format!("evtchn for {remote}"));
-        Ok(EvtchnPort(17))
+            .push(format!("evtchn for {}", remote.0));
+        Ok(Port::new(17).expect("17 is a valid 2-level port"))
     }
-    fn close_evtchn(&self, port: EvtchnPort) -> Result<(), ResourceError> {
+    fn close_evtchn(&self, port: Port) -> Result<(), ResourceError> {
         self.calls
             .lock()
             .unwrap()
-            .push(format!("close evtchn {}", port.0));
+            .push(format!("close evtchn {}", port.get()));
         Ok(())
     }
 }
@@ -245,11 +245,11 @@ impl RingPlatform {
 }
 
 impl DeviceResources for RingPlatform {
-    fn grant_ring_page(&self, remote: u16) -> Result<GrantedPage, ResourceError> {
+    fn grant_ring_page(&self, remote: DomId) -> Result<GrantedPage, ResourceError> {
         let mut next = self.next_ref.lock().unwrap();
         let gref = 8 + *next;
         *next += 1;
-        self.record(format!("grant {gref} to {remote}"));
+        self.record(format!("grant {gref} to {}", remote.0));
         // SAFETY: this platform is the only maker of its GrantedPages, each
         // for a fresh reference; the addresses are never dereferenced.
         Ok(unsafe { GrantedPage::new(GrantRef(gref), 0x1000 * gref as usize) })
@@ -264,12 +264,12 @@ impl DeviceResources for RingPlatform {
         self.record(format!("end grant {}", page.gref().0));
         Ok(())
     }
-    fn alloc_unbound_evtchn(&self, remote: u16) -> Result<EvtchnPort, ResourceError> {
-        self.record(format!("evtchn for {remote}"));
-        Ok(EvtchnPort(17))
+    fn alloc_unbound_evtchn(&self, remote: DomId) -> Result<Port, ResourceError> {
+        self.record(format!("evtchn for {}", remote.0));
+        Ok(Port::new(17).expect("17 is a valid 2-level port"))
     }
-    fn close_evtchn(&self, port: EvtchnPort) -> Result<(), ResourceError> {
-        self.record(format!("close evtchn {}", port.0));
+    fn close_evtchn(&self, port: Port) -> Result<(), ResourceError> {
+        self.record(format!("close evtchn {}", port.get()));
         Ok(())
     }
 }

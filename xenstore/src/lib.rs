@@ -4,7 +4,7 @@
 //! Layers, bottom up (each module's doc says more):
 //! - [`wire`], [`request`], [`reply`], [`path`], [`perms`], [`error`]: the
 //!   protocol of Xen's `io/xs_wire.h` and `docs/misc/xenstore.txt`.
-//! - [`core`]: the sans-IO protocol state machine.
+//! - [`protocol`]: the sans-IO protocol state machine (the core).
 //! - [`transport`]: moving bytes: [`ring::RingTransport`] over the shared
 //!   page with [`ring::RingEvents`], or a unix socket on the host.
 //! - the runtime (threads, reply routing, watch queues, suspend lock) on a
@@ -28,11 +28,11 @@
 extern crate alloc;
 
 mod client;
-pub mod core;
 pub mod error;
 pub mod path;
 pub mod perms;
 pub mod platform;
+pub mod protocol;
 pub mod reply;
 pub mod request;
 pub mod ring;

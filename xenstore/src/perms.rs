@@ -8,8 +8,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-/// A domain id (`domid_t`).
-pub type DomId = u16;
+pub use xen::DomId;
 
 /// What a domain may do with a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +72,7 @@ impl Grant {
 
 impl fmt::Display for Grant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", self.access.letter() as char, self.domid)
+        write!(f, "{}{}", self.access.letter() as char, self.domid.0)
     }
 }
 
@@ -91,17 +90,20 @@ pub struct Permissions {
 
 impl Permissions {
     /// Owned by `owner`, `others` for everyone else, no grants.
-    pub fn new(owner: DomId, others: Access) -> Permissions {
+    pub fn new(owner: impl Into<DomId>, others: Access) -> Permissions {
         Permissions {
-            owner,
+            owner: owner.into(),
             others,
             grants: Vec::new(),
         }
     }
 
     /// Adds a grant (builder style).
-    pub fn grant(mut self, domid: DomId, access: Access) -> Permissions {
-        self.grants.push(Grant { domid, access });
+    pub fn grant(mut self, domid: impl Into<DomId>, access: Access) -> Permissions {
+        self.grants.push(Grant {
+            domid: domid.into(),
+            access,
+        });
         self
     }
 

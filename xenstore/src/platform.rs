@@ -48,6 +48,14 @@ pub trait WaitQueue: Send + Sync {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpawnError;
 
+impl core::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("could not start a thread")
+    }
+}
+
+impl core::error::Error for SpawnError {}
+
 /// The operating-system services the xenstore runtime runs on.
 pub trait Platform: Send + Sync + 'static {
     /// Short-hold lock (see [`Lock`]).

@@ -176,7 +176,7 @@ pub fn check(ty: MsgType, body: &[u8]) -> Result<(), ProtocolViolation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::perms::Access;
+    use crate::perms::{Access, DomId};
 
     #[test]
     fn ok_needs_exactly_ok_nul() {
@@ -259,7 +259,10 @@ mod tests {
     #[test]
     fn permissions_and_booleans() {
         let p = permissions(b"n1\0r0\0").unwrap();
-        assert_eq!((p.owner, p.others, p.grants.len()), (1, Access::None, 1));
+        assert_eq!(
+            (p.owner, p.others, p.grants.len()),
+            (DomId(1), Access::None, 1)
+        );
         assert!(permissions(b"").is_err());
         assert!(permissions(b"q1\0").is_err());
         assert_eq!(boolean(MsgType::IsDomainIntroduced, b"T\0"), Ok(true));

@@ -196,14 +196,14 @@ impl<'a> Request<'a> {
             Request::TransactionStart | Request::ResetWatches => w.string(""),
             Request::TransactionEnd { commit } => w.string(if commit { "T" } else { "F" }),
             Request::Introduce { domid, mfn, port } => {
-                w.number(domid);
+                w.number(domid.0);
                 w.number(mfn);
                 w.number(port);
             }
             Request::Release(d)
             | Request::GetDomainPath(d)
             | Request::IsDomainIntroduced(d)
-            | Request::Resume(d) => w.number(d),
+            | Request::Resume(d) => w.number(d.0),
             Request::Write { path, value } => {
                 w.string(path);
                 w.0.extend_from_slice(value);
@@ -215,8 +215,8 @@ impl<'a> Request<'a> {
                 }
             }
             Request::SetTarget { domid, target } => {
-                w.number(domid);
-                w.number(target);
+                w.number(domid.0);
+                w.number(target.0);
             }
         }
     }

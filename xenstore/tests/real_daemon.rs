@@ -40,8 +40,8 @@ impl Both {
     /// (client, its domid, a directory it may write, absolute).
     fn each(&self) -> [(&Client<StdPlatform>, DomId, &'static str); 2] {
         [
-            (&self.host, 0, "/test"),
-            (&self.guest, 1, "/local/domain/1/data/test"),
+            (&self.host, DomId(0), "/test"),
+            (&self.guest, DomId(1), "/local/domain/1/data/test"),
         ]
     }
 }
@@ -184,8 +184,8 @@ fn permissions_and_domain_paths_over_both_transports() {
         let wanted = Permissions::new(me, Access::Read).grant(0, Access::Both);
         xs.set_permissions(&node, &wanted).unwrap();
         assert_eq!(xs.get_permissions(&node).unwrap(), wanted);
-        assert_eq!(xs.get_domain_path(1).unwrap(), "/local/domain/1");
-        assert_eq!(xs.get_domain_path(7).unwrap(), "/local/domain/7");
+        assert_eq!(xs.get_domain_path(DomId(1)).unwrap(), "/local/domain/1");
+        assert_eq!(xs.get_domain_path(DomId(7)).unwrap(), "/local/domain/7");
     }
     // Permissions really apply: the guest reads dom0's node once granted.
     both.host.write("/shared", "s").unwrap();

@@ -25,6 +25,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use testbed::wire::{nul_join, ty};
 use testbed::{SharedPage, Testbed};
 
@@ -88,19 +90,11 @@ impl XenstoreAgent {
         Ok(start.elapsed().as_micros() as u64)
     }
 
-    /// Sends `signal` to the daemon.
-    fn signal_daemon(&self, signal: i32) -> Result<(), String> {
+    /// Sends `signal` to the daemon (this testbed's child, still running).
+    fn signal_daemon(&self, signal: Signal) -> Result<(), String> {
         let pid = self.testbed.daemon_pid().ok_or("no daemon is running")?;
-        let pid = libc::pid_t::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
-        // SAFETY: kill(2) with the pid of the daemon this testbed started
-        // (its own child, still running); no memory is involved.
-        if unsafe { libc::kill(pid, signal) } != 0 {
-            return Err(format!(
-                "kill({pid}, {signal}): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(())
+        let pid = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
+        kill(Pid::from_raw(pid), signal).map_err(|e| format!("kill({pid}, {signal}): {e}"))
     }
 
     fn notify_guest(&self) -> Result<(), String> {
@@ -205,8 +199,8 @@ impl Agent for XenstoreAgent {
                     .map(|()| vec![]),
                 _ => Err("inject takes 1 argument".into()),
             },
-            "daemon-pause" => self.signal_daemon(libc::SIGSTOP).map(|()| vec![]),
-            "daemon-resume" => self.signal_daemon(libc::SIGCONT).map(|()| vec![]),
+            "daemon-pause" => self.signal_daemon(Signal::SIGSTOP).map(|()| vec![]),
+            "daemon-resume" => self.signal_daemon(Signal::SIGCONT).map(|()| vec![]),
             "answer-next" => {
                 let (payload, declared) = match raw {
                     [p] => (p, None),

@@ -20,7 +20,7 @@ use spin::Once;
 use xen::evtchn::{Port, PortHandler};
 use xen::grant_table::{self, GrantAccess, GrantError, GrantTable};
 use xen::{DomId, Gfn, XenError};
-use xenbus::{DeviceResources, EvtchnPort, GrantRef, GrantedPage, ResourceError};
+use xenbus::{DeviceResources, GrantedPage, ResourceError};
 
 use crate::hypervisor::XenGuest;
 use crate::memory::{self, VirtAddr};
@@ -125,7 +125,7 @@ fn grant_error(what: &'static str, e: GrantError) -> ResourceError {
 }
 
 impl DeviceResources for XenResources {
-    fn grant_ring_page(&self, remote: u16) -> Result<GrantedPage, ResourceError> {
+    fn grant_ring_page(&self, remote: DomId) -> Result<GrantedPage, ResourceError> {
         const WHAT: &str = "grant a ring page";
         let frame = memory::alloc_frame().ok_or(ResourceError::Exhausted { what: WHAT })?;
         let Some(virt) = memory::phys_to_virt(frame) else {
@@ -145,13 +145,10 @@ impl DeviceResources for XenResources {
         let gfn = Gfn::containing(frame.as_u64());
         // SAFETY: the frame is ours until `end_ring_grant` ends the grant;
         // the driver reaches it only as a shared ring (volatile access).
-        match unsafe {
-            self.table
-                .grant_access(DomId(remote), gfn, GrantAccess::ReadWrite)
-        } {
+        match unsafe { self.table.grant_access(remote, gfn, GrantAccess::ReadWrite) } {
             // SAFETY: the frame allocated and granted just above; it is
             // freed only when this page comes back to `end_ring_grant`.
-            Ok(gref) => Ok(unsafe { GrantedPage::new(GrantRef(gref.0), virt.as_u64() as usize) }),
+            Ok(gref) => Ok(unsafe { GrantedPage::new(gref, virt.as_u64() as usize) }),
             Err(e) => {
                 // SAFETY: not granted after all; nothing else has it.
                 unsafe { memory::free_frame(frame) };
@@ -165,7 +162,7 @@ impl DeviceResources for XenResources {
         // Checked before the grant ends, so a bad page changes nothing: a
         // page we granted is mapped, page aligned, and the frame its grant
         // entry names (so `addr` cannot point us at someone else's frame).
-        let gref = grant_table::GrantRef(page.gref().0);
+        let gref = page.gref();
         let granted = self
             .table
             .entry(gref)
@@ -189,14 +186,10 @@ impl DeviceResources for XenResources {
         Ok(())
     }
 
-    fn alloc_unbound_evtchn(&self, remote: u16) -> Result<EvtchnPort, ResourceError> {
+    fn alloc_unbound_evtchn(&self, remote: DomId) -> Result<Port, ResourceError> {
         const WHAT: &str = "allocate an unbound event channel";
-        match self
-            .guest
-            .channels
-            .alloc_unbound(DomId(remote), &IGNORED_EVENTS)
-        {
-            Ok(port) => Ok(EvtchnPort(port.get())),
+        match self.guest.channels.alloc_unbound(remote, &IGNORED_EVENTS) {
+            Ok(port) => Ok(port),
             Err(xen::evtchn::EvtchnError::Xen(e)) => Err(hypervisor_error(WHAT, e)),
             Err(xen::evtchn::EvtchnError::HandlerBusy(_)) => Err(ResourceError::Hypervisor {
                 what: WHAT,
@@ -205,12 +198,8 @@ impl DeviceResources for XenResources {
         }
     }
 
-    fn close_evtchn(&self, port: EvtchnPort) -> Result<(), ResourceError> {
+    fn close_evtchn(&self, port: Port) -> Result<(), ResourceError> {
         const WHAT: &str = "close an event channel";
-        let port = Port::new(port.0).ok_or(ResourceError::Hypervisor {
-            what: WHAT,
-            code: xen::error::Errno::EINVAL.0,
-        })?;
         self.guest
             .channels
             .unbind(port)

@@ -3,8 +3,10 @@
 //! ([`map_mmio`]); memory shared with another agent (a xenstore ring page,
 //! RAM behind a BAR) write-back ([`map_shared_memory`]).
 
+use core::ptr::NonNull;
 use core::sync::atomic::AtomicU64;
 
+use volatile::VolatilePtr;
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::PAGE_SIZE;
@@ -29,18 +31,13 @@ macro_rules! mmio_accessors {
         /// Volatile read at byte `offset`. Panics if out of bounds or
         /// misaligned (a driver bug).
         pub fn $read(&self, offset: usize) -> $t {
-            let ptr = self.checked::<$t>(offset);
-            // SAFETY: `checked` proved the access is aligned and inside the
-            // mapped region.
-            unsafe { core::ptr::read_volatile(ptr) }
+            self.register::<$t>(offset).read()
         }
 
         /// Volatile write at byte `offset`. Panics if out of bounds or
         /// misaligned (a driver bug).
         pub fn $write(&self, offset: usize, value: $t) {
-            let ptr = self.checked::<$t>(offset);
-            // SAFETY: as for the read.
-            unsafe { core::ptr::write_volatile(ptr, value) }
+            self.register::<$t>(offset).write(value)
         }
     )*};
 }
@@ -64,6 +61,15 @@ impl MmioRegion {
     /// Whether the region is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The `T` at byte `offset`, for volatile access while `self` is borrowed.
+    /// Panics if out of bounds or misaligned (a driver bug).
+    fn register<T>(&self, offset: usize) -> VolatilePtr<'_, T> {
+        let ptr = NonNull::new(self.checked::<T>(offset)).expect("MMIO regions never start at 0");
+        // SAFETY: `checked` proved the access is aligned and inside the
+        // region, which stays mapped while `self` lives (unmapping consumes it).
+        unsafe { VolatilePtr::new(ptr) }
     }
 
     fn checked<T>(&self, offset: usize) -> *mut T {

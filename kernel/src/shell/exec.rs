@@ -9,7 +9,7 @@ use core::fmt::{self, Write};
 use xenbus::services::PowerControl;
 use xenbus::services::ServiceStatus;
 use xenbus::{DeviceInfo, OtherendState, PowerError};
-use xenstore::{ErrorCode, Permissions, Store, XsError, path};
+use xenstore::{Permissions, Store, XsError, path};
 
 use super::{Shell, ShellWatch};
 use crate::guest::KernelGuest;
@@ -46,15 +46,7 @@ impl From<XsError> for ShellError {
 
 /// A few words on a daemon error, before its code and context.
 fn explain(e: &XsError) -> Option<&'static str> {
-    Some(match e.code()? {
-        ErrorCode::Enoent => "no such node",
-        ErrorCode::Eacces => "permission denied",
-        ErrorCode::Einval => "invalid argument",
-        ErrorCode::Eexist => "already exists",
-        ErrorCode::Enospc | ErrorCode::Equota => "over the daemon's quota",
-        ErrorCode::E2big => "too big",
-        _ => return None,
-    })
+    e.code()?.meaning()
 }
 
 impl fmt::Display for ShellError {
@@ -302,7 +294,7 @@ fn devices(guest: &KernelGuest) -> Output {
         let backend = d
             .otherend
             .as_ref()
-            .map_or(String::from("-"), |o| format!("{} (dom{})", o.path, o.id));
+            .map_or(String::from("-"), |o| format!("{} ({})", o.path, o.id));
         let _ = writeln!(
             out,
             "{:<16} {:<14} {:<42} {:<14} {}",

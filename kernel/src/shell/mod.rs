@@ -87,7 +87,7 @@ impl Shell {
         let info = crate::xenstore_service::info().ok_or(StoreError::NotAttached)?;
         Ok(Shell {
             xs,
-            prompt: format!("dom{}> ", info.domid),
+            prompt: format!("{}> ", info.domid),
             editor: LineEditor::new(LINE_LIMIT),
             watches: BTreeMap::new(),
             next_watch: 1,

@@ -220,7 +220,7 @@ fn attach(channel: &'static dyn StoreChannel) -> Result<Attached, StoreError> {
         home,
     };
     log::info!(
-        "xenstore: connected on {} via {}; domain {} at {}",
+        "xenstore: connected on {} via {}; {} at {}",
         info.platform,
         info.channel,
         info.domid,
@@ -282,7 +282,7 @@ pub fn refresh_identity() -> Result<StoreInfo, StoreError> {
         (before, attached.info.clone())
     };
     log::info!(
-        "xenstore: resumed as domain {} at {} (domain {before} before) via {}",
+        "xenstore: resumed as {} at {} ({before} before) via {}",
         info.domid,
         info.home,
         info.channel

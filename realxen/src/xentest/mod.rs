@@ -21,29 +21,33 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use crate::bed::{Bed, BedOptions, Daemon};
+use crate::cli::SuiteArgs;
 use crate::preload::Preload;
 use crate::progress::Progress;
 
 /// The last test: the bed itself stayed sound while the others ran.
 const BED_SOUND: &str = "xen::bed_no_dom0_process_crashed";
 
-pub fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
-    let daemons = suite_daemons(&mut args)?;
-    if daemons.len() > 1 {
+pub fn cmd_test(suite: SuiteArgs) -> Result<ExitCode, String> {
+    if suite.daemons.len() > 1 {
         // One bed per daemon, side by side: build the kernel once for both.
-        let kernel = match crate::take_value(&mut args, "--kernel")? {
-            Some(path) => PathBuf::from(path),
+        let kernel = match &suite.kernel {
+            Some(path) => path.clone(),
             None => build_kernel(&Progress::start())?,
         };
-        return Ok(if parallel::run(&args, &kernel, &daemons)? {
+        let mut args = suite.bed_args.clone();
+        if let Some(filter) = &suite.filter {
+            args.extend(["--filter".to_string(), filter.clone()]);
+        }
+        return Ok(if parallel::run(&args, &kernel, &suite.daemons)? {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         });
     }
-    let options = suite_options(&mut args)?;
-    let filter = crate::take_value(&mut args, "--filter")?;
-    crate::no_more(&args)?;
+    let daemons = suite.daemons.clone();
+    let filter = suite.filter.clone();
+    let options = suite_options(suite)?;
     Ok(if run_suites(&options, &daemons, filter.as_deref()) {
         ExitCode::SUCCESS
     } else {
@@ -51,11 +55,14 @@ pub fn cmd_test(mut args: Vec<String>) -> Result<ExitCode, String> {
     })
 }
 
-/// The bed options from `args`, with what the tests need preloaded: the
+/// The bed options of `suite`, with what the tests need preloaded: the
 /// kernel (`--kernel FILE`, else built now) and the FPU check's files.
-pub fn suite_options(args: &mut Vec<String>) -> Result<BedOptions, String> {
-    let mut options = crate::bed_options(args)?;
-    let kernel = crate::take_value(args, "--kernel")?.map(PathBuf::from);
+pub fn suite_options(suite: SuiteArgs) -> Result<BedOptions, String> {
+    let SuiteArgs {
+        bed: mut options,
+        kernel,
+        ..
+    } = suite;
     let progress = Progress::start();
     let kernel = match kernel {
         Some(path) => path,
@@ -72,17 +79,6 @@ pub fn suite_options(args: &mut Vec<String>) -> Result<BedOptions, String> {
         .extend(fpu::preloads(&work, &progress).map_err(|e| e.to_string())?);
     options.preload.extend(ktests::preloads(&work, &progress)?);
     Ok(options)
-}
-
-/// The daemons to run the suite against: `--daemon xenstored|oxenstored|
-/// both` (default both: every test runs against each of Xen's daemons).
-pub fn suite_daemons(args: &mut Vec<String>) -> Result<Vec<Daemon>, String> {
-    match crate::take_value(args, "--daemon")?.as_deref() {
-        None | Some("both") => Ok(Daemon::ALL.to_vec()),
-        Some(name) => Daemon::parse(name)
-            .map(|d| vec![d])
-            .ok_or_else(|| format!("--daemon {name:?}: want xenstored, oxenstored or both")),
-    }
 }
 
 /// [`run_suite`] once per daemon, each on a bed of its own (dom0's daemon

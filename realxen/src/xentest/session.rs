@@ -15,7 +15,8 @@ use std::time::Duration;
 use super::guest::{check, wait_until};
 use super::pvconsole::{DomainState, PvConsole, domain_state};
 use super::shell::{SHELL_BANNER, create_shell_guest};
-use crate::bed::{Bed, BedOptions};
+use crate::bed::Bed;
+use crate::cli::GuestArgs;
 use crate::preload::Preload;
 use crate::progress::Progress;
 
@@ -25,10 +26,11 @@ const POLL: Duration = Duration::from_millis(500);
 /// "Never" bounds for the demo's steps.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(300);
 
-fn boot(mut args: Vec<String>) -> Result<Bed, String> {
-    let mut options: BedOptions = crate::bed_options(&mut args)?;
-    let kernel = crate::take_value(&mut args, "--kernel")?.map(std::path::PathBuf::from);
-    crate::no_more(&args)?;
+fn boot(args: GuestArgs) -> Result<Bed, String> {
+    let GuestArgs {
+        bed: mut options,
+        kernel,
+    } = args;
     let progress = Progress::start();
     let kernel = match kernel {
         Some(path) => path,
@@ -42,7 +44,7 @@ fn boot(mut args: Vec<String>) -> Result<Bed, String> {
 }
 
 /// Interactive: the guest's shell on this terminal until it powers off.
-pub fn cmd_shell(args: Vec<String>) -> Result<ExitCode, String> {
+pub fn cmd_shell(args: GuestArgs) -> Result<ExitCode, String> {
     let mut bed = boot(args)?;
     let (guest, _) = create_shell_guest(&mut bed, NAME)?;
     bed.progress.say(format!(
@@ -98,7 +100,7 @@ fn stdin_lines() -> Receiver<String> {
 
 /// Scripted: boot, wait for the shell, then dom0 runs `xl shutdown -w`;
 /// status 0 when the guest acknowledged and powered off.
-pub fn cmd_demo(args: Vec<String>) -> Result<ExitCode, String> {
+pub fn cmd_demo(args: GuestArgs) -> Result<ExitCode, String> {
     let mut bed = boot(args)?;
     let (guest, mut console) = create_shell_guest(&mut bed, NAME)?;
     let mut shown = PvConsole::new(&guest);

@@ -2,55 +2,49 @@
 //! for QEMU. (Each test binary uses part of it.)
 #![allow(dead_code)]
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::IoSliceMut;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg};
 
 /// Receives one i64 message and the fd that came with it, if any.
 pub fn recv_message(stream: &UnixStream) -> (i64, Option<OwnedFd>) {
     let mut bytes = [0u8; 8];
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_mut_ptr().cast(),
-        iov_len: 8,
-    };
-    let mut control = [0u64; 8];
-    // SAFETY: a zeroed msghdr is valid; we fill in buffers that outlive
-    // the recvmsg call and parse the control data with the CMSG macros.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control);
-        let n = libc::recvmsg(stream.as_raw_fd(), &mut msg, 0);
-        assert_eq!(n, 8, "short ivshmem message");
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        let fd = if cmsg.is_null() {
-            None
-        } else {
-            assert_eq!((*cmsg).cmsg_type, libc::SCM_RIGHTS);
-            let fd = libc::CMSG_DATA(cmsg).cast::<RawFd>().read_unaligned();
-            Some(OwnedFd::from_raw_fd(fd))
-        };
-        (i64::from_le_bytes(bytes), fd)
+    let mut control = nix::cmsg_space!(RawFd);
+    let mut iov = [IoSliceMut::new(&mut bytes)];
+    let msg = recvmsg::<UnixAddr>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut control),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    assert_eq!(msg.bytes, 8, "short ivshmem message");
+    let mut fds = Vec::new();
+    for cmsg in msg.cmsgs().unwrap() {
+        match cmsg {
+            ControlMessageOwned::ScmRights(rights) => fds.extend(rights),
+            other => panic!("unexpected control message {other:?}"),
+        }
     }
+    assert!(fds.len() <= 1, "more than one fd: {fds:?}");
+    // SAFETY: SCM_RIGHTS just installed this descriptor in our table and
+    // nothing else owns it.
+    let fd = fds.pop().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    (i64::from_le_bytes(bytes), fd)
 }
 
 pub fn eventfd_write(fd: &OwnedFd) {
-    let one = 1u64;
-    // SAFETY: writes 8 bytes from a local u64 to an eventfd we hold.
-    let n = unsafe { libc::write(fd.as_raw_fd(), (&raw const one).cast(), 8) };
-    assert_eq!(n, 8);
+    assert_eq!(nix::unistd::write(fd, &1u64.to_ne_bytes()), Ok(8));
 }
 
 pub fn eventfd_readable(fd: &OwnedFd, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call.
-    unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) == 1 }
+    let mut pfd = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(timeout).unwrap();
+    nix::poll::poll(&mut pfd, timeout) == Ok(1)
 }
 
 /// The fds QEMU gets in the handshake.

@@ -41,6 +41,15 @@ impl fmt::Display for EvtchnError {
     }
 }
 
+impl core::error::Error for EvtchnError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Xen(e) => Some(e),
+            Self::HandlerBusy(_) => None,
+        }
+    }
+}
+
 /// Event channels of this guest over one shared_info page and one handler table.
 ///
 /// Cheap to copy around (three references). All methods may be called concurrently from

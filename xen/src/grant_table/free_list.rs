@@ -21,6 +21,17 @@ pub enum ReleaseError {
     NotAllocated,
 }
 
+impl core::fmt::Display for ReleaseError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::OutOfRange => "grant reference out of range or reserved",
+            Self::NotAllocated => "grant reference already free (double release)",
+        })
+    }
+}
+
+impl core::error::Error for ReleaseError {}
+
 /// The free grant references `first..len` of a table.
 pub struct GrantRefFreeList<'a> {
     next: &'a mut [u16],

@@ -16,20 +16,11 @@ use core::ptr::NonNull;
 pub use entry::{ENTRIES_PER_FRAME, GrantEntryV1, GrantFlags};
 pub use free_list::{GrantRefFreeList, ReleaseError};
 
+pub use crate::types::GrantRef;
 use crate::types::{DomId, Gfn};
 
 /// `GNTTAB_NR_RESERVED_ENTRIES`.
 pub const NR_RESERVED_ENTRIES: u16 = 8;
-
-/// A grant reference (`grant_ref_t`): what the peer is told (e.g. `ring-ref` in xenstore).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct GrantRef(pub u32);
-
-impl fmt::Display for GrantRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "gref {}", self.0)
-    }
-}
 
 /// Access a grant gives.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -80,6 +71,8 @@ impl fmt::Display for GrantError {
         }
     }
 }
+
+impl core::error::Error for GrantError {}
 
 /// Views `nr_frames` mapped grant-table frames at `ptr` as entries.
 ///

@@ -80,6 +80,8 @@ impl fmt::Display for InstallError {
     }
 }
 
+impl core::error::Error for InstallError {}
+
 /// An installed hypercall page: the real [`Hypervisor`].
 ///
 /// Holds only the page's virtual address; the page itself must stay mapped executable for as

@@ -8,10 +8,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xenstore::core::{Core, CoreStats, Event};
+use xenstore::protocol::{Core, CoreStats, Event};
 use xenstore::request::Request;
 use xenstore::wire::MsgType;
-use xenstore::{Access, Grant, reply};
+use xenstore::{Access, DomId, Grant, reply};
 
 /// A core with requests 1..=12 of assorted types in flight (request ids are
 /// allocated from 1, so the fuzzer can hit them), one transaction open (id
@@ -19,7 +19,7 @@ use xenstore::{Access, Grant, reply};
 fn core_in_flight() -> Core<MsgType> {
     let mut core = Core::new();
     let perms = [Grant {
-        domid: 1,
+        domid: DomId(1),
         access: Access::Read,
     }];
     let requests = [
@@ -39,13 +39,13 @@ fn core_in_flight() -> Core<MsgType> {
             perms: &perms,
         },
         Request::TransactionStart,
-        Request::GetDomainPath(1),
+        Request::GetDomainPath(DomId(1)),
         Request::Watch {
             path: "/a",
             token: "A",
         },
         Request::Rm("/a"),
-        Request::IsDomainIntroduced(1),
+        Request::IsDomainIntroduced(DomId(1)),
         Request::ResetWatches,
     ];
     let mut out = Vec::new();
@@ -149,7 +149,7 @@ fuzz_target!(|data: &[u8]| {
 /// requester (not as drops).
 fn malformed_replies(events: &[Event<MsgType>]) -> u64 {
     use xenstore::ProtocolViolation as V;
-    use xenstore::core::ReplyError as R;
+    use xenstore::protocol::ReplyError as R;
     events
         .iter()
         .filter(|e| {

@@ -4,8 +4,8 @@ use alloc::string::String;
 
 use super::Client;
 use crate::XsError;
-use crate::core::WatchId;
 use crate::platform::Platform;
+use crate::protocol::WatchId;
 
 /// A registered watch. Dropping it removes the watch (like
 /// [`Watch::unwatch`], ignoring the daemon's answer).

@@ -64,6 +64,21 @@ pub enum PathError {
     SpecialNotAllowed,
 }
 
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathError::Empty => f.write_str("empty path"),
+            PathError::TooLong { len, max } => write!(f, "{len} bytes long, at most {max} allowed"),
+            PathError::BadChar(b) => write!(f, "byte {b:#04x} is not allowed in a path"),
+            PathError::DoubleSlash => f.write_str("contains //"),
+            PathError::TrailingSlash => f.write_str("ends in /"),
+            PathError::SpecialNotAllowed => f.write_str("a @special path outside a watch"),
+        }
+    }
+}
+
+impl core::error::Error for PathError {}
+
 /// Every error the API returns.
 ///
 /// Daemon errors carry the [`Context`] (operation and path) they answered;
@@ -154,79 +169,54 @@ pub enum XsError {
     Spawn(&'static str),
 }
 
-impl XsError {
-    /// The error for daemon reply `code` to the request described by `ctx`.
-    pub fn from_code(code: ErrorCode, ctx: Context) -> XsError {
-        match code {
-            ErrorCode::Einval => XsError::Einval(ctx),
-            ErrorCode::Eacces => XsError::Eacces(ctx),
-            ErrorCode::Eexist => XsError::Eexist(ctx),
-            ErrorCode::Eisdir => XsError::Eisdir(ctx),
-            ErrorCode::Enoent => XsError::Enoent(ctx),
-            ErrorCode::Enomem => XsError::Enomem(ctx),
-            ErrorCode::Enospc => XsError::Enospc(ctx),
-            ErrorCode::Eio => XsError::Eio(ctx),
-            ErrorCode::Enotempty => XsError::Enotempty(ctx),
-            ErrorCode::Enosys => XsError::Enosys(ctx),
-            ErrorCode::Erofs => XsError::Erofs(ctx),
-            ErrorCode::Ebusy => XsError::Ebusy(ctx),
-            ErrorCode::Eagain => XsError::Eagain(ctx),
-            ErrorCode::Eisconn => XsError::Eisconn(ctx),
-            ErrorCode::E2big => XsError::E2big(ctx),
-            ErrorCode::Eperm => XsError::Eperm(ctx),
-            ErrorCode::Equota => XsError::Equota(ctx),
-            ErrorCode::Unknown(s) => XsError::Unknown(s, ctx),
+/// Generates the conversions between [`ErrorCode`] and `XsError`'s daemon
+/// variants (one per code, named alike) from one list of their names.
+/// `from_code`'s match is exhaustive, so a code added to the table without
+/// its variant does not compile.
+macro_rules! daemon_variants {
+    ($($variant:ident),* $(,)?) => {
+        impl XsError {
+            /// The error for daemon reply `code` to the request described by `ctx`.
+            pub fn from_code(code: ErrorCode, ctx: Context) -> XsError {
+                match code {
+                    $(ErrorCode::$variant => XsError::$variant(ctx),)*
+                    ErrorCode::Unknown(s) => XsError::Unknown(s, ctx),
+                }
+            }
+
+            /// The daemon's error code, if this error came from the daemon.
+            pub fn code(&self) -> Option<ErrorCode> {
+                match self {
+                    $(XsError::$variant(_) => Some(ErrorCode::$variant),)*
+                    XsError::Unknown(s, _) => Some(ErrorCode::Unknown(s.clone())),
+                    _ => None,
+                }
+            }
+
+            /// The request a daemon error answered.
+            fn daemon_context(&self) -> Option<&Context> {
+                match self {
+                    $(XsError::$variant(c))|* | XsError::Unknown(_, c) => Some(c),
+                    _ => None,
+                }
+            }
         }
-    }
+    };
+}
 
-    /// The daemon's error code, if this error came from the daemon.
-    pub fn code(&self) -> Option<ErrorCode> {
-        let code = match self {
-            XsError::Einval(_) => ErrorCode::Einval,
-            XsError::Eacces(_) => ErrorCode::Eacces,
-            XsError::Eexist(_) => ErrorCode::Eexist,
-            XsError::Eisdir(_) => ErrorCode::Eisdir,
-            XsError::Enoent(_) => ErrorCode::Enoent,
-            XsError::Enomem(_) => ErrorCode::Enomem,
-            XsError::Enospc(_) => ErrorCode::Enospc,
-            XsError::Eio(_) => ErrorCode::Eio,
-            XsError::Enotempty(_) => ErrorCode::Enotempty,
-            XsError::Enosys(_) => ErrorCode::Enosys,
-            XsError::Erofs(_) => ErrorCode::Erofs,
-            XsError::Ebusy(_) => ErrorCode::Ebusy,
-            XsError::Eagain(_) => ErrorCode::Eagain,
-            XsError::Eisconn(_) => ErrorCode::Eisconn,
-            XsError::E2big(_) => ErrorCode::E2big,
-            XsError::Eperm(_) => ErrorCode::Eperm,
-            XsError::Equota(_) => ErrorCode::Equota,
-            XsError::Unknown(s, _) => ErrorCode::Unknown(s.clone()),
-            _ => return None,
-        };
-        Some(code)
-    }
+daemon_variants!(
+    Einval, Eacces, Eexist, Eisdir, Enoent, Enomem, Enospc, Eio, Enotempty, Enosys, Erofs, Ebusy,
+    Eagain, Eisconn, E2big, Eperm, Equota,
+);
 
+impl XsError {
     /// The operation context of a daemon error, timeout or violation.
     pub fn context(&self) -> Option<&Context> {
+        if let Some(c) = self.daemon_context() {
+            return Some(c);
+        }
         match self {
-            XsError::Einval(c)
-            | XsError::Eacces(c)
-            | XsError::Eexist(c)
-            | XsError::Eisdir(c)
-            | XsError::Enoent(c)
-            | XsError::Enomem(c)
-            | XsError::Enospc(c)
-            | XsError::Eio(c)
-            | XsError::Enotempty(c)
-            | XsError::Enosys(c)
-            | XsError::Erofs(c)
-            | XsError::Ebusy(c)
-            | XsError::Eagain(c)
-            | XsError::Eisconn(c)
-            | XsError::E2big(c)
-            | XsError::Eperm(c)
-            | XsError::Equota(c)
-            | XsError::Unknown(_, c)
-            | XsError::Timeout(c) => Some(c),
+            XsError::Timeout(c) => Some(c),
             XsError::PayloadTooLarge { ctx, .. } | XsError::Protocol { ctx, .. } => Some(ctx),
             _ => None,
         }
@@ -276,7 +266,16 @@ impl fmt::Display for XsError {
     }
 }
 
-impl core::error::Error for XsError {}
+impl core::error::Error for XsError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            XsError::Disconnected(cause) => Some(cause),
+            XsError::Protocol { violation, .. } => Some(violation),
+            XsError::InvalidPath { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -320,6 +319,11 @@ mod tests {
             assert!(!seen.contains(&code), "{s} maps to a code already used");
             seen.push(code);
         }
+        assert_eq!(ErrorCode::known().collect::<alloc::vec::Vec<_>>(), seen);
+        assert_eq!(ErrorCode::Enoent.errno(), Some(2));
+        assert_eq!(ErrorCode::Eisconn.errno(), Some(106));
+        assert_eq!(ErrorCode::Unknown("EX".into()).errno(), None);
+        assert_eq!(ErrorCode::Enoent.meaning(), Some("no such node"));
         assert!(XsError::from_code(ErrorCode::Eagain, ctx.clone()).is_eagain());
         assert!(matches!(
             XsError::from_code(ErrorCode::Eacces, ctx.clone()),
@@ -359,6 +363,15 @@ mod tests {
             prod: 5000,
         });
         assert!(err.to_string().contains("bad Response ring indexes"));
+        // The transport failure is the cause a reporter walking `source()` finds.
+        let cause = core::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(
+            cause.as_deref(),
+            Some(
+                err.to_string()
+                    .trim_start_matches("xenstore connection lost: ")
+            )
+        );
     }
 
     #[test]

@@ -66,6 +66,8 @@ impl fmt::Display for ProtocolViolation {
     }
 }
 
+impl core::error::Error for ProtocolViolation {}
+
 /// Which of the two rings of the shared page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RingSide {
@@ -158,6 +160,15 @@ impl fmt::Display for TransportError {
                 f,
                 "the daemon stopped taking our messages ({sent} of {len} bytes sent by the deadline)"
             ),
+        }
+    }
+}
+
+impl core::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            TransportError::Framing(violation) => Some(violation),
+            _ => None,
         }
     }
 }

@@ -8,29 +8,47 @@
 //! `& 1023`; they need not start at 0 and wrap at `u32::MAX`.
 //!
 //! The page is written concurrently by the other side (another domain, or
-//! a host process in tests), so every access is volatile: the compiler
-//! must neither cache nor elide it. Ordering between the data and the
-//! indexes is the ring transport's job (see `ring::RingTransport`).
+//! a host process in tests), so every access is volatile, through the
+//! `volatile` crate's [`VolatilePtr`] to the page's `#[repr(C)]` layout:
+//! the compiler must neither cache nor elide it. Ordering between the data
+//! and the indexes is the ring transport's job (see `ring::RingTransport`).
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 
+use volatile::{VolatilePtr, map_field};
+
 /// Size of each ring (`XENSTORE_RING_SIZE`).
 pub const RING_SIZE: u32 = 1024;
 /// Size of the shared page.
 pub const PAGE_SIZE: usize = 4096;
 
-const REQ: usize = 0;
-const RSP: usize = 1024;
-const REQ_CONS: usize = 2048;
-const REQ_PROD: usize = 2052;
-const RSP_CONS: usize = 2056;
-const RSP_PROD: usize = 2060;
-const SERVER_FEATURES: usize = 2064;
-const CONNECTION: usize = 2068;
-const ERROR: usize = 2072;
+/// `struct xenstore_domain_interface` up to `error` (the `evtchn_port`
+/// after it is not used here).
+#[repr(C)]
+struct Interface {
+    req: [u8; RING_SIZE as usize],
+    rsp: [u8; RING_SIZE as usize],
+    req_cons: u32,
+    req_prod: u32,
+    rsp_cons: u32,
+    rsp_prod: u32,
+    server_features: u32,
+    connection: u32,
+    error: u32,
+}
+
+/// Whether `len` bytes at `offset` stay inside one ring.
+fn fits_in_ring(offset: usize, len: usize) -> bool {
+    offset
+        .checked_add(len)
+        .is_some_and(|end| end <= RING_SIZE as usize)
+}
+
+/// One of the two rings of [`Interface`].
+type Ring<'a> = VolatilePtr<'a, [u8; RING_SIZE as usize]>;
 
 /// `server_features` bit: the daemon supports ring reconnection.
 pub const FEATURE_RECONNECTION: u32 = 1;
@@ -87,20 +105,18 @@ impl LocalPage {
 
     /// A copy of the page's bytes.
     pub fn snapshot(&self) -> [u8; PAGE_SIZE] {
-        let mut out = [0; PAGE_SIZE];
-        let base = self.0.0.get().cast::<u8>();
-        for (i, b) in out.iter_mut().enumerate() {
-            // SAFETY: i < PAGE_SIZE; volatile because the other side may be writing.
-            *b = unsafe { base.add(i).read_volatile() };
-        }
-        out
+        let page = NonNull::from(&self.0.0).cast::<[u8; PAGE_SIZE]>();
+        // SAFETY: the page is ours and lives while `self` does; volatile
+        // because the other side may be writing (a torn copy is what a
+        // snapshot of a live page is).
+        unsafe { VolatilePtr::new(page) }.read()
     }
 }
 
 /// A mapped xenstore page. All access goes through volatile reads and
 /// writes.
 pub struct RingPage {
-    base: NonNull<u8>,
+    base: NonNull<Interface>,
     /// Keeps a [`LocalPage`] alive; `None` for a mapping owned elsewhere.
     _owner: Option<Arc<LocalPage>>,
 }
@@ -130,70 +146,55 @@ impl RingPage {
     /// it) lives, and not accessed by this program other than through
     /// `RingPage`s (the peer on the other side of the page is expected).
     pub unsafe fn new(base: NonNull<u8>) -> RingPage {
-        RingPage { base, _owner: None }
+        RingPage {
+            base: base.cast(),
+            _owner: None,
+        }
     }
 
     /// A view of a [`LocalPage`] (several views may share one page: the
     /// client's and the simulated peer's).
     pub fn local(page: &Arc<LocalPage>) -> RingPage {
         // Mutation through this pointer is allowed: it points into an UnsafeCell.
-        let base = NonNull::from(&page.0.0).cast::<u8>();
+        let base = NonNull::from(&page.0.0).cast::<Interface>();
         RingPage {
             base,
             _owner: Some(Arc::clone(page)),
         }
     }
 
-    fn read_u32(&self, offset: usize) -> u32 {
-        debug_assert!(offset.is_multiple_of(4) && offset + 4 <= PAGE_SIZE);
-        // SAFETY: in bounds and aligned (offsets are the fixed field
-        // offsets above, the base is 4-byte aligned per `new`'s contract).
-        unsafe { self.base.as_ptr().add(offset).cast::<u32>().read_volatile() }
+    /// The page, for volatile access.
+    fn interface(&self) -> VolatilePtr<'_, Interface> {
+        // SAFETY: `new`'s contract (or a `LocalPage` kept alive by `_owner`):
+        // the page is mapped, aligned and ours to access for as long as
+        // `self` lives, which bounds the returned pointer's lifetime.
+        unsafe { VolatilePtr::new(self.base) }
     }
 
-    fn write_u32(&self, offset: usize, value: u32) {
-        debug_assert!(offset.is_multiple_of(4) && offset + 4 <= PAGE_SIZE);
-        // SAFETY: as in `read_u32`.
-        unsafe {
-            self.base
-                .as_ptr()
-                .add(offset)
-                .cast::<u32>()
-                .write_volatile(value)
-        }
+    /// Byte `index` of `ring`. Panics if `index` is outside the ring: the
+    /// offsets come from [`output_chunk`]/[`input_chunk`], never from the peer.
+    fn ring_byte(ring: Ring<'_>, index: usize) -> VolatilePtr<'_, u8> {
+        assert!(index < RING_SIZE as usize, "ring access out of bounds");
+        // SAFETY: `index` is inside the array `ring` points to, so the byte
+        // is valid for volatile access as long as `ring` is.
+        unsafe { ring.map(|bytes| bytes.cast::<u8>().add(index)) }
     }
 
-    /// Copies `out.len()` bytes from ring `ring_base` at `offset` (no wrap).
-    fn copy_out(&self, ring_base: usize, offset: usize, out: &mut [u8]) {
-        assert!(
-            offset + out.len() <= RING_SIZE as usize,
-            "ring read out of bounds"
-        );
+    /// Copies `out.len()` bytes from `ring` at `offset` (no wrap).
+    fn copy_out(ring: Ring<'_>, offset: usize, out: &mut [u8]) {
+        // Checked once here, the per-byte check in `ring_byte` compiles away
+        // and the loop is the plain byte copy it was before `volatile`.
+        assert!(fits_in_ring(offset, out.len()), "ring read out of bounds");
         for (i, byte) in out.iter_mut().enumerate() {
-            // SAFETY: ring_base + offset + i < ring_base + 1024 <= PAGE_SIZE.
-            *byte = unsafe {
-                self.base
-                    .as_ptr()
-                    .add(ring_base + offset + i)
-                    .read_volatile()
-            };
+            *byte = Self::ring_byte(ring, offset + i).read();
         }
     }
 
-    /// Copies `data` into ring `ring_base` at `offset` (no wrap).
-    fn copy_in(&self, ring_base: usize, offset: usize, data: &[u8]) {
-        assert!(
-            offset + data.len() <= RING_SIZE as usize,
-            "ring write out of bounds"
-        );
+    /// Copies `data` into `ring` at `offset` (no wrap).
+    fn copy_in(ring: Ring<'_>, offset: usize, data: &[u8]) {
+        assert!(fits_in_ring(offset, data.len()), "ring write out of bounds");
         for (i, byte) in data.iter().enumerate() {
-            // SAFETY: ring_base + offset + i < ring_base + 1024 <= PAGE_SIZE.
-            unsafe {
-                self.base
-                    .as_ptr()
-                    .add(ring_base + offset + i)
-                    .write_volatile(*byte)
-            };
+            Self::ring_byte(ring, offset + i).write(*byte);
         }
     }
 
@@ -201,82 +202,100 @@ impl RingPage {
     /// in tests). Panics if the range leaves the ring: offsets come from
     /// [`output_chunk`]/[`input_chunk`], never from the peer.
     pub fn read_req(&self, offset: usize, out: &mut [u8]) {
-        self.copy_out(REQ, offset, out)
+        let page = self.interface();
+        Self::copy_out(map_field!(page.req), offset, out)
     }
 
     /// Writes request-ring bytes at `offset`. Panics as [`RingPage::read_req`].
     pub fn write_req(&self, offset: usize, data: &[u8]) {
-        self.copy_in(REQ, offset, data)
+        let page = self.interface();
+        Self::copy_in(map_field!(page.req), offset, data)
     }
 
     /// Reads response-ring bytes at `offset`. Panics as [`RingPage::read_req`].
     pub fn read_rsp(&self, offset: usize, out: &mut [u8]) {
-        self.copy_out(RSP, offset, out)
+        let page = self.interface();
+        Self::copy_out(map_field!(page.rsp), offset, out)
     }
 
     /// Writes response-ring bytes at `offset` (the daemon's side; for peers
     /// in tests). Panics as [`RingPage::read_req`].
     pub fn write_rsp(&self, offset: usize, data: &[u8]) {
-        self.copy_in(RSP, offset, data)
+        let page = self.interface();
+        Self::copy_in(map_field!(page.rsp), offset, data)
     }
 
     /// `req_cons` (written by the daemon).
     pub fn req_cons(&self) -> u32 {
-        self.read_u32(REQ_CONS)
+        let page = self.interface();
+        map_field!(page.req_cons).read()
     }
     /// `req_prod` (written by us).
     pub fn req_prod(&self) -> u32 {
-        self.read_u32(REQ_PROD)
+        let page = self.interface();
+        map_field!(page.req_prod).read()
     }
     /// `rsp_cons` (written by us).
     pub fn rsp_cons(&self) -> u32 {
-        self.read_u32(RSP_CONS)
+        let page = self.interface();
+        map_field!(page.rsp_cons).read()
     }
     /// `rsp_prod` (written by the daemon).
     pub fn rsp_prod(&self) -> u32 {
-        self.read_u32(RSP_PROD)
+        let page = self.interface();
+        map_field!(page.rsp_prod).read()
     }
     /// Sets `req_cons` (the daemon's field: for peers and fault injection).
     pub fn set_req_cons(&self, v: u32) {
-        self.write_u32(REQ_CONS, v)
+        let page = self.interface();
+        map_field!(page.req_cons).write(v)
     }
     /// Sets `req_prod`.
     pub fn set_req_prod(&self, v: u32) {
-        self.write_u32(REQ_PROD, v)
+        let page = self.interface();
+        map_field!(page.req_prod).write(v)
     }
     /// Sets `rsp_cons`.
     pub fn set_rsp_cons(&self, v: u32) {
-        self.write_u32(RSP_CONS, v)
+        let page = self.interface();
+        map_field!(page.rsp_cons).write(v)
     }
     /// Sets `rsp_prod` (the daemon's field: for peers and fault injection).
     pub fn set_rsp_prod(&self, v: u32) {
-        self.write_u32(RSP_PROD, v)
+        let page = self.interface();
+        map_field!(page.rsp_prod).write(v)
     }
     /// `server_features` ([`FEATURE_RECONNECTION`], [`FEATURE_ERROR`], ...;
     /// unknown bits are ignored).
     pub fn server_features(&self) -> u32 {
-        self.read_u32(SERVER_FEATURES)
+        let page = self.interface();
+        map_field!(page.server_features).read()
     }
     /// Sets `server_features` (the daemon's field: for peers in tests).
     pub fn set_server_features(&self, v: u32) {
-        self.write_u32(SERVER_FEATURES, v)
+        let page = self.interface();
+        map_field!(page.server_features).write(v)
     }
     /// `connection`: [`CONNECTED`] or [`RECONNECT`].
     pub fn connection(&self) -> u32 {
-        self.read_u32(CONNECTION)
+        let page = self.interface();
+        map_field!(page.connection).read()
     }
     /// Sets `connection`.
     pub fn set_connection(&self, v: u32) {
-        self.write_u32(CONNECTION, v)
+        let page = self.interface();
+        map_field!(page.connection).write(v)
     }
     /// `error`: 0 none, 1 COMM, 2 RINGIDX, 3 PROTO (valid only with
     /// [`FEATURE_ERROR`]).
     pub fn error(&self) -> u32 {
-        self.read_u32(ERROR)
+        let page = self.interface();
+        map_field!(page.error).read()
     }
     /// Sets `error` (the daemon's field: for peers in tests).
     pub fn set_error(&self, v: u32) {
-        self.write_u32(ERROR, v)
+        let page = self.interface();
+        map_field!(page.error).write(v)
     }
 }
 
@@ -312,6 +331,16 @@ mod tests {
         assert_eq!(input_chunk(1020, 1030), (1020, 4));
         assert_eq!(input_chunk(u32::MAX - 1, 3), (1022, 2));
         assert_eq!(input_chunk(0, 3), (0, 3));
+    }
+
+    #[test]
+    fn the_layout_is_xs_wire_h_s() {
+        use core::mem::offset_of;
+        assert_eq!(offset_of!(Interface, req), 0);
+        assert_eq!(offset_of!(Interface, rsp), 1024);
+        assert_eq!(offset_of!(Interface, req_cons), 2048);
+        assert_eq!(offset_of!(Interface, error), 2072);
+        assert!(core::mem::size_of::<Interface>() <= PAGE_SIZE);
     }
 
     #[test]

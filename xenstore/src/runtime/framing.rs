@@ -4,7 +4,7 @@
 //! header (or part of one) and then nothing leaves the stream unusable:
 //! with a request timeout configured, a message left part-way for that long
 //! fails the connection ([`ProtocolViolation::TruncatedMessage`]), as an
-//! over-long header does at once (see [`crate::core::Event::Broken`]).
+//! over-long header does at once (see [`crate::protocol::Event::Broken`]).
 //! Without a request timeout nothing is ever given up on, this included.
 
 use core::time::Duration;

@@ -45,9 +45,9 @@ use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::core::{Core, CoreStats, ReplyResult};
 use crate::error::TransportError;
 use crate::platform::{Lock, Platform, WaitQueue};
+use crate::protocol::{Core, CoreStats, ReplyResult};
 use crate::sync::SuspendLock;
 use crate::transport::Transport;
 use core::sync::atomic::{AtomicBool, AtomicUsize};
@@ -252,7 +252,7 @@ pub(crate) struct ConnState<P: Platform> {
 pub(crate) struct ReaderCtx<P: Platform> {
     buf: Vec<u8>,
     wakes: Vec<Arc<Slot<P>>>,
-    events: Vec<(crate::core::WatchId, alloc::string::String)>,
+    events: Vec<(crate::protocol::WatchId, alloc::string::String)>,
     deferred: Vec<Deferred>,
 }
 

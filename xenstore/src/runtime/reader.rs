@@ -8,9 +8,9 @@ use core::sync::atomic::Ordering;
 
 use super::{Deferred, Outcome, ReaderCtx, Shared, Slot};
 use crate::XsError;
-use crate::core::Event;
 use crate::error::TransportError;
 use crate::platform::{Lock, Platform, SpawnError, WaitQueue};
+use crate::protocol::Event;
 use crate::reply;
 use crate::sync::Deadline;
 use crate::wire::MsgType;

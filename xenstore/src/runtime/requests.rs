@@ -7,9 +7,9 @@ use core::mem;
 use core::sync::atomic::Ordering;
 
 use super::{ConnState, Deferred, Outcome, Shared, Slot};
-use crate::core::ReplyError;
 use crate::error::{Context, XsError};
 use crate::platform::{Lock, Platform, WaitQueue};
+use crate::protocol::ReplyError;
 use crate::request::Request;
 use crate::sync::Deadline;
 use crate::wire::MsgType;

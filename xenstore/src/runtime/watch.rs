@@ -38,8 +38,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::AtomicBool;
 use core::time::Duration;
 
-use crate::core::WatchId;
 use crate::platform::{Lock, Platform, SpawnError, WaitQueue};
+use crate::protocol::WatchId;
 
 /// What a watch callback is told.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use core::time::Duration;
 
 use super::{Callback, Queued, WatchEvent, WatchTable, Watches};
 use crate::XsError;
-use crate::core::WatchId;
 use crate::platform::{Lock, Platform, WaitQueue};
+use crate::protocol::WatchId;
 
 /// How long a callback thread beyond the first waits for work before it
 /// ends.

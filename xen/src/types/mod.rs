@@ -1,6 +1,18 @@
-//! Small value types shared by every part of the ABI: domain ids, guest frame numbers, vCPU ids.
+//! Small value types shared by every part of the ABI: domain ids, guest frame numbers, vCPU ids,
+//! event-channel ports, grant references, and the argument enums that [`crate::error`] records.
+//!
+//! They live below every operation module and below the error type, so that those can name
+//! each other's arguments without importing each other.
+
+mod grant_ref;
+mod params;
+mod port;
 
 use core::fmt;
+
+pub use grant_ref::GrantRef;
+pub use params::{HvmParam, MapSpace, ShutdownReason};
+pub use port::{BITS_PER_WORD, EVTCHN_WORDS, NR_PORTS, Port, Virq};
 
 /// Size of a guest page, the unit of every frame number Xen deals in.
 pub const PAGE_SIZE: usize = 4096;
@@ -38,6 +50,22 @@ impl fmt::Debug for DomId {
 impl fmt::Display for DomId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Parses the decimal form XenStore uses (`/local/domain/<domid>`, a node's `domid`,
+/// `backend-id`), not the `dom7` of `Display`.
+impl core::str::FromStr for DomId {
+    type Err = core::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<DomId, Self::Err> {
+        s.parse().map(DomId)
+    }
+}
+
+impl From<u16> for DomId {
+    fn from(raw: u16) -> DomId {
+        DomId(raw)
     }
 }
 
@@ -95,6 +123,9 @@ mod tests {
         assert!(DomId(1).is_real());
         assert_eq!(format!("{}", DomId::SELF), "DOMID_SELF");
         assert_eq!(format!("{}", DomId(7)), "dom7");
+        assert_eq!("7".parse(), Ok(DomId(7)));
+        assert!("dom7".parse::<DomId>().is_err());
+        assert!("65536".parse::<DomId>().is_err());
     }
 
     #[test]

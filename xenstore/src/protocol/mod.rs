@@ -39,6 +39,24 @@ pub enum ReplyError {
     Protocol(ProtocolViolation),
 }
 
+impl core::fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ReplyError::Daemon(code) => write!(f, "the daemon answered {code}"),
+            ReplyError::Protocol(_) => f.write_str("protocol violation in the reply"),
+        }
+    }
+}
+
+impl core::error::Error for ReplyError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ReplyError::Protocol(violation) => Some(violation),
+            ReplyError::Daemon(_) => None,
+        }
+    }
+}
+
 /// A reply's outcome: the payload of a well-formed reply of the request's
 /// type, or why not.
 pub type ReplyResult = Result<Vec<u8>, ReplyError>;
