@@ -220,10 +220,10 @@ fn attach(channel: &'static dyn StoreChannel) -> Result<Attached, StoreError> {
         home,
     };
     log::info!(
-        "xenstore: connected on {} via {}; {} at {}",
+        "xenstore: connected on {} via {}; domain {} at {}",
         info.platform,
         info.channel,
-        info.domid,
+        info.domid.0,
         info.home
     );
     Ok(Attached { client, info })
