@@ -12,7 +12,7 @@ usage() {
     cat <<'EOF'
 Usage: ./run-tests.sh [--no-install] [--only STEP]...
 
-Steps, in order: daemon fmt clippy-host clippy-kernel doc host examples kernel xen stress fuzz
+Steps, in order: daemon fmt cycles clippy-host clippy-kernel doc host examples kernel xen stress fuzz
   --no-install   install and fetch nothing: no apt packages, no toolchain, no xenstored
                  binary, no real-Xen packages (a missing one fails its step and says so)
   --only STEP    run only the named step (repeatable)
@@ -93,6 +93,9 @@ fi
 # the run's output says which daemon binary and version the results are against.
 run_step daemon testbed/fetch-xenstored.sh
 run_step fmt cargo fmt --all -- --check
+# No import cycle between the modules of any crate (issue 12's rule: a file reaching its own folder's
+# mod.rs through `super::` is the one edge not counted).
+run_step cycles scripts/module-cycles.py
 run_step clippy-host cargo clippy --workspace --exclude kernel --exclude ktests --all-targets -- -D warnings
 run_step clippy-kernel cargo clippy -p kernel -p ktests --target x86_64-unknown-none --all-targets -- -D warnings
 run_step doc scripts/doc.sh

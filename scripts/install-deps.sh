@@ -41,6 +41,7 @@ all_pkgs=(
     "xorriso:/usr/bin/xorriso:writes the optional bootable ISO"
     "mtools:/usr/bin/mformat:writes the optional bootable ISO"
     "cpio:/usr/bin/cpio:packs the dom0 initramfs of the real-Xen bed (realxen/)"
+    "python3:python3:runs the module-cycle check (scripts/module-cycles.py)"
 )
 
 # The real-Xen bed (realxen/): dom0 gets xl's libraries from the host's libxen-dev and

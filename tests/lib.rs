@@ -65,7 +65,7 @@ fn on_panic(_info: &core::panic::PanicInfo<'_>) {
 pub fn run(tests: &'static [Test]) -> ! {
     TESTS.call_once(|| tests);
     kernel::panic::set_hook(on_panic);
-    let filter = kernel::boot::info().cmdline_value("ktest.filter");
+    let filter = kernel::bootinfo::info().cmdline_value("ktest.filter");
     let selected = || {
         tests
             .iter()

@@ -8,7 +8,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use kernel::arch::trap::{FaultReport, set_fatal_hook, vector};
+use kernel::arch::trap::vector;
+use kernel::fault::{FaultReport, set_fatal_hook};
 use kernel::thread;
 
 ktests::config!(timeout_secs = 30);

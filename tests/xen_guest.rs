@@ -22,7 +22,7 @@ use ::xenstore::{Store, XsError};
 use alloc::vec;
 use kernel::time::Instant;
 use kernel::vchan::{Vchan, VchanError};
-use kernel::xenstore::{self, PlatformKind};
+use kernel::xenstore_service::{self, PlatformKind};
 use ktests::support::crc32::Crc32;
 use ktests::support::{Recorder, abs, client, host};
 use xen::DomId;
@@ -48,7 +48,7 @@ ktests::main!(
 const WAIT: Duration = Duration::from_secs(120);
 
 fn attaches_to_xenstored_through_the_hvm_params() {
-    let info = xenstore::init().expect("xenstore service starts");
+    let info = xenstore_service::init().expect("xenstore service starts");
     assert_eq!(info.platform, PlatformKind::Xen);
     assert_ne!(info.domid, ::xenstore::DomId::DOM0, "a domU, not dom0");
     assert_eq!(info.home, format!("/local/domain/{}", info.domid.0));

@@ -13,9 +13,9 @@ use alloc::string::String;
 use alloc::vec;
 use core::time::Duration;
 
-use ::xenstore::{Store, XsError};
-use kernel::xenstore::{self, PlatformKind};
+use kernel::xenstore_service::{self, PlatformKind};
 use ktests::support::{Recorder, abs, client, host};
+use xenstore::{Store, XsError};
 
 ktests::config!(timeout_secs = 90, needs = "xenstore");
 ktests::main!(
@@ -30,12 +30,15 @@ ktests::main!(
 const WAIT: Duration = Duration::from_secs(20);
 
 fn attaches_on_the_qemu_test_platform_as_domain_1() {
-    let info = xenstore::init().expect("xenstore service starts");
+    let info = xenstore_service::init().expect("xenstore service starts");
     assert_eq!(info.platform, PlatformKind::QemuTest);
     assert_eq!(info.domid, ::xenstore::DomId(1), "domid node");
     assert_eq!(info.home, "/local/domain/1", "GET_DOMAIN_PATH");
     // init is idempotent and the service hands out working clients.
-    assert_eq!(xenstore::init().expect("second init").home, info.home);
+    assert_eq!(
+        xenstore_service::init().expect("second init").home,
+        info.home
+    );
     assert_eq!(client().read_string("domid").unwrap(), "1");
 }
 
@@ -150,14 +153,14 @@ fn host_xenstore_write_fires_the_guest_watch() {
 
 fn replies_are_announced_by_msix_interrupts() {
     let xs = client();
-    let before = xenstore::events_taken();
+    let before = xenstore_service::events_taken();
     let mut value = String::new();
     for i in 0..20 {
         xs.write_display("data/irq", i).unwrap();
         value = xs.read_string("data/irq").unwrap();
     }
     assert_eq!(value, "19");
-    let taken = xenstore::events_taken() - before;
+    let taken = xenstore_service::events_taken() - before;
     // The daemon's notify after each reply arrives as an MSI-X interrupt,
     // counted by the handler (two notifies close together may merge into
     // one interrupt, and a reply already there when the receive thread

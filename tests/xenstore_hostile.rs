@@ -5,7 +5,7 @@
 //! logs a clear error, keeps running, and the client stays usable where the
 //! protocol allows; where it does not (corrupt indexes, a header over the
 //! payload limit), the connection fails cleanly and
-//! `kernel::xenstore::reconnect` recovers once the ring is sane again.
+//! `kernel::xenstore_service::reconnect` recovers once the ring is sane again.
 
 #![no_std]
 #![no_main]
@@ -17,11 +17,11 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use ::xenstore::{ProtocolViolation, RingSide, Store, TransportError, XsError};
 use kernel::sync::SpinLock;
 use kernel::thread;
 use kernel::time::Instant;
 use ktests::support::{Recorder, abs, client, host, host_bytes};
+use xenstore::{ProtocolViolation, RingSide, Store, TransportError, XsError};
 
 ktests::config!(timeout_secs = 90, needs = "xenstore");
 ktests::main!(
@@ -199,7 +199,7 @@ fn mock_peer_over_long_header_fails_every_waiter_then_reconnect_recovers() {
     eventually("the daemon to answer the abandoned request", || {
         peek("rsp_prod") != peek("rsp_cons")
     });
-    let fresh = kernel::xenstore::reconnect().expect("reconnect");
+    let fresh = kernel::xenstore_service::reconnect().expect("reconnect");
     assert_eq!(fresh.read_string("name").unwrap(), "guest1");
     assert_usable();
 }
@@ -251,7 +251,7 @@ fn corrupt_then_recover(
     // connection over it works.
     host("poke", &[field, &alloc::format!("{good}")]);
     host("daemon-resume", &[]);
-    let fresh = kernel::xenstore::reconnect().expect("reconnect");
+    let fresh = kernel::xenstore_service::reconnect().expect("reconnect");
     assert_eq!(fresh.read_string("name").unwrap(), "guest1");
     // Reconnecting reset this connection's watches in the daemon: the old
     // connection's watch no longer fires (its event would arrive with a

@@ -4,9 +4,10 @@
 
 use std::process::ExitCode;
 
+use crate::cargo;
 use crate::config::Role;
 use crate::qemu::Accel;
-use crate::{cargo, choose_accel, image_config, run_image};
+use crate::runner::{choose_accel, image_config, run_image};
 
 /// Prints `key=value` for each `bench: key=value` line of `output`.
 fn bench_lines(output: &str) -> Vec<String> {

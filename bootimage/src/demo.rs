@@ -17,7 +17,8 @@ use crate::cli::BootArgs;
 use crate::fixtures::Fixture;
 use crate::fixtures::xenbus::XenbusFixture;
 use crate::fixtures::xenstore::DOMID;
-use crate::{build_boot_dir, choose_accel, process, qemu};
+use crate::runner::{build_boot_dir, choose_accel};
+use crate::{process, qemu};
 
 /// What the guest logs once its watch is in place.
 pub const READY_LINE: &str = "xenstore: watching control/shutdown";

@@ -13,6 +13,9 @@ pub const STATUS_FAILURE: i32 = 35;
 /// QEMU's exit status when the machine resets (a reboot or a triple
 /// fault): `-no-reboot` makes it exit instead of rebooting.
 pub const STATUS_RESET: i32 = 0;
+/// The `-accel` value that turns QEMU's Xen emulation on (Xen 4.17), as
+/// `run --xen` boots with it and `xen_probe` checks the host for it.
+pub const XEN_ACCEL: &str = "kvm,xen-version=0x40011,kernel-irqchip=split";
 
 /// The QEMU binary (override with `$QEMU`).
 pub fn binary() -> String {
@@ -128,7 +131,7 @@ pub fn command(
         // under both accelerators.
         Accel::Kvm => cmd.args(["-accel", "kvm"]),
         Accel::Tcg => cmd.args(["-accel", "tcg"]),
-        Accel::KvmXen => cmd.args(["-accel", crate::xen_probe::XEN_ACCEL]),
+        Accel::KvmXen => cmd.args(["-accel", XEN_ACCEL]),
     };
     match boot {
         Boot::Kernel(path) => {

@@ -7,10 +7,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::agent::codec::POWER_MARKER;
 use crate::config::Expect;
 use crate::process::RunOutput;
 use crate::qemu::{STATUS_FAILURE, STATUS_RESET, STATUS_SUCCESS};
+use hostlink_codec::POWER_MARKER;
 
 /// One test's outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]

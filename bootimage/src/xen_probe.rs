@@ -25,8 +25,6 @@ nix::ioctl_write_int_bad!(
 );
 /// `KVM_XEN_HVM_CONFIG_HYPERCALL_MSR | _INTERCEPT_HCALL | _SHARED_INFO`.
 const REQUIRED_XEN_FLAGS: i32 = 1 | 2 | 4;
-/// The QEMU arguments that turn Xen emulation on (Xen 4.17).
-pub const XEN_ACCEL: &str = "kvm,xen-version=0x40011,kernel-irqchip=split";
 
 /// What the probe found.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 //! behind `log`, interrupts (local APIC + IOAPIC), a microsecond clock,
 //! preemptive kernel threads, sleepable locks and wait queues, and paging
 //! helpers for MMIO and shared pages; on Xen the hypervisor bring-up
-//! ([`hypervisor`]), and the XenStore service ([`xenstore`]) over Xen's ring
+//! ([`hypervisor`]), and the XenStore service ([`xenstore_service`]) over Xen's ring
 //! or, under plain QEMU, the ivshmem-doorbell test platform; XenBus and the
 //! guest services on it ([`guest`]), and a serial shell ([`shell`]).
 //!
@@ -14,9 +14,9 @@
 //! Lock order (outer first), for every lock in the kernel:
 //! `WaitQueue` queue locks -> scheduler run state -> thread-stack slots ->
 //! kernel heap -> page tables -> frame allocator -> serial port (a leaf).
-//! The shell's terminal line state ([`shell::terminal`]) is taken before
+//! The shell's terminal line state ([`terminal`]) is taken before
 //! the serial port, never with another kernel lock held.
-//! The xenstore runtime's short locks ([`xenstore::platform`]) are spin
+//! The xenstore runtime's short locks ([`xenstore_service::platform`]) are spin
 //! locks taken inside wait-queue conditions, so they come after the wait
 //! queue locks and before the scheduler's.
 //! Interrupt handler tables are held only while their handlers run and may
@@ -33,7 +33,9 @@ extern crate alloc;
 pub mod acpi;
 pub mod arch;
 pub mod boot;
+pub mod bootinfo;
 pub mod exit;
+pub mod fault;
 pub mod guest;
 pub mod hostlink;
 pub mod hypervisor;
@@ -44,13 +46,15 @@ pub mod panic;
 pub mod pci;
 pub mod serial;
 pub mod shell;
+pub mod spinlock;
 pub mod sync;
+pub mod terminal;
 pub mod thread;
 pub mod time;
 pub mod vchan;
-pub mod xenstore;
+pub mod xenstore_service;
 
-pub use boot::BootInfo;
+pub use bootinfo::BootInfo;
 pub use exit::{ExitCode, exit};
 
 /// Declares the kernel's main function: `fn(&'static BootInfo) -> !`.

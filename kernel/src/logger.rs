@@ -10,7 +10,7 @@ use alloc::string::String;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 
 /// Receives each formatted log line (with its trailing newline). Called with
 /// interrupts disabled: it must be short and must not sleep.
@@ -95,9 +95,7 @@ impl Log for KernelLogger {
         let tail: &[u8] = if line.cut { b"...\n" } else { b"\n" };
         line.bytes[line.len..line.len + tail.len()].copy_from_slice(tail);
         let bytes = &line.bytes[..line.len + tail.len()];
-        if crate::sync::spin_locks_held() > 0
-            && UNDER_SPIN_LOCKS.fetch_add(1, Ordering::Relaxed) == 0
-        {
+        if crate::spinlock::held() > 0 && UNDER_SPIN_LOCKS.fetch_add(1, Ordering::Relaxed) == 0 {
             let mut first = FIRST_UNDER_SPIN_LOCK.lock();
             let n = bytes.len().min(first.0.len());
             first.0[..n].copy_from_slice(&bytes[..n]);

@@ -30,7 +30,7 @@ fn main(_boot: &'static BootInfo) -> ! {
         time::ticks() - start_ticks,
         time::uptime()
     );
-    match kernel::xenstore::init() {
+    match kernel::xenstore_service::init() {
         Ok(info) => {
             log::info!(
                 "platform: {}; {}, home {}",
@@ -75,7 +75,7 @@ fn serve_shell() -> ! {
     match Shell::new() {
         Ok(mut shell) => {
             // What the toolstack gave us: the home, as the shell's `ls` shows it.
-            if let Some(info) = kernel::xenstore::info() {
+            if let Some(info) = kernel::xenstore_service::info() {
                 kernel::println!("\nxenstore home {}:", info.home);
                 shell.execute_line("ls");
             }

@@ -26,7 +26,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 
 use crate::arch::cpu::{inb, outb};
-use crate::sync::{SpinLock, WaitQueue};
+use crate::spinlock::SpinLock;
+use crate::thread::WaitQueue;
 use crate::time::Instant;
 
 const COM1: u16 = 0x3f8;

@@ -185,11 +185,14 @@ pub(crate) fn init() {
     );
 }
 
-/// Starts the tick and enables interrupts (end of boot).
-pub(crate) fn start_ticks() {
-    crate::interrupts::apic::start_timer(TICK_HZ, on_tick);
-    x86_64::instructions::interrupts::enable();
-    log::info!("timer: local APIC tick (one-shot, re-armed) at {TICK_HZ} Hz");
+/// The scheduler's per-tick work (time slices, sleep deadlines), given the
+/// tick's time; installed by the scheduler ([`set_scheduler_tick`]).
+static SCHEDULER_TICK: spin::Once<fn(Instant)> = spin::Once::new();
+
+/// Installs the scheduler's per-tick work, run on every tick before the
+/// [`add_tick_handler`] handlers (once, at boot; later calls are ignored).
+pub(crate) fn set_scheduler_tick(hook: fn(Instant)) {
+    SCHEDULER_TICK.call_once(|| hook);
 }
 
 /// A function run on every tick, in interrupt context.
@@ -197,8 +200,8 @@ pub type TickHandler = fn();
 
 const MAX_TICK_HANDLERS: usize = 8;
 /// Extra per-tick handlers. Taken in the timer interrupt.
-static TICK_HANDLERS: crate::sync::SpinLock<[Option<TickHandler>; MAX_TICK_HANDLERS]> =
-    crate::sync::SpinLock::new([None; MAX_TICK_HANDLERS]);
+static TICK_HANDLERS: crate::spinlock::SpinLock<[Option<TickHandler>; MAX_TICK_HANDLERS]> =
+    crate::spinlock::SpinLock::new([None; MAX_TICK_HANDLERS]);
 
 /// Runs `handler` on every timer tick in interrupt context (it must be
 /// short, must not sleep, may wake threads). Returns `false` if all slots
@@ -230,9 +233,13 @@ pub fn remove_tick_handler(handler: TickHandler) -> bool {
     }
 }
 
-fn on_tick() {
+/// The timer interrupt's work: counts the tick, runs the scheduler's tick
+/// and the extra handlers. Boot hands it to the local APIC timer.
+pub(crate) fn on_tick() {
     TICKS.fetch_add(1, Ordering::Relaxed);
-    crate::thread::on_tick(Instant::now());
+    if let Some(scheduler_tick) = SCHEDULER_TICK.get() {
+        scheduler_tick(Instant::now());
+    }
     let handlers = *TICK_HANDLERS.lock();
     for handler in handlers.iter().flatten() {
         handler();

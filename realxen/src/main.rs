@@ -3,9 +3,6 @@
 //! into dom0; and the `xen` test step that runs the kernel as a PVH domU
 //! created with `xl`.
 
-// The kernel's host-link codec (xentest::ktests) is written for `alloc`.
-extern crate alloc;
-
 mod agent;
 mod bed;
 mod cli;

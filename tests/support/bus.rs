@@ -11,7 +11,7 @@ use core::time::Duration;
 use kernel::guest::{KernelDevice, KernelGuest, Setup};
 use kernel::sync::SpinLock;
 use kernel::time::Instant;
-use kernel::xenstore::KernelPlatform;
+use kernel::xenstore_service::KernelPlatform;
 use xenbus::{BusError, DeviceInfo, Driver, GuestConfig, OtherendState, XenbusState};
 
 use super::host;

@@ -12,15 +12,15 @@ use core::time::Duration;
 
 use ::xenstore::WatchEvent;
 use kernel::sync::{SpinLock, WaitQueue};
-use kernel::xenstore::XsClient;
+use kernel::xenstore_service::XsClient;
 
 /// Starts the xenstore service if needed and returns its client. Panics
 /// with the reason if it cannot start (the test fails).
 pub fn client() -> XsClient {
-    if let Err(e) = kernel::xenstore::init() {
+    if let Err(e) = kernel::xenstore_service::init() {
         panic!("xenstore service did not start: {e}");
     }
-    kernel::xenstore::client().expect("service attached")
+    kernel::xenstore_service::client().expect("service attached")
 }
 
 /// Asks the host agent to do `verb` with `args`; returns its values as
@@ -49,7 +49,9 @@ pub fn host_bytes(verb: &str, args: &[&[u8]]) -> Vec<String> {
 
 /// Our home, e.g. `/local/domain/1`.
 pub fn home() -> String {
-    kernel::xenstore::info().expect("service attached").home
+    kernel::xenstore_service::info()
+        .expect("service attached")
+        .home
 }
 
 /// `home()/relative`.

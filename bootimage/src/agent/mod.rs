@@ -3,8 +3,8 @@
 //! restart the daemon, corrupt the ring, ...), and answers on the guest's
 //! serial input.
 //!
-//! The line format is the kernel's `hostlink` codec, compiled here from the
-//! kernel's own source file so both ends share one definition:
+//! The line format is the `hostlink-codec` crate, which the kernel uses too,
+//! so both ends share one definition:
 //! `@host <seq> <verb> <args...>` from the guest, `@ok <seq> <values...>`
 //! or `@err <seq> <message>` back. Only lines that start with the marker
 //! count, so the guest's log output around them is ignored; a malformed
@@ -15,12 +15,6 @@
 //! hands each complete line to the agent's thread, which answers through
 //! the shared stdin. Verbs may take long (a flood of 10,000 writes): the
 //! output keeps being collected meanwhile.
-
-// The guest's half of the codec (encode_request, decode_reply) is used by
-// the kernel only; its tests run here too.
-#[allow(dead_code)]
-#[path = "../../../kernel/src/hostlink/codec.rs"]
-pub mod codec;
 
 pub mod backend;
 pub mod ring;
@@ -34,7 +28,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use codec::{DecodeError, Reply, decode_request, encode_reply};
+use hostlink_codec::{DecodeError, Reply, decode_request, encode_reply};
 
 /// Performs guest requests.
 pub trait Agent: Send + Sync {

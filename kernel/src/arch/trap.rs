@@ -1,9 +1,12 @@
-//! Trap dispatch: CPU exceptions are reported here (registers, faulting
-//! address, the thread); device and software interrupts go on to
-//! [`crate::interrupts`].
+//! Trap dispatch: the entry stubs land here. A breakpoint is counted and
+//! resumed; any other CPU exception goes to the exception handler, and
+//! vectors 32-255 to the interrupt handler. Both handlers belong to higher
+//! layers, which install them at boot (`fault` reports exceptions,
+//! `interrupts` dispatches to drivers): arch calls up through them only.
 
-use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::Once;
 
 use super::cpu;
 
@@ -49,28 +52,25 @@ pub mod vector {
     pub const PAGE_FAULT: u64 = 14;
 }
 
-/// A fatal exception as reported to the fatal hook.
-pub struct FaultReport<'a> {
-    /// The saved registers.
-    pub frame: &'a TrapFrame,
-    /// CR2 at the time of the report (the last page-fault address).
-    pub cr2: u64,
-    /// A stack guard page that `cr2` or `rsp` hit, if any: "stack overflow".
-    pub stack_overflow: Option<crate::memory::GuardPageOwner>,
-}
+/// Handles a CPU exception other than a breakpoint; does not return.
+pub type ExceptionHandler = fn(&TrapFrame) -> !;
+/// Handles an interrupt (vectors 32-255) with interrupts disabled.
+pub type InterruptHandler = fn(&mut TrapFrame);
 
-/// Called after a fatal exception is printed; it must not return. Test
-/// images use it to turn an expected double fault into a pass.
-pub type FatalHook = fn(&FaultReport<'_>) -> !;
-
-/// Set once or twice at start-up; read (with `try_lock`) only on the fatal path.
-static FATAL_HOOK: spin::Mutex<Option<FatalHook>> = spin::Mutex::new(None);
+static EXCEPTION_HANDLER: Once<ExceptionHandler> = Once::new();
+static INTERRUPT_HANDLER: Once<InterruptHandler> = Once::new();
 static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
 
-/// Installs the hook run after a fatal exception has been reported (instead
-/// of the default: exit with failure). Replaces any previous hook.
-pub fn set_fatal_hook(hook: FatalHook) {
-    *FATAL_HOOK.lock() = Some(hook);
+/// Installs the exception handler (once, at boot, as soon as the IDT is
+/// loaded; later calls are ignored). Until then an exception halts the CPU.
+pub fn set_exception_handler(handler: ExceptionHandler) {
+    EXCEPTION_HANDLER.call_once(|| handler);
+}
+
+/// Installs the interrupt handler (once, at boot, before interrupts are
+/// enabled; later calls are ignored). Until then interrupts are dropped.
+pub fn set_interrupt_handler(handler: InterruptHandler) {
+    INTERRUPT_HANDLER.call_once(|| handler);
 }
 
 /// How many `int3` breakpoints have been handled since boot.
@@ -87,117 +87,14 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             BREAKPOINTS.fetch_add(1, Ordering::SeqCst);
             log::info!("breakpoint at {:#x}; resuming", frame.rip.wrapping_sub(1));
         }
-        0..32 => fatal_exception(frame),
-        _ => crate::interrupts::dispatch(frame),
+        0..32 => match EXCEPTION_HANDLER.get() {
+            Some(handler) => handler(frame),
+            None => cpu::halt_forever(),
+        },
+        _ => {
+            if let Some(handler) = INTERRUPT_HANDLER.get() {
+                handler(frame);
+            }
+        }
     }
-}
-
-fn exception_name(vector: u64) -> &'static str {
-    match vector {
-        0 => "divide error",
-        1 => "debug",
-        2 => "non-maskable interrupt",
-        3 => "breakpoint",
-        4 => "overflow",
-        5 => "bound range exceeded",
-        6 => "invalid opcode",
-        7 => "device not available",
-        8 => "double fault",
-        10 => "invalid TSS",
-        11 => "segment not present",
-        12 => "stack-segment fault",
-        13 => "general protection fault",
-        14 => "page fault",
-        16 => "x87 floating-point error",
-        17 => "alignment check",
-        18 => "machine check",
-        19 => "SIMD floating-point error",
-        20 => "virtualization exception",
-        21 => "control protection exception",
-        28 => "hypervisor injection exception",
-        29 => "VMM communication exception",
-        30 => "security exception",
-        _ => "reserved exception",
-    }
-}
-
-struct Registers<'a>(&'a TrapFrame);
-
-impl fmt::Display for Registers<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = self.0;
-        writeln!(
-            f,
-            "  rip {:#018x}  cs {:#06x}  rflags {:#010x}",
-            r.rip, r.cs, r.rflags
-        )?;
-        writeln!(
-            f,
-            "  rsp {:#018x}  ss {:#06x}  error {:#x}",
-            r.rsp, r.ss, r.error_code
-        )?;
-        writeln!(
-            f,
-            "  rax {:#018x}  rbx {:#018x}  rcx {:#018x}",
-            r.rax, r.rbx, r.rcx
-        )?;
-        writeln!(
-            f,
-            "  rdx {:#018x}  rsi {:#018x}  rdi {:#018x}",
-            r.rdx, r.rsi, r.rdi
-        )?;
-        writeln!(
-            f,
-            "  rbp {:#018x}  r8  {:#018x}  r9  {:#018x}",
-            r.rbp, r.r8, r.r9
-        )?;
-        writeln!(
-            f,
-            "  r10 {:#018x}  r11 {:#018x}  r12 {:#018x}",
-            r.r10, r.r11, r.r12
-        )?;
-        write!(
-            f,
-            "  r13 {:#018x}  r14 {:#018x}  r15 {:#018x}",
-            r.r13, r.r14, r.r15
-        )
-    }
-}
-
-fn fatal_exception(frame: &TrapFrame) -> ! {
-    let cr2 = cpu::cr2();
-    let stack_overflow =
-        crate::memory::guard_page_owner(cr2).or_else(|| crate::memory::guard_page_owner(frame.rsp));
-    let thread = crate::thread::current_id_for_report();
-    let mut out = crate::serial::EmergencyWriter;
-    let _ = fmt::write(
-        &mut out,
-        format_args!(
-            "\nFATAL: {} (vector {}) in thread {}\n",
-            exception_name(frame.vector),
-            frame.vector,
-            thread
-        ),
-    );
-    if matches!(frame.vector, vector::PAGE_FAULT | vector::DOUBLE_FAULT) {
-        let _ = fmt::write(
-            &mut out,
-            format_args!("  faulting address (cr2) {cr2:#018x}\n"),
-        );
-    }
-    if let Some(owner) = &stack_overflow {
-        let _ = fmt::write(&mut out, format_args!("  kernel stack overflow: {owner}\n"));
-    }
-    let _ = fmt::write(&mut out, format_args!("{}\n", Registers(frame)));
-    crate::panic::print_backtrace(&mut out, frame.rbp);
-    let report = FaultReport {
-        frame,
-        cr2,
-        stack_overflow,
-    };
-    let hook = FATAL_HOOK.try_lock().and_then(|hook| *hook);
-    if let Some(hook) = hook {
-        hook(&report);
-    }
-    crate::exit::exit(crate::ExitCode::Failure)
 }

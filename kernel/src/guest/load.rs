@@ -30,7 +30,7 @@
 //! `xsload: error:` and the typed error, and so are client counters that
 //! say something was dropped. `data/load/ready` = `1` once every watch is
 //! registered; `data/load/home` is the home the kernel believes it has
-//! (`kernel::xenstore::info`, read again after a resume).
+//! (`kernel::xenstore_service::info`, read again after a resume).
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -39,7 +39,7 @@ use core::time::Duration;
 use xenstore::{Store, WatchEvent, XsError};
 
 use crate::thread;
-use crate::xenstore::XsClient;
+use crate::xenstore_service::XsClient;
 
 /// Load threads writing and reading.
 const LOAD_THREADS: usize = 2;
@@ -53,11 +53,11 @@ const HOLD_POLL: Duration = Duration::from_millis(200);
 /// Starts the load if the command line asks for it (`xsload=on`). Logs
 /// what it started, or why it could not.
 pub fn start_if_asked() {
-    let cmdline = crate::boot::info();
+    let cmdline = crate::bootinfo::info();
     if cmdline.cmdline_value("xsload") != Some("on") {
         return;
     }
-    let xs = match crate::xenstore::client() {
+    let xs = match crate::xenstore_service::client() {
         Ok(xs) => xs,
         Err(e) => {
             log::error!("xsload: error: no xenstore client: {e}");
@@ -191,7 +191,7 @@ fn load_loop(xs: &XsClient, n: usize) -> ! {
         round += 1;
         // The home the kernel believes in (read again after a resume), as
         // dom0 can see it: written once per change, into that home.
-        let now = crate::xenstore::info().map(|i| i.home);
+        let now = crate::xenstore_service::info().map(|i| i.home);
         if n == 0
             && now != home
             && let Some(h) = &now

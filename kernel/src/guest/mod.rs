@@ -11,7 +11,7 @@
 //! guest.control().status();          // the control service's state machine
 //! ```
 //!
-//! [`start`] runs once, after the xenstore service ([`crate::xenstore::init`],
+//! [`start`] runs once, after the xenstore service ([`crate::xenstore_service::init`],
 //! which it calls): it starts the services, registers the sample frontend
 //! for [`SAMPLE_CLASSES`] and attaches the bus (probing the devices present).
 //!
@@ -42,7 +42,7 @@ pub use resources::XenResources;
 pub use sysinfo::KernelInfo;
 
 use crate::sync::Mutex;
-use crate::xenstore::{KernelPlatform, StoreError};
+use crate::xenstore_service::{KernelPlatform, StoreError};
 
 /// The bus and services on the kernel's platform.
 pub type KernelGuest = Guest<KernelPlatform>;
@@ -121,8 +121,8 @@ pub fn start(setup: Setup) -> Result<&'static KernelGuest, GuestError> {
     if let Some(running) = RUNNING.get() {
         return Ok(&running.guest);
     }
-    crate::xenstore::init().map_err(GuestError::Store)?;
-    let xs = crate::xenstore::client().map_err(GuestError::Store)?;
+    crate::xenstore_service::init().map_err(GuestError::Store)?;
+    let xs = crate::xenstore_service::client().map_err(GuestError::Store)?;
     let power = Arc::new(KernelPower::new(setup.host_agent));
     let os = GuestOs {
         power: power.clone(),

@@ -9,7 +9,7 @@
 //! | suspend | `SCHEDOP_shutdown(suspend)`: returns 0 once resumed (maybe on another host), 1 if cancelled | asks the host agent to act as the toolstack (`suspend` verb): it migrates (fresh daemon) or checkpoints (cancelled) |
 //!
 //! Before a poweroff or reset the kernel prints
-//! [`crate::hostlink::codec::POWER_MARKER`] and the action, so
+//! [`hostlink_codec::POWER_MARKER`] and the action, so
 //! the runner can tell a requested reset from a triple fault.
 //!
 //! The Xen paths are written from `sched.h` and Linux's `manage.c`/`suspend.c`
@@ -27,8 +27,8 @@ use xenbus::services::PowerControl;
 use xenbus::{PowerError, SuspendOutcome};
 
 use crate::arch::cpu::outb;
-use crate::hostlink::codec::POWER_MARKER;
 use crate::hypervisor::XenGuest;
+use hostlink_codec::POWER_MARKER;
 
 /// PIIX3/ICH reset control register; bit 2 starts the reset, bit 1 makes
 /// it a hard one.
@@ -90,7 +90,7 @@ impl KernelPower {
     /// Prints the power marker on a line of its own (a half-typed shell
     /// line is moved out of the way).
     fn announce(action: &str) {
-        crate::shell::terminal::print_event(&format!("{POWER_MARKER} {action}"));
+        crate::terminal::print_event(&format!("{POWER_MARKER} {action}"));
     }
 
     fn qemu_suspend(&self) -> Result<SuspendOutcome, PowerError> {
@@ -159,7 +159,7 @@ impl PowerControl for KernelPower {
 
     /// A restored domain has a new id and home: read them again.
     fn after_resume(&self) {
-        if let Err(e) = crate::xenstore::refresh_identity() {
+        if let Err(e) = crate::xenstore_service::refresh_identity() {
             log::error!("xenstore: cannot read our domain id and home after resume: {e}");
         }
     }
@@ -206,7 +206,7 @@ fn xen_suspend(guest: &'static XenGuest) -> Result<SuspendOutcome, PowerError> {
         Ok(restored) => {
             restored.map_err(|e| PowerError::Failed(format!("restoring Xen state: {e}")))?;
             // Before the xenstore client's resume talks to the new daemon.
-            crate::xenstore::resume_channel()
+            crate::xenstore_service::resume_channel()
                 .map_err(|e| PowerError::Failed(format!("re-binding xenstore: {e}")))?;
             Ok(SuspendOutcome::Resumed)
         }

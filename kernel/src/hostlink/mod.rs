@@ -1,7 +1,7 @@
 //! The guest side of the host agent: a test, benchmark or demo image asks
 //! the host to act (write a node with the real `xenstore-write`, restart
 //! the daemon, corrupt the ring, ...) by printing a request line on COM1
-//! and reading the answer from COM1's input. The format is in [`codec`];
+//! and reading the answer from COM1's input. The format is in [`hostlink_codec`];
 //! the host side is `bootimage`'s agent, started by the `xenstore` fixture.
 //!
 //! One request at a time ([`LINK`] serialises callers); each waits up to its
@@ -9,14 +9,12 @@
 //! not replies, or replies to an earlier request that timed out, are
 //! dropped with a warning: nothing is taken for an answer it is not.
 
-pub mod codec;
-
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
-use codec::{Reply, decode_reply, encode_request};
+use hostlink_codec::{Reply, decode_reply, encode_request};
 
 use crate::sync::Mutex;
 use crate::time::Instant;

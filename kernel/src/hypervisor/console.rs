@@ -13,7 +13,7 @@ use xen::evtchn::{EventChannels, Port, PortHandler};
 use xen::hvm;
 use xen::hypercall::HypercallPage;
 
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 
 /// The console, once attached. Taken with interrupts disabled, inside the
 /// serial port's output lock or its input buffer's lock (it is their leaf).

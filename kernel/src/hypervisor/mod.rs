@@ -15,7 +15,7 @@
 //! 6. the power-off hook (`SCHEDOP_shutdown`).
 //!
 //! The xenstore ring itself (`HVM_PARAM_STORE_PFN`/`STORE_EVTCHN`) is
-//! attached later by [`crate::xenstore::init`] through [`XenGuest`].
+//! attached later by [`crate::xenstore_service::init`] through [`XenGuest`].
 //!
 //! Not verified on real Xen here (no Xen on the build host, and its KVM
 //! lacks Xen emulation): every step logs what it does and fails with the

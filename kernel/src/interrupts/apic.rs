@@ -8,7 +8,7 @@ use spin::Once;
 use x86_64::registers::model_specific::Msr;
 
 use crate::memory::MmioRegion;
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 
 /// Vector of the local APIC timer (the tick).
 pub const TIMER_VECTOR: u8 = 0xf0;

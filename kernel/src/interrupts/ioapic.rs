@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use super::IrqError;
 use crate::acpi::{Polarity, Trigger};
 use crate::memory::MmioRegion;
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 
 const REG_SELECT: usize = 0x00;
 const REG_WINDOW: usize = 0x10;

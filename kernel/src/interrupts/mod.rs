@@ -14,7 +14,6 @@
 
 pub mod apic;
 pub mod ioapic;
-pub mod msi;
 mod pic;
 
 use alloc::boxed::Box;
@@ -24,7 +23,7 @@ use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::acpi::{Polarity, Trigger};
 use crate::arch::trap::TrapFrame;
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 
 /// First vector [`allocate_vector`] hands out.
 pub const FIRST_DYNAMIC_VECTOR: u8 = 0x30;
@@ -262,12 +261,26 @@ pub(crate) fn dispatch(frame: &mut TrapFrame) {
         apic::eoi();
     }
     DEPTH.fetch_sub(1, Ordering::Relaxed);
-    crate::thread::preempt_if_needed();
+    if let Some(preempt) = PREEMPT_HOOK.get() {
+        preempt();
+    }
 }
 
-/// Masks the PICs, enables the local APIC, masks every IOAPIC pin. Called
-/// once by boot (after memory, before threads).
+/// Run at the end of every interrupt: switches threads if the interrupt
+/// made that due. The scheduler installs it ([`set_preempt_hook`]).
+static PREEMPT_HOOK: spin::Once<fn()> = spin::Once::new();
+
+/// Installs the function run at the end of every interrupt to switch
+/// threads if due (the scheduler's, once at boot; later calls are ignored).
+pub(crate) fn set_preempt_hook(hook: fn()) {
+    PREEMPT_HOOK.call_once(|| hook);
+}
+
+/// Takes vectors 32-255 from `arch::trap`, masks the PICs, enables the
+/// local APIC, masks every IOAPIC pin. Called once by boot (after memory,
+/// before threads).
 pub(crate) fn init() {
+    crate::arch::trap::set_interrupt_handler(dispatch);
     pic::remap_and_mask();
     apic::init();
     ioapic::init();

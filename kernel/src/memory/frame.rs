@@ -11,8 +11,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::PhysAddr;
 
 use super::PAGE_SIZE;
-use crate::boot::{MAX_MEMORY_REGIONS, MemoryKind, MemoryRegion};
-use crate::sync::SpinLock;
+use crate::bootinfo::{MAX_MEMORY_REGIONS, MemoryKind, MemoryRegion};
+use crate::spinlock::SpinLock;
 
 const LOW_MEMORY_END: u64 = 0x10_0000;
 

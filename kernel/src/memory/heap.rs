@@ -22,13 +22,13 @@ const MIN_GROWTH: u64 = 256 << 10;
 pub struct KernelHeap {
     /// The allocator. Lock order: after the scheduler and stack slots,
     /// before the page tables and frames (growing maps pages under it).
-    heap: crate::sync::SpinLock<Heap>,
+    heap: crate::spinlock::SpinLock<Heap>,
     mapped: AtomicU64,
 }
 
 #[global_allocator]
 static HEAP: KernelHeap = KernelHeap {
-    heap: crate::sync::SpinLock::new(Heap::empty()),
+    heap: crate::spinlock::SpinLock::new(Heap::empty()),
     mapped: AtomicU64::new(0),
 };
 

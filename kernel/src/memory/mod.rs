@@ -35,7 +35,7 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Sets up frames, the kernel's own page tables and the heap. Called once by
 /// boot, after the boot information and ACPI tables have been read (their
 /// memory is not guaranteed to stay mapped).
-pub(crate) fn init(info: &crate::BootInfo) {
+pub(crate) fn init(info: &crate::bootinfo::BootInfo) {
     frame::init(info.memory_map());
     paging::init(info.memory_map());
     heap::init();

@@ -21,8 +21,8 @@ pub use x86_64::{PhysAddr, VirtAddr};
 
 use super::layout::{self, KMAP_BASE, KMAP_SIZE};
 use super::{PAGE_SIZE, frame};
-use crate::boot::{MemoryKind, MemoryRegion};
-use crate::sync::SpinLock;
+use crate::bootinfo::{MemoryKind, MemoryRegion};
+use crate::spinlock::SpinLock;
 
 /// Errors from the mapping functions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,7 +318,7 @@ pub fn virt_to_phys_nonblocking(addr: u64) -> Option<PhysAddr> {
 /// or `None` if `phys` is not RAM mapped there (MMIO needs [`map_mmio`](super::mmio::map_mmio)).
 pub fn phys_to_virt(phys: PhysAddr) -> Option<VirtAddr> {
     let addr = phys.as_u64();
-    let ram = crate::boot::info().memory_map().iter().any(|r| {
+    let ram = crate::bootinfo::info().memory_map().iter().any(|r| {
         matches!(
             r.kind,
             MemoryKind::Usable | MemoryKind::AcpiReclaimable | MemoryKind::AcpiNvs

@@ -12,7 +12,7 @@ use x86_64::VirtAddr;
 use super::layout::{STACK_SLOT_SIZE, STACK_SLOTS, STACKS_BASE};
 use super::paging::{self, MapError, PageTableFlags};
 use super::{PAGE_SIZE, frame};
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 
 struct Slots {
     /// Next never-used slot.
@@ -105,6 +105,9 @@ impl Drop for KernelStack {
     }
 }
 
+/// Id of the thread that runs on the boot stack: the `main` thread.
+pub const BOOT_STACK_THREAD_ID: u64 = 1;
+
 /// A guard page that an address hit: who overflowed their stack.
 #[derive(Clone, Copy, Debug)]
 pub struct GuardPageOwner {
@@ -134,7 +137,7 @@ pub fn guard_page_owner(addr: u64) -> Option<GuardPageOwner> {
     if (image.boot_stack_guard..image.boot_stack_guard + PAGE_SIZE).contains(&addr) {
         return Some(GuardPageOwner {
             page: image.boot_stack_guard,
-            thread: Some(crate::thread::MAIN_THREAD_ID),
+            thread: Some(BOOT_STACK_THREAD_ID),
         });
     }
     let off = addr.checked_sub(STACKS_BASE)?;

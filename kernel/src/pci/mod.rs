@@ -3,14 +3,15 @@
 //! decoding, the capability list ([`capability`]) and MSI-X ([`msix`]) for
 //! drivers (the ivshmem-doorbell test platform of the xenstore ring).
 
-pub mod capability;
 pub mod msix;
 
 use alloc::vec::Vec;
 use core::fmt;
 
+use pci_msi::capability;
+
 use crate::arch::cpu::{inl, outl};
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 
 const CONFIG_ADDRESS: u16 = 0xcf8;
 const CONFIG_DATA: u16 = 0xcfc;

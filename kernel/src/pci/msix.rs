@@ -11,13 +11,13 @@
 
 use core::fmt;
 
-use super::capability::{
+use super::{Bar, PciDevice};
+use crate::memory::{MapError, MmioRegion, map_mmio};
+use pci_msi::capability::{
     CAP_ID_MSIX, CapListError, MSIX_CONTROL_ENABLE, MSIX_CONTROL_FUNCTION_MASK, MSIX_ENTRY_MASKED,
     MsixInfo,
 };
-use super::{Bar, PciDevice};
-use crate::interrupts::msi::{MSI_ADDRESS_BASE, MsiMessage};
-use crate::memory::{MapError, MmioRegion, map_mmio};
+use pci_msi::msi::{MSI_ADDRESS_BASE, MsiMessage};
 
 /// Why MSI-X could not be set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +100,7 @@ impl MsixTable {
                 bar: info.table_bar,
             });
         };
-        let table_len = usize::from(info.table_size) * super::capability::MSIX_ENTRY_SIZE;
+        let table_len = usize::from(info.table_size) * pci_msi::capability::MSIX_ENTRY_SIZE;
         if u64::from(info.table_offset) + table_len as u64 > size {
             return Err(MsixError::TableOutsideBar);
         }

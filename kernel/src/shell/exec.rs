@@ -11,10 +11,11 @@ use xenbus::services::ServiceStatus;
 use xenbus::{DeviceInfo, OtherendState, PowerError};
 use xenstore::{Permissions, Store, XsError, path};
 
-use super::parse::{COMMANDS, Command, ParseError, WatchTarget, command_help};
-use super::{Shell, ShellWatch, terminal};
+use super::{Shell, ShellWatch};
 use crate::guest::KernelGuest;
-use crate::xenstore::XsClient;
+use crate::terminal;
+use crate::xenstore_service::XsClient;
+use shell_input::parse::{COMMANDS, Command, ParseError, WatchTarget, command_help};
 
 /// Why a command failed.
 #[derive(Debug)]
@@ -98,7 +99,9 @@ pub(super) fn store_request(xs: &XsClient, command: Command) -> Output {
         Command::Ls(dir) => {
             let dir = match dir {
                 Some(d) => d,
-                None => crate::xenstore::info().map(|i| i.home).unwrap_or_default(),
+                None => crate::xenstore_service::info()
+                    .map(|i| i.home)
+                    .unwrap_or_default(),
             };
             ls(xs, &dir)
         }

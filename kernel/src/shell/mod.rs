@@ -23,9 +23,6 @@
 //! sooner. A line longer than [`LINE_LIMIT`] is refused whole.
 
 mod exec;
-pub mod line;
-pub mod parse;
-pub mod terminal;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
@@ -36,11 +33,12 @@ use core::time::Duration;
 
 use xenstore::Watch;
 
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
+use crate::terminal;
 use crate::time::Instant;
-use crate::xenstore::{KernelPlatform, StoreError, XsClient};
-use line::{Edit, LineEditor};
-use parse::Command;
+use crate::xenstore_service::{KernelPlatform, StoreError, XsClient};
+use shell_input::line::{self, Edit, LineEditor};
+use shell_input::parse::{self, Command};
 
 /// Longest line the editor takes (xenstore payloads are at most 4096 bytes).
 pub const LINE_LIMIT: usize = 1024;
@@ -83,10 +81,10 @@ pub struct Shell {
 
 impl Shell {
     /// A shell on the kernel's xenstore service. Errors: the service is not
-    /// attached ([`crate::xenstore::init`] did not succeed).
+    /// attached ([`crate::xenstore_service::init`] did not succeed).
     pub fn new() -> Result<Shell, StoreError> {
-        let xs = crate::xenstore::client()?;
-        let info = crate::xenstore::info().ok_or(StoreError::NotAttached)?;
+        let xs = crate::xenstore_service::client()?;
+        let info = crate::xenstore_service::info().ok_or(StoreError::NotAttached)?;
         Ok(Shell {
             xs,
             prompt: format!("{}> ", info.domid),

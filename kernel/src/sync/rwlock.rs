@@ -9,7 +9,8 @@
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 
-use super::{SpinLock, WaitQueue};
+use super::WaitQueue;
+use crate::spinlock::SpinLock;
 
 #[derive(Default)]
 struct SxState {

@@ -4,10 +4,15 @@
 //!
 //! The public API is [`spawn`]/[`Builder`], [`yield_now`], [`sleep`],
 //! [`current_id`] and [`JoinHandle`]. The blocking protocol
-//! ([`prepare_block`], [`block`], [`wake`]) is for [`crate::sync`].
+//! ([`prepare_block`], [`block`], [`wake`]) is for the primitives that
+//! sleep: [`WaitQueue`], built on it here, and [`Completion`] on that (a
+//! thread's join waits on one); `crate::sync`'s mutex and reader/writer
+//! lock build on `WaitQueue` one layer up, and re-export both.
 
+mod completion;
 mod context;
 mod scheduler;
+mod wait_queue;
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -17,13 +22,15 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use core::time::Duration;
 
 use crate::memory::stacks::KernelStack;
-use crate::sync::{Completion, SpinLock};
+use crate::spinlock::SpinLock;
 use crate::time::Instant;
 
-pub(crate) use scheduler::{on_tick, preempt_if_needed};
+pub use completion::Completion;
+pub use wait_queue::WaitQueue;
 
-/// Id of the boot thread, which runs the kernel's main function.
-pub const MAIN_THREAD_ID: u64 = 1;
+/// Id of the boot thread, which runs the kernel's main function (on the
+/// boot stack, whose guard page memory knows by this id).
+pub const MAIN_THREAD_ID: u64 = crate::memory::stacks::BOOT_STACK_THREAD_ID;
 /// Id of the idle thread.
 pub const IDLE_THREAD_ID: u64 = 0;
 /// Default stack size of spawned threads.
@@ -357,4 +364,6 @@ extern "C" fn thread_start() -> ! {
 /// Called once by boot, before interrupts are enabled.
 pub(crate) fn init() {
     scheduler::init();
+    crate::time::set_scheduler_tick(scheduler::on_tick);
+    crate::interrupts::set_preempt_hook(scheduler::preempt_if_needed);
 }

@@ -22,7 +22,7 @@ use super::{
     BlockTicket, IDLE_THREAD_ID, MAIN_THREAD_ID, Thread, ThreadInfo, ThreadState, context,
 };
 use crate::arch::cpu::{self, irq_restore, irq_save};
-use crate::sync::RawSpinLock;
+use crate::spinlock::RawSpinLock;
 use crate::time::{Instant, TICK_HZ};
 
 /// Ticks a thread runs before a ready peer preempts it (10 ms).

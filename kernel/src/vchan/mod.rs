@@ -84,8 +84,8 @@ fn resources() -> Result<Arc<XenResources>, VchanError> {
     XenResources::setup(guest).map_err(VchanError::Resources)
 }
 
-fn store() -> Result<crate::xenstore::XsClient, VchanError> {
-    crate::xenstore::client().map_err(|e| VchanError::Resources(format!("{e}")))
+fn store() -> Result<crate::xenstore_service::XsClient, VchanError> {
+    crate::xenstore_service::client().map_err(|e| VchanError::Resources(format!("{e}")))
 }
 
 /// A ring's buffer: in the shared page, or pages of its own.

@@ -156,7 +156,7 @@ static NEXT_HOLE: AtomicU64 = AtomicU64::new(0);
 /// region of the memory map and 4 GiB, 1 GiB aligned.
 fn hole_frames(n: u64) -> Gfn {
     const GIB: u64 = 1 << 30;
-    let top = crate::boot::info()
+    let top = crate::bootinfo::info()
         .memory_map()
         .iter()
         .map(|r| r.start.saturating_add(r.len))

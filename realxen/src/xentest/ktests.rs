@@ -22,12 +22,6 @@ use crate::bed::Bed;
 use crate::preload::Preload;
 use crate::progress::Progress;
 
-// The guest's half of the codec (encode_request, decode_reply) is the
-// kernel's; the same file is compiled here so the two cannot drift.
-#[allow(dead_code)]
-#[path = "../../../kernel/src/hostlink/codec.rs"]
-mod codec;
-
 /// The image, as named in tests/Cargo.toml.
 pub const IMAGE: &str = "xen_guest";
 const IMAGE_IN_DOM0: &str = "/boot/ktest-xen_guest.elf";
@@ -224,7 +218,7 @@ fn take_line(
         } else if let Some(name) = rest.strip_suffix(" ... FAILED") {
             run.results.insert(name.to_string(), false);
         }
-    } else if let Some(request) = codec::decode_request(&line) {
+    } else if let Some(request) = hostlink_codec::decode_request(&line) {
         let reply = match request {
             Ok(request) => {
                 bed.progress.say(format!(
@@ -233,11 +227,11 @@ fn take_line(
                     words(&request.args)
                 ));
                 match perform(bed, &request.verb, &request.args) {
-                    Ok(values) => codec::Reply::Ok {
+                    Ok(values) => hostlink_codec::Reply::Ok {
                         seq: request.seq,
                         values,
                     },
-                    Err(message) => codec::Reply::Err {
+                    Err(message) => hostlink_codec::Reply::Err {
                         seq: request.seq,
                         message,
                     },
@@ -248,7 +242,7 @@ fn take_line(
                 return Err(format!("the guest sent an undecodable request: {e:?}"));
             }
         };
-        console.type_text(bed, &format!("{}\n", codec::encode_reply(&reply)))?;
+        console.type_text(bed, &format!("{}\n", hostlink_codec::encode_reply(&reply)))?;
     }
     run.console.push(line);
     Ok(())

@@ -72,7 +72,7 @@ pub enum ReceiveMode {
 pub struct Config {
     /// How long a request may take: `None` (the default) is for ever, as
     /// FreeBSD and Linux wait; a kernel should set one (ours: 30 s, see
-    /// `kernel::xenstore::DEFAULT_REQUEST_TIMEOUT`), so that a dead or
+    /// `kernel::xenstore_service::DEFAULT_REQUEST_TIMEOUT`), so that a dead or
     /// stopped daemon ends every request with a typed error:
     /// - waiting for the reply: [`crate::XsError::Timeout`]. The late reply
     ///   is dropped (counted); a transaction it started is aborted and a

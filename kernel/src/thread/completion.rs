@@ -4,7 +4,7 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
-use super::WaitQueue;
+use super::wait_queue::WaitQueue;
 
 /// A one-shot event. Once completed it stays completed: every present and
 /// future waiter returns at once.

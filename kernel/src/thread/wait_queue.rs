@@ -11,9 +11,9 @@ use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::time::Duration;
 
-use super::SpinLock;
+use super::Thread;
 use crate::arch::cpu::{irq_restore, irq_save};
-use crate::thread::{self, Thread};
+use crate::spinlock::SpinLock;
 use crate::time::Instant;
 
 struct Waiter {
@@ -54,7 +54,7 @@ impl WaitQueue {
         if cond() {
             return true;
         }
-        thread::assert_may_sleep("WaitQueue::wait_until");
+        super::assert_may_sleep("WaitQueue::wait_until");
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let irq = irq_save();
@@ -70,7 +70,7 @@ impl WaitQueue {
                     irq_restore(irq);
                     return false;
                 }
-                let ticket = thread::prepare_block(deadline);
+                let ticket = super::prepare_block(deadline);
                 waiters.push_back(Waiter {
                     thread: ticket.thread().clone(),
                     seq: ticket.seq(),
@@ -78,7 +78,7 @@ impl WaitQueue {
                 ticket
             };
             let (me, seq) = (ticket.thread().clone(), ticket.seq());
-            thread::block(ticket);
+            super::block(ticket);
             // Woken by the timer rather than a waker: take our entry out.
             self.waiters
                 .lock()
@@ -100,7 +100,7 @@ impl WaitQueue {
     pub fn wake_one(&self) -> bool {
         let mut waiters = self.waiters.lock();
         while let Some(waiter) = waiters.pop_front() {
-            if thread::wake(&waiter.thread, waiter.seq) {
+            if super::wake(&waiter.thread, waiter.seq) {
                 return true;
             }
         }
@@ -113,7 +113,7 @@ impl WaitQueue {
         let mut waiters = self.waiters.lock();
         let mut woken = 0;
         while let Some(waiter) = waiters.pop_front() {
-            if thread::wake(&waiter.thread, waiter.seq) {
+            if super::wake(&waiter.thread, waiter.seq) {
                 woken += 1;
             }
         }

@@ -40,7 +40,7 @@ impl fmt::Display for PlatformKind {
 
 /// Where the xenstore ring is and how to signal across it.
 ///
-/// Implemented by the Xen platform (`xen.rs`) and the QEMU test platform
+/// Implemented by the Xen platform (`xen_ring.rs`) and the QEMU test platform
 /// (`ivshmem.rs`). A channel lives for the rest of the kernel's life.
 pub trait StoreChannel: Send + Sync + 'static {
     /// Which platform this is.

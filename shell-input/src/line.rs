@@ -7,8 +7,7 @@
 //! limit, characters are refused (bell) and counted, and Enter then drops
 //! the whole line ([`Edit::TooLong`]) rather than submit a truncated one.
 //!
-//! Pure code (only `alloc`): the host runs its tests through
-//! `bootimage/tests/kernel_pure_logic.rs`.
+//! Pure code (only `alloc`): the host runs its tests.
 
 use alloc::string::String;
 

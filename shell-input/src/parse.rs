@@ -1,8 +1,7 @@
 //! The shell's command language: one line in, one [`Command`] (or a typed
 //! [`ParseError`] saying what is wrong and how the command is used) out.
 //!
-//! Pure code: no `crate::` paths, only `alloc`, so the host runs its tests
-//! (`bootimage/tests/kernel_pure_logic.rs` includes this file).
+//! Pure code (only `alloc`): the host runs its tests.
 //!
 //! Words are separated by blanks. `"..."` quotes a word (with `\"` and
 //! `\\` inside), `'...'` quotes it literally, and `\` outside quotes takes

@@ -31,12 +31,13 @@ use core::ptr::NonNull;
 use xenstore::ring::{PAGE_SIZE, RingPage};
 
 use super::channel::{PlatformKind, StoreChannel, on_store_event};
-use crate::interrupts::{self, IrqError, msi::MsiMessage};
+use crate::interrupts::{self, IrqError};
 use crate::memory::{MapError, MmioRegion, map_mmio, map_shared_memory};
-use crate::pci::capability::CAP_ID_MSIX;
 use crate::pci::msix::{MsixError, MsixTable};
 use crate::pci::{self, Bar, PciDevice};
 use crate::sync::Mutex;
+use pci_msi::capability::CAP_ID_MSIX;
+use pci_msi::msi::MsiMessage;
 
 /// Red Hat / QEMU's vendor id.
 pub const IVSHMEM_VENDOR: u16 = 0x1af4;

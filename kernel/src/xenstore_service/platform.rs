@@ -17,7 +17,8 @@ use core::time::Duration;
 
 use xenstore::{Platform, SpawnError};
 
-use crate::sync::{SpinLock, WaitQueue};
+use crate::spinlock::SpinLock;
+use crate::sync::WaitQueue;
 use crate::thread;
 
 /// Stack of the runtime's threads (receive and watch callbacks). Watch

@@ -1,9 +1,8 @@
 //! The PCI capability list: a walk over a function's config space, and the
 //! layout of the MSI-X capability.
 //!
-//! Pure code over a config-space reader (no port I/O here), so the host
-//! compiles and unit-tests this file as it is (`bootimage/tests/
-//! kernel_pure_logic.rs`); keep it free of `crate::` paths.
+//! Pure code over a config-space reader (no port I/O here): the kernel's
+//! PCI driver supplies the reader, and the host runs the tests.
 //!
 //! Config space (PCI Local Bus 3.0, section 6.7): Status bit 4 says a list
 //! exists; its head is the byte at 0x34; each entry starts with its id and
@@ -184,7 +183,10 @@ impl MsixInfo {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
+    use std::vec::Vec;
 
     /// A config space given as (offset, dword) pairs; everything else reads 0.
     fn space(dwords: &[(u8, u32)]) -> impl Fn(u8) -> u32 + '_ {

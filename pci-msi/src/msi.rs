@@ -2,8 +2,8 @@
 //! interrupt (Intel SDM vol. 3, "Message Signalled Interrupts"). Used for
 //! MSI and for each MSI-X table entry.
 //!
-//! Pure code (the host unit-tests this file as it is, see
-//! `bootimage/tests/kernel_pure_logic.rs`); keep it free of `crate::` paths.
+//! Pure code: the kernel programs what it computes, and the host runs the
+//! tests.
 //!
 //! Address: 0xFEE in bits 31:20, the destination APIC id in 19:12,
 //! redirection hint (bit 3) and destination mode (bit 2) both 0: physical

@@ -5,7 +5,7 @@
 //!
 //! ```ignore
 //! use xenstore::Store;
-//! let xs = kernel::xenstore::client()?;
+//! let xs = kernel::xenstore_service::client()?;
 //! let name = xs.read_string("name")?;            // relative: our home
 //! xs.watch("control/shutdown", |e| log::info!("{e:?}"))?.detach();
 //! ```
@@ -30,7 +30,7 @@
 pub mod channel;
 mod ivshmem;
 pub mod platform;
-mod xen;
+mod xen_ring;
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -45,7 +45,8 @@ pub use channel::{PlatformKind, StoreChannel, StoreEvents, events_taken};
 pub use ivshmem::IvshmemError;
 pub use platform::KernelPlatform;
 
-use crate::sync::{Mutex, SpinLock};
+use crate::spinlock::SpinLock;
+use crate::sync::Mutex;
 
 /// A xenstore client on the kernel's platform. Cheap to clone (clones share
 /// the connection).
@@ -73,7 +74,7 @@ pub fn config() -> Config {
 /// (`0`: none), else [`DEFAULT_REQUEST_TIMEOUT`]. An unreadable value is
 /// logged and the default used.
 pub fn request_timeout() -> Option<Duration> {
-    let Some(value) = crate::boot::info().cmdline_value("xenstore.timeout") else {
+    let Some(value) = crate::bootinfo::info().cmdline_value("xenstore.timeout") else {
         return Some(DEFAULT_REQUEST_TIMEOUT);
     };
     match value.parse::<u64>() {
@@ -172,7 +173,9 @@ pub fn init() -> Result<StoreInfo, StoreError> {
 
 fn choose_channel() -> Result<&'static dyn StoreChannel, StoreError> {
     let channel: Box<dyn StoreChannel> = match crate::hypervisor::guest() {
-        Some(guest) => Box::new(xen::XenStoreChannel::probe(guest).map_err(StoreError::Channel)?),
+        Some(guest) => {
+            Box::new(xen_ring::XenStoreChannel::probe(guest).map_err(StoreError::Channel)?)
+        }
         None => Box::new(ivshmem::IvshmemChannel::probe().map_err(|e| match e {
             e @ (IvshmemError::NotFound | IvshmemError::PlainOnly(_)) => StoreError::NoPlatform(e),
             e => StoreError::Channel(format!("{e}")),
@@ -217,10 +220,10 @@ fn attach(channel: &'static dyn StoreChannel) -> Result<Attached, StoreError> {
         home,
     };
     log::info!(
-        "xenstore: connected on {} via {}; {} at {}",
+        "xenstore: connected on {} via {}; domain {} at {}",
         info.platform,
         info.channel,
-        info.domid,
+        info.domid.0,
         info.home
     );
     Ok(Attached { client, info })

@@ -18,7 +18,7 @@
 use alloc::string::String;
 
 use crate::serial;
-use crate::sync::SpinLock;
+use crate::spinlock::SpinLock;
 
 /// Erases the terminal line the cursor is on (CR, then "erase to end").
 const CLEAR_LINE: &[u8] = b"\r\x1b[K";

@@ -1,10 +1,9 @@
 //! The line format between a guest and the host agent (`bootimage`'s
 //! `agent` module), on the guest's serial port.
 //!
-//! Pure code shared by both ends: the kernel compiles it as
-//! `kernel::hostlink::codec`, the host includes this very file (see
-//! `bootimage/src/agent/mod.rs`), so the two cannot drift. Keep it free of
-//! `crate::` paths; it needs only `alloc`.
+//! One crate shared by both ends (the kernel's `hostlink` module, and the
+//! host agents of `bootimage` and `realxen`), so the two cannot drift. It
+//! needs only `alloc`.
 //!
 //! ```text
 //! guest -> host   @host <seq> <verb> [<arg> ...]
@@ -19,6 +18,10 @@
 //! uppercase hex digits), and the empty token is `%-`. `<seq>` is a decimal
 //! number chosen by the guest; a reply carries its request's. The message
 //! of `@err` is one escaped token too.
+
+#![no_std]
+
+extern crate alloc;
 
 use alloc::string::String;
 use alloc::vec::Vec;
