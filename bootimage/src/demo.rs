@@ -15,8 +15,8 @@ use testbed::Testbed;
 use crate::agent::Agent;
 use crate::cli::BootArgs;
 use crate::fixtures::Fixture;
-use crate::fixtures::xenbus::XenbusFixture;
-use crate::fixtures::xenstore::DOMID;
+use crate::fixtures::bus::XenbusFixture;
+use crate::fixtures::store::DOMID;
 use crate::runner::{build_boot_dir, choose_accel};
 use crate::{process, qemu};
 

@@ -17,11 +17,11 @@
 //! output keeps being collected meanwhile.
 
 pub mod backend;
+pub mod bus;
 pub mod ring;
+pub mod store;
 pub mod toolstack;
 pub mod verbs;
-pub mod xenbus;
-pub mod xenstore;
 
 use std::io::Write;
 use std::sync::mpsc::{Receiver, Sender, channel};

@@ -27,9 +27,9 @@ use testbed::Testbed;
 
 use super::Agent;
 use super::backend::BackendMode;
+use super::store::XenstoreAgent;
 use super::toolstack::{SuspendMode, Toolstack};
 use super::verbs::{lock, parse_number, words};
-use super::xenstore::XenstoreAgent;
 
 /// Most output lines kept for `console-lines`.
 const CONSOLE_LINES: usize = 4000;
