@@ -21,6 +21,7 @@
 //! See testbed/README.md for the state directory layout, the CLI
 //! (`testbed up`), and what was learnt about the daemon's limits.
 
+mod bed;
 mod daemon;
 mod domain;
 mod error;
@@ -32,17 +33,16 @@ mod options;
 pub mod page;
 mod ring;
 mod sys;
-mod testbed;
 mod toolstack;
 pub mod wire;
 #[cfg(feature = "xenstore")]
 pub mod xs;
 
+pub use bed::{CliOutput, DomainState, Testbed};
 pub use domain::Domain;
 pub use error::{Error, Result};
 pub use event::GuestEventChannel;
 pub use fetch::{PACKAGE, Xenstored, cache_dir, xenstored};
 pub use options::{Options, Quota};
 pub use page::SharedPage;
-pub use testbed::{CliOutput, DomainState, Testbed};
 pub use toolstack::{DomainConfig, HomeLayout};

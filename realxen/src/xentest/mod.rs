@@ -7,12 +7,12 @@ mod cases;
 mod fpu;
 mod guest;
 mod hvm;
-mod ktests;
 mod parallel;
 mod pvconsole;
 mod session;
 mod shell;
 mod suspend;
+mod test_images;
 mod vchan;
 
 pub use session::{cmd_demo, cmd_shell};
@@ -78,7 +78,9 @@ pub fn suite_options(suite: SuiteArgs) -> Result<BedOptions, String> {
     options
         .preload
         .extend(fpu::preloads(&work, &progress).map_err(|e| e.to_string())?);
-    options.preload.extend(ktests::preloads(&work, &progress)?);
+    options
+        .preload
+        .extend(test_images::preloads(&work, &progress)?);
     Ok(options)
 }
 
@@ -121,7 +123,7 @@ pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
         .filter(|(name, _)| daemon == Daemon::Xenstored || !is_hvm(name))
         .collect();
     let filtered_out = cases::CASES.len() - selected.len();
-    ktests::forget();
+    test_images::forget();
 
     let mut bed = match Bed::boot(options, Progress::start()) {
         Ok(bed) => bed,

@@ -294,7 +294,7 @@ fn perform(bed: &mut Bed, verb: &str, args: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, 
 macro_rules! ktest {
     ($name:ident) => {
         (concat!("xen::ktest::", stringify!($name)), |bed| {
-            super::ktests::case(bed, stringify!($name))
+            super::test_images::case(bed, stringify!($name))
         })
     };
 }
