@@ -172,8 +172,8 @@ rm -f {out}; cat $tty >{out} 2>&1 &
 pid=$!
 sleep 1
 printf '%s\\r' '{line}' >$tty
-i=0
-while [ $i -lt {limit} ] && ! tr -d '\\r' <{out} | grep -qx -- '{want}'; do sleep 1; i=$((i+1)); done
+end=$(($(date +%s) + {limit}))
+while [ $(date +%s) -lt $end ] && ! tr -d '\\r' <{out} | grep -qx -- '{want}'; do sleep 1; done
 kill $pid 2>/dev/null; wait
 cat {out}; rm -f {out}",
         home = guest.home()

@@ -69,9 +69,9 @@ fn start(f: &str, proxy_args: &str, stdin: &str) -> String {
 /// Waits until the server proxy wrote its keys at `path`.
 fn await_keys(f: &str, path: &str) -> String {
     format!(
-        "i=0; until xenstore-read {path}/event-channel >/dev/null 2>&1; do\n\
-         [ $i -lt 450 ] || {{ echo 'no vchan keys' >&2; cat {f}.err >&2; exit 1; }}\n\
-         sleep 0.2; i=$((i+1)); done\n"
+        "end=$(($(date +%s) + 90)); until xenstore-read {path}/event-channel >/dev/null 2>&1; do\n\
+         [ $(date +%s) -lt $end ] || {{ echo 'no vchan keys' >&2; cat {f}.err >&2; exit 1; }}\n\
+         sleep 0.2; done\n"
     )
 }
 
@@ -120,7 +120,7 @@ pub fn perform(bed: &mut Bed, verb: &str, args: &[Vec<u8>]) -> Result<Vec<Vec<u8
         "vchan-wait" => {
             let secs = VERB_LIMIT.as_secs() - 15;
             let script = format!(
-                "i=0; while [ ! -f {f}.rc ] && [ $i -lt {secs} ]; do sleep 1; i=$((i+1)); done\n\
+                "end=$(($(date +%s) + {secs})); while [ ! -f {f}.rc ] && [ $(date +%s) -lt $end ]; do sleep 1; done\n\
                  [ -f {f}.holder ] && kill $(cat {f}.holder) 2>/dev/null\n\
                  [ -f {f}.rc ] || {{ echo 'the proxy never exited' >&2; head -c 400 {f}.err >&2; exit 1; }}\n\
                  cat {f}.rc; [ -p {f}.hold ] && {{ crc32 <{f}.out; wc -c <{f}.out; }}; true\n"
