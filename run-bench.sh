@@ -26,9 +26,11 @@
 # Targets (the project's performance goals; asserted nowhere, this only reports): ratio_read_1t >= 1.0,
 # ratio_read_4t >= 1.5, ours_read_4t >= 0.8 x daemon_read_pipelined.
 #
-# Method: release builds; a warm-up before each sample; several rounds, each taking one sample of every
-# figure in the order above (ours and libxenstore alternate); the median is printed, and every sample as
-# a `#` line. Other load on the machine distorts the numbers: load averages are printed before and after.
+# Method: release builds; a warm-up before each sample; 5 rounds (at least), each taking one sample of every
+# figure in the order above (ours and libxenstore alternate); each line is `name=median` followed by
+# `# median of N: min, max, spread` (bench-stats/), flagged NOISY when the spread passes 20%; a ratio is
+# the median of the per-round ratios. Every sample follows as a `#` line. Other load on the machine
+# distorts the numbers: load averages are printed before and after.
 #
 # Two sections, each printing key=value lines: the host section (the xenstore crate; its driver is
 # bench/, the C peer bench/libxs_bench.c) and, after it, the guest section (the kernel's client in QEMU,
@@ -41,7 +43,7 @@ usage() {
 Usage: ./run-bench.sh [--no-install] [--quick] [--host-only | --guest-only] [GUEST_ARGS...]
 
   --no-install   do not install missing packages or fetch the xenstored binary
-  --quick        host section: 3 rounds of 500 ms samples instead of 5 rounds of 1 s (a smoke run)
+  --quick        host section: 5 rounds of 300 ms samples instead of 1 s (a smoke run)
   --host-only    only the host section (our client vs libxenstore vs the daemon's limit)
   --guest-only   only the guest section (the kernel's client in QEMU)
   GUEST_ARGS     passed to the guest section (`bootimage bench`)
@@ -58,7 +60,7 @@ guest_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-install) install=0 ;;
-        --quick) host_args+=(--rounds 3 --measure-ms 500 --warmup-ms 200) ;;
+        --quick) host_args+=(--rounds 5 --measure-ms 300 --warmup-ms 100) ;;
         --host-only) guest=0 ;;
         --guest-only) host=0 ;;
         -h|--help) usage; exit 0 ;;

@@ -1,8 +1,10 @@
 //! `xsbench`: the host half of ./run-bench.sh. Starts ONE real xenstored
 //! (testbed, trace off) and measures, over that daemon's unix socket, our
 //! client, libxenstore (the C peer) and a raw pipelined client, in rounds
-//! that alternate them. Prints `name=ops_per_sec` medians, then the ratios;
-//! every sample follows as `#` lines, so the spread is visible.
+//! that alternate them. Prints `name=ops_per_sec` medians with their min,
+//! max and spread (`bench-stats`), then the ratios, each the median of the
+//! per-round ratios (both of its figures sampled in the same round); every
+//! sample follows as `#` lines.
 //!
 //! Two passes: first with the scheduler free to place everything (the
 //! issue's figures), then, on a machine with 2+ CPUs, the main figures again
@@ -31,10 +33,11 @@ use std::time::Duration;
 
 use xenstore::{Client, Store};
 
+use bench_stats::{Summary, loadavg};
 use daemon::{Daemon, set_affinity};
 use figures::{FIGURES, Figure, RATIOS, READ_PATH, VALUE_LEN, WRITE_PATH};
 use libxs::Peer;
-use measure::{Window, median};
+use measure::Window;
 
 /// The figures measured again with the daemon and the clients pinned.
 const PINNED_FIGURES: &[&str] = &[
@@ -119,12 +122,6 @@ fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Opti
     }))
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|e| format!("unknown ({e})"))
-}
-
 /// The medians and samples of one pass.
 struct PassResult<'a> {
     prefix: &'static str,
@@ -159,20 +156,25 @@ fn measure_pass<'a>(
 }
 
 impl PassResult<'_> {
+    /// Each figure's median with its spread, then each ratio whose two
+    /// figures were measured: the median of its per-round ratios, so that a
+    /// round where the machine was busy weighs on both sides alike.
     fn print(&self) {
-        let medians: Vec<(&str, f64)> = self
-            .figures
-            .iter()
-            .zip(&self.samples)
-            .map(|(f, s)| (f.name, median(s)))
-            .collect();
-        for (name, m) in &medians {
-            println!("{}{name}={m:.0}", self.prefix);
+        for (f, s) in self.figures.iter().zip(&self.samples) {
+            if let Some(summary) = Summary::of(s) {
+                println!("{}", summary.line(&format!("{}{}", self.prefix, f.name), 0));
+            }
         }
-        let get = |name: &str| medians.iter().find(|(n, _)| *n == name).map(|(_, m)| *m);
+        let samples = |name: &str| {
+            let at = self.figures.iter().position(|f| f.name == name)?;
+            Some(&self.samples[at])
+        };
         for (ratio, ours, theirs) in RATIOS {
-            if let (Some(a), Some(b)) = (get(ours), get(theirs)) {
-                println!("{}{ratio}={:.2}", self.prefix, a / b);
+            if let (Some(a), Some(b)) = (samples(ours), samples(theirs)) {
+                let per_round: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+                if let Some(summary) = Summary::of(&per_round) {
+                    println!("{}", summary.line(&format!("{}{ratio}", self.prefix), 2));
+                }
             }
         }
     }
@@ -212,10 +214,12 @@ fn run(args: Args) -> Result<(), String> {
     println!(
         "method=release build; each round takes one sample of every figure, in the order below \
          (ours and libxenstore alternate); a sample: a fresh process, {} ms warm-up, then ops \
-         counted over {} ms; {} rounds; the median is printed",
+         counted over {} ms; {} rounds; the median is printed with min, max and spread \
+         (flagged NOISY over {:.0}%); a ratio is the median of the per-round ratios",
         args.window.warmup.as_millis(),
         args.window.measure.as_millis(),
-        args.rounds
+        args.rounds,
+        bench_stats::SPREAD_LIMIT * 100.0
     );
     println!("value_bytes={VALUE_LEN} read_path={READ_PATH} write_path={WRITE_PATH}");
     for f in &figures {
