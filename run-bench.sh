@@ -33,20 +33,25 @@
 # distorts the numbers: load averages are printed before and after.
 #
 # Two sections, each printing key=value lines: the host section (the xenstore crate; its driver is
-# bench/, the C peer bench/libxs_bench.c) and, after it, the guest section (the kernel's client in QEMU,
-# owned by kernel/ and bootimage/).
+# bench/, the C peer bench/libxs_bench.c), the guest section (the kernel's client in QEMU, owned by
+# kernel/ and bootimage/: tests/xenstore_bench.rs) and the scaling section (tests/scaling_bench.rs: how
+# time per operation and the kernel heap's high-water mark grow with 10 to 10,000 watches, directories of
+# 10 to 10,000 children and 1 to 200 xenbus devices, xenstored's quotas raised for it; it also draws
+# target/bench/scaling.svg).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 usage() {
     cat <<'EOF'
-Usage: ./run-bench.sh [--no-install] [--quick] [--host-only | --guest-only] [GUEST_ARGS...]
+Usage: ./run-bench.sh [--no-install] [--quick] [--host-only | --guest-only | --scaling] [GUEST_ARGS...]
 
   --no-install   do not install missing packages or fetch the xenstored binary
-  --quick        host section: 5 rounds of 300 ms samples instead of 1 s (a smoke run)
+  --quick        a smoke run: host section with 5 rounds of 300 ms samples instead of 1 s, and
+                 no scaling section
   --host-only    only the host section (our client vs libxenstore vs the daemon's limit)
   --guest-only   only the guest section (the kernel's client in QEMU)
-  GUEST_ARGS     passed to the guest section (`bootimage bench`)
+  --scaling      only the scaling section (about 10 minutes under TCG)
+  GUEST_ARGS     passed to the guest and scaling sections (`bootimage bench`, e.g. --accel kvm)
 Environment: XSBENCH_ARGS, extra arguments for the host driver (bench/src/main.rs): --rounds N,
   --measure-ms MS, --warmup-ms MS, --only FIGURE, --no-pinned, --socket PATH (an external daemon).
 EOF
@@ -55,19 +60,24 @@ EOF
 install=1
 host=1
 guest=1
+scaling=1
 host_args=()
 guest_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-install) install=0 ;;
-        --quick) host_args+=(--rounds 5 --measure-ms 300 --warmup-ms 100) ;;
-        --host-only) guest=0 ;;
-        --guest-only) host=0 ;;
+        --quick) host_args+=(--rounds 5 --measure-ms 300 --warmup-ms 100); quick=1 ;;
+        --host-only) guest=0; scaling=0 ;;
+        --guest-only) host=0; scaling=0 ;;
+        --scaling) host=0; guest=0; only_scaling=1 ;;
         -h|--help) usage; exit 0 ;;
         *) guest_args+=("$1") ;;
     esac
     shift
 done
+if [ "${quick:-0}" -eq 1 ] && [ "${only_scaling:-0}" -eq 0 ]; then
+    scaling=0
+fi
 # shellcheck disable=SC2206 # word splitting is the point: a list of driver flags
 host_args+=(${XSBENCH_ARGS:-})
 
@@ -101,5 +111,13 @@ fi
 # trip itself, and accel= (tcg or kvm) and build=.
 if [ "$guest" -eq 1 ]; then
     echo "# guest: kernel xenstore client over the ring (bootimage bench)"
-    cargo run -q -p bootimage -- bench "${guest_args[@]}"
+    cargo run -q -p bootimage -- bench --image xenstore_bench "${guest_args[@]}"
+fi
+
+# ---- scaling section (tests/scaling_bench.rs): per size, time per operation (median of 5 with its
+# spread) and the heap high-water mark (exact); the round trip with dom0 holding the watches is the
+# control that tells the daemon's growth from ours. Draws target/bench/scaling.svg.
+if [ "$scaling" -eq 1 ]; then
+    echo "# scaling: costs against size, fast bed (bootimage bench --image scaling_bench)"
+    cargo run -q -p bootimage -- bench --image scaling_bench "${guest_args[@]}"
 fi

@@ -36,7 +36,8 @@ use core::time::Duration;
 use ::xenstore::Store;
 use kernel::thread;
 use kernel::time::Instant;
-use ktests::support::{abs, client, host};
+use ktests::support::bench::{report, watch_round_trips};
+use ktests::support::{client, host};
 
 ktests::config!(timeout_secs = 300, needs = "xenstore", role = "bench");
 ktests::main!(read_throughput, watch_latency, serial_round_trip);
@@ -47,10 +48,6 @@ const SAMPLES: usize = 5;
 const RUN: Duration = Duration::from_secs(1);
 /// Watch round trips the host times per sample (p50 and p99 of these).
 const ROUND_TRIPS_PER_SAMPLE: u64 = 200;
-
-fn report(key: &str, value: impl core::fmt::Display) {
-    kernel::println!("bench: {key}={value}");
-}
 
 /// Reads per second by `threads` threads for [`RUN`].
 fn reads_per_second(threads: usize) -> u64 {
@@ -95,34 +92,14 @@ fn watch_latency() {
     }
 }
 
-/// One sample: a fresh watch (its initial event is its first), then
-/// [`ROUND_TRIPS_PER_SAMPLE`] round trips timed by the host.
+/// One sample: [`ROUND_TRIPS_PER_SAMPLE`] round trips timed by the host.
 fn watch_latency_sample() {
-    let xs = client();
-    let echo = xs.clone();
-    // Events seen; the first is the daemon's initial event for the watch,
-    // then one per host write (the host waits for each acknowledgement).
-    let mut seen: u64 = 0;
-    let watch = xs
-        .watch("data/bench/lat", move |event| {
-            if event.path() != Some("data/bench/lat") {
-                return;
-            }
-            if seen > 0 {
-                echo.write_display("data/bench/ack", seen - 1)
-                    .expect("acknowledge");
-            }
-            seen += 1;
-        })
-        .unwrap();
-    let count = format!("{ROUND_TRIPS_PER_SAMPLE}");
-    let rtt = host(
-        "latency",
-        &[&abs("data/bench/lat"), &abs("data/bench/ack"), &count],
+    let (p50, p99) = watch_round_trips(
+        &client(),
+        "data/bench/lat",
+        "data/bench/ack",
+        ROUND_TRIPS_PER_SAMPLE,
     );
-    let p50: u64 = rtt[0].parse().unwrap();
-    let p99: u64 = rtt[1].parse().unwrap();
-    watch.unwatch().unwrap();
     report("guest_watch_latency_p50_us", p50 / 2);
     report("guest_watch_latency_p99_us", p99 / 2);
     report("guest_watch_rtt_p50_us", p50);

@@ -36,8 +36,10 @@ commands:
                                     control/shutdown=poweroff with xenstore-write; exit 0 when
                                     the guest acknowledges and powers off
       --release, --accel, --append, --memory   as for run
-  bench [--debug] [--accel A]       boot the benchmark images (release build) against the real
-                                    daemon; print their key=value results and accel=
+  bench [--debug] [--accel A] [--image NAME]...
+                                    boot the benchmark images (release build; only those NAMEd)
+                                    against the real daemon; print each figure's median with its
+                                    min, max and spread, and accel=
 ";
 
 /// Guest RAM when `--memory` is not given.
@@ -67,6 +69,8 @@ pub enum Command {
         debug: bool,
         /// `--accel`.
         accel: Option<Accel>,
+        /// `--image NAME`: only these images (all benchmark images if empty).
+        images: Vec<String>,
     },
 }
 
@@ -332,16 +336,21 @@ fn parse_check(p: &mut Parser) -> Result<Command, String> {
 }
 
 fn parse_bench(p: &mut Parser) -> Result<Command, String> {
-    let (mut debug, mut accel) = (false, None);
+    let (mut debug, mut accel, mut images) = (false, None, Vec::new());
     while let Some(arg) = p.next().map_err(usage_error)? {
         match arg {
             arg if is_help(&arg) => return Ok(Command::Help),
             Long("debug") => debug = true,
             Long("accel") => accel = Some(parsed(p, "--accel")?),
+            Long("image") => images.push(parsed(p, "--image")?),
             other => return Err(usage_error(other.unexpected())),
         }
     }
-    Ok(Command::Bench { debug, accel })
+    Ok(Command::Bench {
+        debug,
+        accel,
+        images,
+    })
 }
 
 #[cfg(test)]

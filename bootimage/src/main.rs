@@ -20,6 +20,7 @@ mod config;
 mod demo;
 mod elf;
 mod fixtures;
+mod plot;
 mod process;
 mod pvh;
 mod qemu;
@@ -235,7 +236,11 @@ fn main() -> ExitCode {
         cli::Command::Run(args) => cmd_run(args),
         cli::Command::Test(args) => cmd_test(args),
         cli::Command::Check(path) => cmd_check(&path),
-        cli::Command::Bench { debug, accel } => bench::cmd_bench(debug, accel),
+        cli::Command::Bench {
+            debug,
+            accel,
+            images,
+        } => bench::cmd_bench(debug, accel, &images),
         cli::Command::Demo(args) => demo::cmd_demo(args),
     };
     result.unwrap_or_else(|e| {

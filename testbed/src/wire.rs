@@ -174,8 +174,9 @@ impl SocketClient {
     }
 
     /// Sends a request and returns the reply's payload; an ERROR reply
-    /// becomes [`Error::Xs`]. Watch events are not expected on this
-    /// connection (the testbed never registers a watch on it).
+    /// becomes [`Error::Xs`]. Watch events that arrive meanwhile are
+    /// discarded: a watch registered here (the scaling bench's dom0 load)
+    /// is there for the daemon to match writes against, not to be seen.
     pub fn request(&mut self, ty: u32, payload: &[u8]) -> Result<Vec<u8>> {
         let msg = Message::new(ty, self.next_req_id, payload);
         self.next_req_id = self.next_req_id.wrapping_add(1);
@@ -200,7 +201,17 @@ impl SocketClient {
         Ok(reply.payload)
     }
 
+    /// The next message that is not a watch event.
     fn receive(&mut self, request: &Message) -> Result<Message> {
+        loop {
+            let message = self.receive_any(request)?;
+            if message.ty != ty::WATCH_EVENT {
+                return Ok(message);
+            }
+        }
+    }
+
+    fn receive_any(&mut self, request: &Message) -> Result<Message> {
         let context = || format!("reading the reply to {}", describe(request));
         let mut header = [0u8; HEADER_LEN];
         self.stream

@@ -2,6 +2,7 @@
 //! and a recorder for watch events that tests wait on; [`bus`] has those
 //! of the xenbus images.
 
+pub mod bench;
 pub mod bus;
 pub mod crc32;
 

@@ -7,6 +7,8 @@
 //! |---|---|---|---|
 //! | `device-add` | class id auto\|manual | creates the device as libxl does (backend readable by the guest, in one transaction) | |
 //! | `device-remove` | class id | removes frontend and backend directories (one transaction) | |
+//! | `devices-add` | class first count auto\|manual | `device-add` for ids first..first+count, one after the other (the scaling bench's many devices without a serial round trip each) | |
+//! | `devices-remove` | class first count | `device-remove` for the same ids | |
 //! | `backend-rm` | class id | removes the backend directory only | |
 //! | `backend-state` | class id state | writes the backend's `state` | |
 //! | `wait-front-state` | class id state timeout-ms | waits until the frontend's `state` is that | |
@@ -108,6 +110,19 @@ impl XenbusAgent {
             "device-remove" => {
                 words::<2>(verb, raw).and_then(|[class, id]| none(ts.remove_device(&class, &id)))
             }
+            "devices-add" => words::<4>(verb, raw).and_then(|[class, first, count, mode]| {
+                let mode = mode.parse::<BackendMode>()?;
+                none(
+                    id_range(&first, &count)?
+                        .try_for_each(|id| ts.add_device(&class, &id.to_string(), mode)),
+                )
+            }),
+            "devices-remove" => words::<3>(verb, raw).and_then(|[class, first, count]| {
+                none(
+                    id_range(&first, &count)?
+                        .try_for_each(|id| ts.remove_device(&class, &id.to_string())),
+                )
+            }),
             "backend-rm" => {
                 words::<2>(verb, raw).and_then(|[class, id]| none(ts.remove_backend(&class, &id)))
             }
@@ -198,4 +213,18 @@ impl Agent for XenbusAgent {
             self.xenstore.transcript()
         )
     }
+}
+
+/// Device ids `first..first + count` from a guest's words; the count is
+/// capped, as every number the guest sends is.
+fn id_range(first: &str, count: &str) -> Result<std::ops::Range<u64>, String> {
+    const MOST_DEVICES: u64 = 10_000;
+    let (first, count) = (parse_number(first)?, parse_number(count)?);
+    if count > MOST_DEVICES {
+        return Err(format!("{count} devices: at most {MOST_DEVICES} at once"));
+    }
+    let end = first
+        .checked_add(count)
+        .ok_or_else(|| format!("device ids {first} + {count} overflow"))?;
+    Ok(first..end)
 }

@@ -11,6 +11,9 @@
 //! | `xenstore-chmod` | path perm... | the real `xenstore-chmod` | |
 //! | `flood` | dir count | writes `dir/<i>` = `i` for i in 0..count over a dom0 socket, one after the other (make `dir` dom0's first, or the children count against the guest's node quota) | microseconds taken |
 //! | `restart-daemon` | | `Testbed::restart_daemon` (a "migration": fresh daemon, same ring) | new pid |
+//! | `hold-watches` | prefix count | registers `count` watches on `prefix/<i>` over a dom0 socket of its own (raw requests, events discarded) and keeps them (the scaling bench's control: watches the guest does not hold) | |
+//! | `drop-watches` | | closes that socket: the daemon removes its watches | |
+//! | `quota` | name=value | sets one of the daemon's quotas for every domain (`Testbed::set_quota`; names as `testbed --quota`) | |
 //! | `peek` | field | reads a u32 of the ring page | value |
 //! | `poke` | field value | writes a u32 of the ring page | old value |
 //! | `inject` | bytes | appends raw bytes to the response ring as the daemon would (waiting for room as the guest reads), then raises the guest's event | |
@@ -46,6 +49,8 @@ pub struct XenstoreAgent {
     /// The daemon's side of the domain's ring page (a second view).
     ring: DaemonSide,
     transcript: Mutex<Vec<String>>,
+    /// The connections holding `hold-watches`' watches.
+    held_watches: Mutex<Vec<testbed::wire::SocketClient>>,
 }
 
 impl XenstoreAgent {
@@ -57,6 +62,7 @@ impl XenstoreAgent {
             domid,
             ring: DaemonSide::new(page),
             transcript: Mutex::new(Vec::new()),
+            held_watches: Mutex::new(Vec::new()),
         })
     }
 
@@ -88,6 +94,23 @@ impl XenstoreAgent {
             xs.request(ty::WRITE, &payload).map_err(e)?;
         }
         Ok(start.elapsed().as_micros() as u64)
+    }
+
+    /// Registers `count` watches on `prefix/<i>` from a dom0 connection of
+    /// its own and keeps them until `drop-watches`.
+    fn hold_watches(&self, prefix: &str, count: u64) -> Result<(), String> {
+        const MOST: u64 = 100_000;
+        if count > MOST {
+            return Err(format!("{count} watches: at most {MOST}"));
+        }
+        let mut xs = self.testbed.connect().map_err(|e| e.to_string())?;
+        for i in 0..count {
+            let path = format!("{prefix}/{i}");
+            xs.request(ty::WATCH, &nul_join(&[&path, &format!("h{i}")]))
+                .map_err(|e| format!("watch {i} of {count}: {e}"))?;
+        }
+        lock(&self.held_watches).push(xs);
+        Ok(())
     }
 
     /// Sends `signal` to the daemon (this testbed's child, still running).
@@ -216,6 +239,21 @@ impl Agent for XenstoreAgent {
                     .map(|ty| vec![ty.to_string().into_bytes()])
             }
             "notify-guest" => self.notify_guest().map(|()| vec![]),
+            "hold-watches" => words(verb, raw).and_then(|[prefix, count]| {
+                self.hold_watches(&prefix, parse_number(&count)?)
+                    .map(|()| vec![])
+            }),
+            "drop-watches" => {
+                lock(&self.held_watches).clear();
+                Ok(vec![])
+            }
+            "quota" => words(verb, raw).and_then(|[spec]| {
+                let quota = testbed::Quota::parse(&spec).map_err(|e| e.to_string())?;
+                self.testbed
+                    .set_quota(quota)
+                    .map(|()| vec![])
+                    .map_err(|e| e.to_string())
+            }),
             "latency" => {
                 let [node, ack, count] = words(verb, raw)?;
                 let count = parse_number(&count)?.max(1);

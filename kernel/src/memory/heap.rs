@@ -24,12 +24,16 @@ pub struct KernelHeap {
     /// before the page tables and frames (growing maps pages under it).
     heap: crate::spinlock::SpinLock<Heap>,
     mapped: AtomicU64,
+    /// The most bytes in use since boot or the last [`reset_peak`]:
+    /// written under the heap lock, so a plain max is exact.
+    peak: AtomicU64,
 }
 
 #[global_allocator]
 static HEAP: KernelHeap = KernelHeap {
     heap: crate::spinlock::SpinLock::new(Heap::empty()),
     mapped: AtomicU64::new(0),
+    peak: AtomicU64::new(0),
 };
 
 /// Heap usage numbers.
@@ -39,6 +43,9 @@ pub struct HeapStats {
     pub mapped: u64,
     /// Bytes currently allocated.
     pub used: u64,
+    /// The most bytes allocated at once since boot or [`reset_peak`]: the
+    /// high-water mark the scaling bench reports.
+    pub peak: u64,
 }
 
 /// Current heap usage.
@@ -47,7 +54,16 @@ pub fn stats() -> HeapStats {
     HeapStats {
         mapped: HEAP.mapped.load(Ordering::Relaxed),
         used: heap.used() as u64,
+        peak: HEAP.peak.load(Ordering::Relaxed),
     }
+}
+
+/// Starts a new high-water mark at the bytes in use now; returns them.
+pub fn reset_peak() -> u64 {
+    let heap = HEAP.heap.lock();
+    let used = heap.used() as u64;
+    HEAP.peak.store(used, Ordering::Relaxed);
+    used
 }
 
 /// Maps `bytes` (page multiple) of fresh frames at `start`, unmapped heap
@@ -117,6 +133,7 @@ unsafe impl GlobalAlloc for KernelHeap {
         let mut heap = self.heap.lock();
         loop {
             if let Ok(block) = heap.allocate_first_fit(layout) {
+                self.peak.fetch_max(heap.used() as u64, Ordering::Relaxed);
                 return block.as_ptr();
             }
             if !grow(&mut heap, layout) {
