@@ -29,6 +29,7 @@
 //! quota; no client can see those: see xenstore/README.md.)
 
 mod delivery;
+mod depths;
 mod flow;
 
 use alloc::boxed::Box;
@@ -114,6 +115,10 @@ pub(crate) struct WatchStats {
 #[derive(Default)]
 struct WatchTable {
     entries: BTreeMap<WatchId, WatchEntry>,
+    /// The queue depth of every entry that is not stalled: changed with
+    /// every `queued` and `stalled` change, so that the reader's budget is
+    /// not a scan of every watch.
+    depths: depths::QueueDepths,
     /// Watches with events and no thread, in the order they became ready.
     ready: VecDeque<WatchId>,
     /// Watches whose callback runs, with the id of the thread running it.
@@ -199,6 +204,7 @@ impl<P: Platform> Watches<P> {
                 stalled: false,
             };
             t.entries.insert(id, entry);
+            t.depths.insert(0);
             (id, token)
         })
     }
@@ -209,6 +215,9 @@ impl<P: Platform> Watches<P> {
     pub(crate) fn remove(&self, id: WatchId) -> Option<(String, String, Option<Callback>)> {
         let removed = self.table.with(|t| {
             let entry = t.entries.remove(&id)?;
+            if !entry.stalled {
+                t.depths.remove(entry.queued);
+            }
             // A stale id left in `ready` is skipped when popped.
             Some((entry.path, entry.token, entry.callback))
         });
@@ -244,6 +253,9 @@ impl<P: Platform> Watches<P> {
                     continue;
                 };
                 if entry.queued < limit {
+                    if !entry.stalled {
+                        t.depths.moved(entry.queued, entry.queued + 1);
+                    }
                     entry.queued += 1;
                     entry.events.push_back(Queued::Changed(path));
                 } else {

@@ -157,14 +157,18 @@ impl<P: Platform> Watches<P> {
             };
             let event = match queued {
                 Queued::Changed(path) => {
+                    if !entry.stalled {
+                        t.depths.moved(entry.queued, entry.queued - 1);
+                    }
                     entry.queued -= 1;
                     WatchEvent::Changed { path }
                 }
                 Queued::Overflow(missed) => WatchEvent::Overflow { missed },
             };
             let half_empty = entry.queued <= self.policy.limit / 2;
-            if half_empty {
+            if half_empty && entry.stalled {
                 entry.stalled = false;
+                t.depths.insert(entry.queued);
             }
             t.running.insert(id, me);
             t.idle -= 1;

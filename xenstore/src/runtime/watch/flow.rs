@@ -73,13 +73,11 @@ impl<P: Platform> Watches<P> {
     }
 
     /// The room left in the fullest queue of a watch that is not stalled
-    /// (`None`: no such watch). Under `table`.
+    /// (`None`: no such watch). Under `table`; O(log n) in the watches.
     fn min_free(&self, t: &WatchTable) -> Option<usize> {
-        t.entries
-            .values()
-            .filter(|e| !e.stalled)
-            .map(|e| self.policy.limit.saturating_sub(e.queued))
-            .min()
+        t.depths
+            .deepest()
+            .map(|depth| self.policy.limit.saturating_sub(depth))
     }
 
     /// After a wait for room timed out: if no callback took an event since
@@ -91,9 +89,11 @@ impl<P: Platform> Watches<P> {
                 return alloc::vec::Vec::new();
             }
             let mut paths = alloc::vec::Vec::new();
+            // A scan, but only after the reader waited the stall timeout.
             for entry in t.entries.values_mut() {
                 if !entry.stalled && entry.queued >= limit {
                     entry.stalled = true;
+                    t.depths.remove(entry.queued);
                     paths.push(entry.path.clone());
                 }
             }

@@ -425,3 +425,24 @@ fn a_callback_may_remove_its_own_watch() {
         "the callback is dropped after it returns"
     );
 }
+
+#[test]
+fn the_budget_follows_the_fullest_watch_that_is_not_stalled() {
+    let f = Fixture::new(2);
+    let (stuck, entered, permit) = blocked_in_e0(&f, &["e1", "e2"]);
+    let (idle, _) = f.watches.add("/idle", Box::new(|_: &WatchEvent| {}));
+    // `stuck` is full; after the stall timeout only `idle` (empty) counts.
+    assert_eq!(f.watches.read_budget(4096, &mut || false).0, 2 * 19 - 1);
+    assert_eq!(f.watches.stats().stalls, 1);
+    // No watch holds reading back once `idle` is gone.
+    f.watches.remove(idle);
+    assert_eq!(f.watches.read_budget(4096, &mut || false).0, 4096);
+    // `stuck` drains: it counts again, empty.
+    let rest = release_and_collect(&entered, &permit, 2);
+    assert_eq!(rest, [changed("e1"), changed("e2")]);
+    eventually("the drained watch counts again", || {
+        f.watches.read_budget(4096, &mut || false).0 == 2 * 19 - 1
+    });
+    f.watches.remove(stuck);
+    assert_eq!(f.watches.read_budget(4096, &mut || false).0, 4096);
+}
