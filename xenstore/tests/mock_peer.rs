@@ -11,12 +11,12 @@ extern crate xenstore_client as xenstore;
 
 mod support;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{Act, RingMock, SocketMock, benign, eventually, msg};
+use support::{Act, ManualClock, RingMock, SocketMock, benign, eventually, msg};
 use xenstore::ring::{CONNECTED, FEATURE_ERROR, FEATURE_RECONNECTION};
 use xenstore::wire::{Header, MsgType};
 use xenstore::{
@@ -472,17 +472,26 @@ fn mock_ring_error_flag_without_an_event_is_reported_at_the_deadline() {
 /// The real daemon answers every request; with one left unanswered, the
 /// requester times out and the others, which may have been relying on it
 /// to read their replies, carry on.
+///
+/// The clock is the test's ([`ManualClock`]): /hang's deadline passes when
+/// the test moves the clock, while the live reads are in flight, and no live
+/// read's deadline ever passes. So a slow machine cannot time a live read
+/// out (with real time, a 3 s stall of the whole machine under load did),
+/// and a read stranded without a reader waits for ever: the bound on the
+/// workers' end turns that hang into a failure.
 #[test]
 fn mock_unanswered_request_times_out_without_stranding_the_others() {
-    // Only /hang may reach the timeout: 1,500 live reads finish meanwhile,
-    // each far below it even on a loaded machine (200 ms was not: 4 runs in
-    // 30 under a CPU hog timed a live read out).
+    const HANG_BOUND: Duration = Duration::from_secs(120);
+    let clock = ManualClock::default();
     let config = Config {
         request_timeout: Some(Duration::from_secs(3)),
         ..Config::default()
     };
-    let mock = SocketMock::start(config, |req| {
+    let (hang_seen, hang_arrived) = std::sync::mpsc::channel();
+    let hang_seen = Mutex::new(hang_seen);
+    let mock = SocketMock::start_on(clock.clone(), config, move |req| {
         if req.arg0() == "/hang" {
+            let _ = hang_seen.lock().unwrap().send(());
             Act::Nothing
         } else {
             Act::Send(benign(req))
@@ -492,21 +501,41 @@ fn mock_unanswered_request_times_out_without_stranding_the_others() {
         let client = mock.client.clone();
         std::thread::spawn(move || client.read("/hang"))
     };
-    let workers: Vec<_> = (0..3)
-        .map(|i| {
-            let client = mock.client.clone();
-            std::thread::spawn(move || {
-                for _ in 0..500 {
-                    assert_eq!(
-                        client.read(&format!("/w{i}")).unwrap(),
-                        format!("value-of:/w{i}").into_bytes()
-                    );
+    hang_arrived.recv_timeout(HANG_BOUND).unwrap();
+    // /hang's deadline is 3 s; every live read starts from 1 s, so its
+    // deadline is 4 s or later, and the clock stops at 3 s.
+    clock.advance(Duration::from_secs(1));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let (finished, worker_done) = std::sync::mpsc::channel();
+    for i in 0..3 {
+        let (client, reads, finished) = (mock.client.clone(), reads.clone(), finished.clone());
+        std::thread::spawn(move || {
+            let want = format!("value-of:/w{i}").into_bytes();
+            let result = (0..500).try_for_each(|_| match client.read(&format!("/w{i}")) {
+                Ok(value) if value == want => {
+                    reads.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
                 }
-            })
-        })
-        .collect();
+                other => Err(format!("read /w{i}: {other:?}")),
+            });
+            let _ = finished.send(result);
+        });
+    }
+    // Mid-flight, /hang's deadline passes.
+    eventually("the live reads under way", || {
+        reads.load(Ordering::SeqCst) >= 100
+    });
+    clock.advance(Duration::from_secs(2));
     assert!(matches!(hung.join().unwrap(), Err(XsError::Timeout(_))));
-    workers.into_iter().for_each(|w| w.join().unwrap());
+    for _ in 0..3 {
+        let result = worker_done.recv_timeout(HANG_BOUND).unwrap_or_else(|_| {
+            panic!(
+                "live reads stranded after /hang timed out: {} of 1500 done",
+                reads.load(Ordering::SeqCst)
+            )
+        });
+        result.unwrap();
+    }
     assert_eq!(mock.client.read("/after").unwrap(), b"value-of:/after");
 }
 

@@ -8,6 +8,7 @@ pub mod real;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,7 +18,9 @@ use xenstore::ring::{
     output_chunk,
 };
 use xenstore::wire::{Header, MsgType};
-use xenstore::{Client, Config, StdPlatform, UnixStreamTransport};
+use xenstore::{
+    Client, Config, Platform, SpawnError, StdLock, StdPlatform, StdWaitQueue, UnixStreamTransport,
+};
 
 /// A request as the mock received it.
 #[derive(Clone, Debug)]
@@ -145,8 +148,8 @@ impl Wire for SocketWire {
 }
 
 /// A mock daemon on the other end of a socketpair.
-pub struct SocketMock {
-    pub client: Client<StdPlatform>,
+pub struct SocketMock<P: Platform = StdPlatform> {
+    pub client: Client<P>,
     thread: Option<JoinHandle<()>>,
     /// A second handle on the mock's socket, for unsolicited sends.
     pub raw: UnixStream,
@@ -154,11 +157,21 @@ pub struct SocketMock {
 
 impl SocketMock {
     pub fn start(config: Config, script: impl FnMut(&Req) -> Act + Send + 'static) -> SocketMock {
+        SocketMock::start_on(StdPlatform, config, script)
+    }
+}
+
+impl<P: Platform> SocketMock<P> {
+    /// [`SocketMock::start`] with a client on `platform`.
+    pub fn start_on(
+        platform: P,
+        config: Config,
+        script: impl FnMut(&Req) -> Act + Send + 'static,
+    ) -> SocketMock<P> {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let raw = theirs.try_clone().unwrap();
         let thread = std::thread::spawn(move || serve(SocketWire(theirs), Box::new(script)));
-        let client =
-            Client::new(StdPlatform, UnixStreamTransport::from_stream(ours), config).unwrap();
+        let client = Client::new(platform, UnixStreamTransport::from_stream(ours), config).unwrap();
         SocketMock {
             client,
             thread: Some(thread),
@@ -172,7 +185,45 @@ impl SocketMock {
     }
 }
 
-impl Drop for SocketMock {
+/// The std platform with a clock that moves only when the test moves it:
+/// request deadlines then pass when the test decides, never because the
+/// machine was slow (threads, locks and wait queues are std's; a wait whose
+/// deadline has not passed wakes now and then to look at the clock again).
+#[derive(Clone, Default)]
+pub struct ManualClock {
+    now_us: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.now_us
+            .fetch_add(by.as_micros() as u64, Ordering::SeqCst);
+    }
+}
+
+impl Platform for ManualClock {
+    type Lock<T: Send> = StdLock<T>;
+    type WaitQueue = StdWaitQueue;
+
+    fn spawn(
+        &self,
+        name: &'static str,
+        body: Box<dyn FnOnce() + Send + 'static>,
+    ) -> Result<(), SpawnError> {
+        StdPlatform.spawn(name, body)
+    }
+
+    fn current_thread_id(&self) -> u64 {
+        StdPlatform.current_thread_id()
+    }
+
+    fn now_us(&self) -> u64 {
+        self.now_us.load(Ordering::SeqCst)
+    }
+}
+
+impl<P: Platform> Drop for SocketMock<P> {
     fn drop(&mut self) {
         let _ = self.raw.shutdown(std::net::Shutdown::Both);
         if let Some(t) = self.thread.take() {
