@@ -470,48 +470,56 @@ fn mock_ring_error_flag_without_an_event_is_reported_at_the_deadline() {
 }
 
 /// The real daemon answers every request; with one left unanswered, the
-/// requester times out and the others, which may have been relying on it
-/// to read their replies, carry on.
+/// requester times out and the others, which were relying on it to read
+/// their replies, carry on.
 ///
-/// The clock is the test's ([`ManualClock`]): /hang's deadline passes when
-/// the test moves the clock, while the live reads are in flight, and no live
-/// read's deadline ever passes. So a slow machine cannot time a live read
-/// out (with real time, a 3 s stall of the whole machine under load did),
-/// and a read stranded without a reader waits for ever: the bound on the
-/// workers' end turns that hang into a failure.
+/// Made to happen every time: /hang is sent first and so is the reader;
+/// the mock holds the workers' first reads until /hang has timed out, so
+/// they all wait on it then. The clock is the test's ([`ManualClock`]):
+/// /hang's deadline passes when the test moves the clock, and no worker's
+/// ever does, so a slow machine cannot time a worker out (with real time,
+/// whole-machine stalls of 3 s and more under load did), and a worker left
+/// without a reader waits for ever: the bound on the workers' end turns
+/// that hang into a failure.
 #[test]
 fn mock_unanswered_request_times_out_without_stranding_the_others() {
     const HANG_BOUND: Duration = Duration::from_secs(120);
-    let clock = ManualClock::default();
+    let clock = ManualClock;
     let config = Config {
         request_timeout: Some(Duration::from_secs(3)),
         ..Config::default()
     };
-    let (hang_seen, hang_arrived) = std::sync::mpsc::channel();
-    let hang_seen = Mutex::new(hang_seen);
-    let mock = SocketMock::start_on(clock.clone(), config, move |req| {
-        if req.arg0() == "/hang" {
-            let _ = hang_seen.lock().unwrap().send(());
-            Act::Nothing
-        } else {
+    let (seen, arrived) = channel();
+    let seen = Mutex::new(seen);
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let mock = {
+        let gate = Arc::clone(&gate);
+        SocketMock::start_on(clock, config, move |req| {
+            let _ = seen.lock().unwrap().send(req.arg0());
+            if req.arg0() == "/hang" {
+                return Act::Nothing;
+            }
+            // Later requests wait in the socket meanwhile.
+            let (open, opened) = &*gate;
+            drop(opened.wait_while(open.lock().unwrap(), |open| !*open));
             Act::Send(benign(req))
-        }
-    });
+        })
+    };
     let hung = {
         let client = mock.client.clone();
         std::thread::spawn(move || client.read("/hang"))
     };
-    hang_arrived.recv_timeout(HANG_BOUND).unwrap();
-    // /hang's deadline is 3 s; every live read starts from 1 s, so its
-    // deadline is 4 s or later, and the clock stops at 3 s.
+    assert_eq!(arrived.recv_timeout(HANG_BOUND).unwrap(), "/hang");
+    // /hang's deadline is 3 s; the workers' are 4 s or later, and the
+    // clock stops at 3 s.
     clock.advance(Duration::from_secs(1));
     let reads = Arc::new(AtomicUsize::new(0));
-    let (finished, worker_done) = std::sync::mpsc::channel();
+    let (finished, worker_done) = channel();
     for i in 0..3 {
         let (client, reads, finished) = (mock.client.clone(), reads.clone(), finished.clone());
         std::thread::spawn(move || {
             let want = format!("value-of:/w{i}").into_bytes();
-            let result = (0..500).try_for_each(|_| match client.read(&format!("/w{i}")) {
+            let result = (0..100).try_for_each(|_| match client.read(&format!("/w{i}")) {
                 Ok(value) if value == want => {
                     reads.fetch_add(1, Ordering::SeqCst);
                     Ok(())
@@ -521,16 +529,16 @@ fn mock_unanswered_request_times_out_without_stranding_the_others() {
             let _ = finished.send(result);
         });
     }
-    // Mid-flight, /hang's deadline passes.
-    eventually("the live reads under way", || {
-        reads.load(Ordering::SeqCst) >= 100
-    });
+    // A worker's read is held in the mock: it waits on /hang to read.
+    assert!(arrived.recv_timeout(HANG_BOUND).unwrap().starts_with("/w"));
     clock.advance(Duration::from_secs(2));
     assert!(matches!(hung.join().unwrap(), Err(XsError::Timeout(_))));
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
     for _ in 0..3 {
         let result = worker_done.recv_timeout(HANG_BOUND).unwrap_or_else(|_| {
             panic!(
-                "live reads stranded after /hang timed out: {} of 1500 done",
+                "reads stranded after /hang timed out: {} of 300 done",
                 reads.load(Ordering::SeqCst)
             )
         });

@@ -187,24 +187,26 @@ impl<P: Platform> SocketMock<P> {
 
 /// The std platform with a clock that moves only when the test moves it:
 /// request deadlines then pass when the test decides, never because the
-/// machine was slow (threads, locks and wait queues are std's; a wait whose
-/// deadline has not passed wakes now and then to look at the clock again).
-#[derive(Clone, Default)]
-pub struct ManualClock {
-    now_us: Arc<AtomicU64>,
-}
+/// machine was slow. Its wait queue times out by that clock too, so a
+/// thread left waiting with nobody to wake it stays asleep (with real time
+/// it would wake at its deadline and hide the bug). One clock per test
+/// binary: a test that uses it must be the binary's only user.
+#[derive(Clone, Copy, Default)]
+pub struct ManualClock;
+
+/// Microseconds on [`ManualClock`].
+static MANUAL_NOW_US: AtomicU64 = AtomicU64::new(0);
 
 impl ManualClock {
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
-        self.now_us
-            .fetch_add(by.as_micros() as u64, Ordering::SeqCst);
+        MANUAL_NOW_US.fetch_add(by.as_micros() as u64, Ordering::SeqCst);
     }
 }
 
 impl Platform for ManualClock {
     type Lock<T: Send> = StdLock<T>;
-    type WaitQueue = StdWaitQueue;
+    type WaitQueue = ManualWaitQueue;
 
     fn spawn(
         &self,
@@ -219,7 +221,33 @@ impl Platform for ManualClock {
     }
 
     fn now_us(&self) -> u64 {
-        self.now_us.load(Ordering::SeqCst)
+        MANUAL_NOW_US.load(Ordering::SeqCst)
+    }
+}
+
+/// [`ManualClock`]'s wait queue: std's, with timeouts counted on that
+/// clock (looked at every 10 ms of real time while asleep).
+pub struct ManualWaitQueue(StdWaitQueue);
+
+impl xenstore::WaitQueue for ManualWaitQueue {
+    fn new() -> Self {
+        ManualWaitQueue(StdWaitQueue::new())
+    }
+
+    fn wait_until(&self, cond: &mut dyn FnMut() -> bool, timeout: Option<Duration>) -> bool {
+        let until = timeout.map(|t| ManualClock.now_us() + t.as_micros() as u64);
+        loop {
+            if self.0.wait_until(cond, Some(Duration::from_millis(10))) {
+                return true;
+            }
+            if until.is_some_and(|until| ManualClock.now_us() >= until) {
+                return false;
+            }
+        }
+    }
+
+    fn wake_all(&self) {
+        self.0.wake_all();
     }
 }
 
