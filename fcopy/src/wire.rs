@@ -279,7 +279,8 @@ impl fmt::Display for Status {
 /// The receiver's answer to one frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
-    /// What it answers.
+    /// What it answers ([`Kind::Status`] for a frame whose kind byte named
+    /// nothing).
     pub answers: Kind,
     /// How it went.
     pub status: Status,
@@ -550,10 +551,8 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
     }
     let body = &frame[HEADER_LEN..];
     need(body, STATUS_LEN)?;
+    // `Status` answers a frame whose kind byte named nothing.
     let answers = Kind::from_code(body[2]).ok_or(DecodeError::UnknownKind(body[2]))?;
-    if answers == Kind::Status {
-        return Err(DecodeError::WrongDirection(Kind::Status));
-    }
     Ok(Reply {
         answers,
         status: Status::from_code(u16_at(body, 0)),
