@@ -34,6 +34,9 @@ const DEFAULT_CHUNK: usize = 32 << 10;
 const OFFER_LIMIT: Duration = Duration::from_secs(60);
 /// How long the proxy gets to exit once the guest closed.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// How long the guest gets to give the claim back after a connection (it
+/// notices the close, offers the vchan again: a few xenstore requests).
+const RELEASE_LIMIT: Duration = Duration::from_secs(60);
 
 const USAGE: &str = "usage: xen-fcopy send DOMAIN FILE [DIR] [--name NAME] [--overwrite] [--create] [--chunk BYTES]\n       xen-fcopy raw DOMAIN   (frames from a script on stdin)";
 
@@ -112,13 +115,30 @@ fn run(args: Args) -> Result<(), Error> {
             return Err(e);
         }
     };
-    match args.mode {
-        Mode::Raw => {
-            raw::run(&mut link)?;
-            // Every answer is in: nothing is lost by ending it now.
-            link.close(Duration::ZERO);
-            return Ok(());
-        }
+    let sending = matches!(args.mode, Mode::Send { .. });
+    let result = transfer(&mut link, domid, args.mode);
+    // The guest closes after answering complete; the proxy then exits.
+    // Otherwise (a refusal, a raw script, a failure) every answer we wait
+    // for is in, and killing the proxy ends the connection.
+    let grace = if sending && result.is_ok() {
+        link.wait_closed(CLOSE_GRACE);
+        CLOSE_GRACE
+    } else {
+        Duration::ZERO
+    };
+    link.close(grace);
+    if !service::wait_released(&xs, &base, &me, RELEASE_LIMIT) {
+        eprintln!(
+            "xen-fcopy: the guest has not given the claim back within {} s",
+            RELEASE_LIMIT.as_secs()
+        );
+    }
+    result
+}
+
+fn transfer(link: &mut Link, domid: u32, mode: Mode) -> Result<(), Error> {
+    match mode {
+        Mode::Raw => raw::run(link),
         Mode::Send {
             file,
             dir,
@@ -141,19 +161,16 @@ fn run(args: Args) -> Result<(), Error> {
                 chunk,
             };
             let start = Instant::now();
-            let size = send::send(&mut link, &job)?;
+            let size = send::send(link, &job)?;
             let secs = start.elapsed().as_secs_f64().max(1e-6);
             let slash = if dir.ends_with('/') { "" } else { "/" };
             println!(
                 "xen-fcopy: sent {file} to domain {domid} as {dir}{slash}{name}: {size} bytes in {secs:.2} s ({:.3} MiB/s)",
                 size as f64 / (1 << 20) as f64 / secs
             );
+            Ok(())
         }
     }
-    // The guest closes after answering complete; the proxy then exits.
-    link.wait_closed(CLOSE_GRACE);
-    link.close(CLOSE_GRACE);
-    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -6,6 +6,7 @@
 //! write OFFSET LEN                           (LEN bytes of a fixed pattern)
 //! complete | cancel
 //! bytes HEX                                  (raw bytes: a hostile frame)
+//! sleep SECS                                 (send nothing for a while)
 //! ```
 //!
 //! It stops at the first line the guest does not answer (it closed).
@@ -102,9 +103,14 @@ pub fn run(link: &mut Link) -> Result<(), Error> {
         if line.trim().is_empty() {
             continue;
         }
+        if let Some(secs) = line.trim().strip_prefix("sleep ") {
+            let secs: u64 = number(Some(secs.trim()))?;
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            continue;
+        }
         let bytes = frame(&line)?;
-        link.send(&[&bytes])?;
-        match link.reply(ANSWER_LIMIT) {
+        // A guest that hung up shows as a failed send or a missing answer.
+        match link.send(&[&bytes]).and_then(|()| link.reply(ANSWER_LIMIT)) {
             Ok(r) => println!("{} {} {}", r.answers.name(), r.status.word(), r.value),
             Err(e) => {
                 println!("closed ({e})");

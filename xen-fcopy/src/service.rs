@@ -117,3 +117,20 @@ pub fn wait_offer(xs: &Xs, base: &str, limit: Duration) -> Result<String, Error>
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Waits until the claim is no longer `me`'s: the guest gives it back once
+/// it offers the vchan again, so a sender that returns after this leaves
+/// the service free for the next one. At most `limit`; false if it did not
+/// happen (the copy itself is done either way).
+pub fn wait_released(xs: &Xs, base: &str, me: &str, limit: Duration) -> bool {
+    let node = format!("{base}/claim");
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        match xs.read(&node) {
+            Ok(v) if v == me.as_bytes() => {}
+            _ => return true,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}

@@ -4,6 +4,7 @@
 
 mod backends;
 mod cases;
+mod fcopy;
 mod fpu;
 mod guest;
 mod hvm;
@@ -81,6 +82,7 @@ pub fn suite_options(suite: SuiteArgs) -> Result<BedOptions, String> {
     options
         .preload
         .extend(test_images::preloads(&work, &progress)?);
+    options.preload.extend(fcopy::preloads(&work, &progress)?);
     Ok(options)
 }
 
@@ -147,6 +149,7 @@ pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
     let mut failures = Vec::new();
     let mut passed = 0;
     let mut hvm_secs = None;
+    let mut fcopy_secs = None;
     for (case, test) in selected {
         let name = shown_name(case, daemon);
         bed.progress.say(format!("{name}: starting"));
@@ -154,6 +157,9 @@ pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
         let result = test(&mut bed);
         if is_hvm(case) {
             *hvm_secs.get_or_insert(0.0) += case_start.elapsed().as_secs_f64();
+        }
+        if case.starts_with("xen::fcopy_") {
+            *fcopy_secs.get_or_insert(0.0) += case_start.elapsed().as_secs_f64();
         }
         report(&name, &result);
         match result {
@@ -193,6 +199,9 @@ pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
     );
     if let Some(secs) = hvm_secs {
         println!("the HVM tests took {secs:.1}s of this run\n");
+    }
+    if let Some(secs) = fcopy_secs {
+        println!("the file copy tests took {secs:.1}s of this run\n");
     }
     failures.is_empty()
 }
