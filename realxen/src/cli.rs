@@ -27,11 +27,15 @@ commands:
                           the `xen` step: build the kernel (or take FILE); for each daemon boot
                           Xen + dom0 once and run each test on PVH guests made with xl;
                           libtest-style output
-  shell [--kernel FILE]   boot Xen + dom0, create the kernel as a PVH guest and attach this terminal
+  shell [--kernel FILE] [--send FILE]...
+                          boot Xen + dom0, create the kernel as a PVH guest and attach this terminal
                           to its shell on the PV console (line by line); `poweroff` ends it, status 0
-                          (./run-qemu.sh --real-xen)
-  demo [--kernel FILE]    the scripted version: once the shell is up, dom0 runs `xl shutdown -w`;
-                          status 0 when the guest acknowledged and powered off
+                          (./run-qemu.sh --real-xen); --send copies each host FILE into the guest
+                          (dom0 runs xen-fcopy once the shell is up): `cat /NAME` shows it
+  demo [--kernel FILE] [--send FILE]...
+                          the scripted version: once the shell is up (and each --send FILE copied
+                          and its sum checked), dom0 runs `xl shutdown -w`; status 0 when the
+                          guest acknowledged and powered off
 
 options (run, test, soak, shell, demo):
   --daemon D              dom0's xenstore daemon: xenstored (C) or oxenstored (OCaml); test and
@@ -101,6 +105,8 @@ pub struct GuestArgs {
     pub bed: BedOptions,
     /// `--kernel`; `None` builds it.
     pub kernel: Option<PathBuf>,
+    /// `--send FILE`, in order: host files to copy into the guest.
+    pub send: Vec<PathBuf>,
 }
 
 /// A usage error: what was wrong, then the usage.
@@ -202,7 +208,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         "fetch" => vec![("refresh", false)],
         "run" => vec![("put", true), ("preload", true)],
         "soak" | "test" => vec![("kernel", true), ("filter", true)],
-        "shell" | "demo" => vec![("kernel", true)],
+        "shell" | "demo" => vec![("kernel", true), ("send", true)],
         other => return Err(usage_error(format!("unknown command {other:?}"))),
     };
     if command != "fetch" {
@@ -274,6 +280,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             let guest = GuestArgs {
                 bed: given.bed(true)?,
                 kernel: given.last("kernel").map(PathBuf::from),
+                send: given.all("send").map(PathBuf::from).collect(),
             };
             Ok(match command.as_str() {
                 "shell" => Command::Shell(guest),
@@ -328,6 +335,14 @@ mod tests {
             parse_str("soak 3 --daemon xenstored"),
             Ok(Command::Soak { count: 3, .. })
         ));
+    }
+
+    #[test]
+    fn shell_takes_files_to_send() {
+        let Ok(Command::Shell(guest)) = parse_str("shell --send a --send=/b/c") else {
+            panic!("not a shell");
+        };
+        assert_eq!(guest.send, [PathBuf::from("a"), PathBuf::from("/b/c")]);
     }
 
     #[test]

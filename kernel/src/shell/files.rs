@@ -54,5 +54,5 @@ pub(super) fn sum(path: &str) -> Output {
 }
 
 pub(super) fn remove(path: &str) -> Output {
-    fcopy::remove(path).map(|()| String::new())
+    fcopy::remove(path).map(|()| format!("removed {path}\n"))
 }

@@ -211,6 +211,12 @@ pub fn small_files_arrive_byte_exact(bed: &mut Bed) -> TestResult {
             sent(bed, name, "/", "")?;
             same_sum(bed, console, &format!("/{name}"), &crc, size)?;
         }
+        check(bed, "echo 'hello, guest' >/tmp/fc-text", QUICK)?;
+        sent(bed, "fc-text", "/", "")?;
+        let answer = ask(bed, console, "cat /fc-text")?;
+        if answer.first().map(|l| l.trim()) != Some("hello, guest") {
+            return Err(format!("`cat /fc-text` answered {answer:?}"));
+        }
         Ok(())
     })
 }
@@ -228,7 +234,10 @@ pub fn ten_mib_file_arrives_byte_exact(bed: &mut Bed) -> TestResult {
         }
         same_sum(bed, console, "/big/dir/fc-10m", &crc, size)?;
         // Room for the cases that follow.
-        ask(bed, console, "rmfile /big/dir/fc-10m")?;
+        let answer = ask(bed, console, "rmfile /big/dir/fc-10m")?;
+        if answer.first().map(|l| l.trim()) != Some("removed /big/dir/fc-10m") {
+            return Err(format!("`rmfile /big/dir/fc-10m` answered {answer:?}"));
+        }
         absent(bed, console, "/big/dir/fc-10m")
     })
 }
@@ -354,7 +363,7 @@ pub fn a_sender_killed_halfway_leaves_no_file(bed: &mut Bed) -> TestResult {
         make_file(bed, "fc-kill", 6 << 20)?;
         start_in_background(bed, "fc-kill")?;
         // The sender and its proxy, at once, as a crash would.
-        check(bed, "kill -9 -- -$(cat /tmp/fc-kill.pid)", QUICK)?;
+        check(bed, "kill -9 -$(cat /tmp/fc-kill.pid)", QUICK)?;
         guest.wait_console(
             bed,
             "fcopy: transfer of /fc-kill cancelled after",
