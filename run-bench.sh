@@ -30,20 +30,24 @@
 # figure in the order above (ours and libxenstore alternate); the median is printed, and every sample as
 # a `#` line. Other load on the machine distorts the numbers: load averages are printed before and after.
 #
-# Two sections, each printing key=value lines: the host section (the xenstore crate; its driver is
-# bench/, the C peer bench/libxs_bench.c) and, after it, the guest section (the kernel's client in QEMU,
-# owned by kernel/ and bootimage/).
+# Three sections, each printing key=value lines: the host section (the xenstore crate; its driver is
+# bench/, the C peer bench/libxs_bench.c), the guest section (the kernel's client in QEMU, owned by
+# kernel/ and bootimage/) and the real-Xen section (the file copy service against the raw vchan it runs
+# on, the same 64 MiB file in one boot of the real-Xen bed; realxen/ and tests/xen_bench.rs).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 usage() {
     cat <<'EOF'
-Usage: ./run-bench.sh [--no-install] [--quick] [--host-only | --guest-only] [GUEST_ARGS...]
+Usage: ./run-bench.sh [--no-install] [--quick] [--host-only | --guest-only | --real-xen-only]
+                      [--no-real-xen] [GUEST_ARGS...]
 
   --no-install   do not install missing packages or fetch the xenstored binary
   --quick        host section: 3 rounds of 500 ms samples instead of 5 rounds of 1 s (a smoke run)
   --host-only    only the host section (our client vs libxenstore vs the daemon's limit)
   --guest-only   only the guest section (the kernel's client in QEMU)
+  --real-xen-only  only the real-Xen section (file copy vs raw vchan, 64 MiB; a few minutes)
+  --no-real-xen  skip the real-Xen section
   GUEST_ARGS     passed to the guest section (`bootimage bench`)
 Environment: XSBENCH_ARGS, extra arguments for the host driver (bench/src/main.rs): --rounds N,
   --measure-ms MS, --warmup-ms MS, --only FIGURE, --no-pinned, --socket PATH (an external daemon).
@@ -53,14 +57,17 @@ EOF
 install=1
 host=1
 guest=1
+realxen=1
 host_args=()
 guest_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-install) install=0 ;;
         --quick) host_args+=(--rounds 3 --measure-ms 500 --warmup-ms 200) ;;
-        --host-only) guest=0 ;;
-        --guest-only) host=0 ;;
+        --host-only) guest=0; realxen=0 ;;
+        --guest-only) host=0; realxen=0 ;;
+        --real-xen-only) host=0; guest=0 ;;
+        --no-real-xen) realxen=0 ;;
         -h|--help) usage; exit 0 ;;
         *) guest_args+=("$1") ;;
     esac
@@ -76,6 +83,10 @@ if [ "$install" -eq 1 ]; then
     scripts/install-deps.sh
     say "fetching the real xenstored if it is not cached (testbed/fetch-xenstored.sh)"
     testbed/fetch-xenstored.sh >&2
+    if [ "$realxen" -eq 1 ]; then
+        say "installing what the real-Xen bed needs (scripts/install-deps.sh --real-xen)"
+        scripts/install-deps.sh --real-xen
+    fi
 fi
 
 # ---- host section (xenstore/, bench/): our client vs libxenstore vs the daemon's own limit.
@@ -100,4 +111,18 @@ fi
 if [ "$guest" -eq 1 ]; then
     echo "# guest: kernel xenstore client over the ring (bootimage bench)"
     cargo run -q -p bootimage -- bench "${guest_args[@]}"
+fi
+
+# ---- real-Xen section (realxen/, tests/xen_bench.rs): the file copy service
+# against the raw vchan it runs on, in one boot of the real-Xen bed (Xen 4.17
+# and a Linux dom0 in QEMU under TCG: absolute numbers are the emulator's).
+# Prints vchan_mib_per_s= (dom0's vchan-socket-proxy into a vchan of the
+# kernel's, timed in the guest), fcopy_mib_per_s= (xen-fcopy into the file
+# copy service, timed by xen-fcopy from start to complete), bytes= (64 MiB),
+# fcopy_over_vchan= (the target is 0.8 or more) and daemon=.
+if [ "$realxen" -eq 1 ]; then
+    echo "# real-Xen: file copy vs raw vchan, 64 MiB (realxen bench)"
+    offline=()
+    [ "$install" -eq 1 ] || offline=(env REALXEN_OFFLINE=1)
+    "${offline[@]}" cargo run -q --release -p realxen -- bench --daemon xenstored
 fi

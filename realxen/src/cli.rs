@@ -36,8 +36,10 @@ commands:
                           the scripted version: once the shell is up (and each --send FILE copied
                           and its sum checked), dom0 runs `xl shutdown -w`; status 0 when the
                           guest acknowledged and powered off
+  bench                   the file copy service's throughput and the raw vchan's, one boot, the same
+                          64 MiB file (./run-bench.sh's real-Xen section); name=value lines
 
-options (run, test, soak, shell, demo):
+options (run, test, soak, shell, demo, bench):
   --daemon D              dom0's xenstore daemon: xenstored (C) or oxenstored (OCaml); test and
                           soak also take `both`, their default (one boot each)
   --cpu MODEL             QEMU -cpu (default: bed::DEFAULT_CPU; $REALXEN_CPU also sets it)
@@ -80,6 +82,8 @@ pub enum Command {
     Shell(GuestArgs),
     /// `demo`.
     Demo(GuestArgs),
+    /// `bench`.
+    Bench(BedOptions),
 }
 
 /// The options of `test` and `soak`.
@@ -209,6 +213,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         "run" => vec![("put", true), ("preload", true)],
         "soak" | "test" => vec![("kernel", true), ("filter", true)],
         "shell" | "demo" => vec![("kernel", true), ("send", true)],
+        "bench" => vec![],
         other => return Err(usage_error(format!("unknown command {other:?}"))),
     };
     if command != "fetch" {
@@ -270,6 +275,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 count,
             })
         }
+        "bench" => match words.first() {
+            Some(extra) => Err(usage_error(format!("unexpected argument {extra:?}"))),
+            None => Ok(Command::Bench(given.bed(true)?)),
+        },
         "test" | "shell" | "demo" => {
             if let Some(extra) = words.first() {
                 return Err(usage_error(format!("unexpected argument {extra:?}")));

@@ -394,3 +394,37 @@ pub fn a_second_sender_is_refused_and_the_first_unharmed(bed: &mut Bed) -> TestR
     done(bed);
     result
 }
+
+/// The host verbs of a Xen test image for file copy:
+/// `fcopy-send DOMID FILE`: dom0 runs `xen-fcopy send DOMID FILE /`;
+/// replies the rate it printed (MiB/s, from start sent to complete
+/// answered).
+pub fn perform(bed: &mut Bed, verb: &str, args: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> {
+    let word = |i: usize| -> Result<String, String> {
+        let text = String::from_utf8_lossy(args.get(i).ok_or("missing argument")?).into_owned();
+        // It goes into a shell script: only what a domid or a path holds.
+        if text.is_empty()
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
+        {
+            return Err(format!("bad argument {text:?}"));
+        }
+        Ok(text)
+    };
+    match verb {
+        "fcopy-send" => {
+            let (dom, file) = (word(0)?, word(1)?);
+            let out = check(bed, &format!("xen-fcopy send {dom} {file} /"), COPY_LIMIT)?;
+            bed.progress.say(out.stdout.trim().to_string());
+            let rate = out
+                .stdout
+                .rsplit('(')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                .ok_or_else(|| format!("xen-fcopy printed no rate: {}", out.stdout))?;
+            Ok(vec![rate.as_bytes().to_vec()])
+        }
+        other => Err(format!("unknown verb {other:?} on real Xen")),
+    }
+}

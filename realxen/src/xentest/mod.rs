@@ -3,6 +3,7 @@
 //! `test result: ...`) for run-tests.sh to count.
 
 mod backends;
+mod bench;
 mod cases;
 mod fcopy;
 mod fpu;
@@ -16,6 +17,7 @@ mod suspend;
 mod test_images;
 mod vchan;
 
+pub use bench::cmd_bench;
 pub use session::{cmd_demo, cmd_shell};
 
 use std::path::{Path, PathBuf};
