@@ -134,3 +134,57 @@ pub fn wait_released(xs: &Xs, base: &str, me: &str, limit: Duration) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+
+    use super::*;
+
+    /// Against the REAL xenstored: of two senders claiming at once, exactly
+    /// one wins, every round; the loser is told who holds it.
+    #[test]
+    fn of_two_racing_claims_exactly_one_wins() {
+        let tb = testbed::Testbed::with_options(testbed::Options::new())
+            .unwrap_or_else(|e| panic!("the real xenstored could not start: {e}"));
+        let base = "/local/domain/7/data/fcopy";
+        let setup = Client::connect(tb.socket_path()).unwrap();
+        setup.write(&format!("{base}/version"), "1").unwrap();
+        let senders: Vec<Arc<Xs>> = (0..2)
+            .map(|_| Arc::new(Client::connect(tb.socket_path()).unwrap()))
+            .collect();
+        for round in 0..20 {
+            let barrier = Arc::new(Barrier::new(2));
+            let racers: Vec<_> = senders
+                .iter()
+                .enumerate()
+                .map(|(i, xs)| {
+                    let (xs, barrier) = (Arc::clone(xs), Arc::clone(&barrier));
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        claim(&xs, base, &format!("sender {i}"))
+                    })
+                })
+                .collect();
+            let results: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+            let winners = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(winners, 1, "round {round}: {results:?}");
+            let holder = setup.read_string(&format!("{base}/claim")).unwrap();
+            let loser = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+            assert!(
+                matches!(loser, Error::Busy(h) if *h == holder),
+                "round {round}: {loser:?}, holder {holder:?}"
+            );
+            // Only the holder's release removes it.
+            let other = if holder == "sender 0" {
+                "sender 1"
+            } else {
+                "sender 0"
+            };
+            release(&setup, base, other);
+            assert!(setup.exists(&format!("{base}/claim")).unwrap());
+            release(&setup, base, &holder);
+            assert!(!setup.exists(&format!("{base}/claim")).unwrap());
+        }
+    }
+}
