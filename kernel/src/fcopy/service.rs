@@ -49,28 +49,48 @@ const RETRY_OFFER: core::time::Duration = core::time::Duration::from_secs(5);
 
 pub(super) fn spawn(config: Config) -> Result<(), StartError> {
     let xs = xenstore_service::client().map_err(|e| StartError::NoStore(format!("{e}")))?;
-    let home = xenstore_service::info()
-        .map(|i| i.home)
-        .ok_or_else(|| StartError::NoStore(String::from("no home")))?;
     thread::Builder::new("fcopy")
-        .spawn(move || run(&xs, &format!("{home}/data/fcopy"), config))
+        .spawn(move || run(&xs, config))
         .map_err(|e| StartError::Spawn(format!("{e}")))?;
     Ok(())
 }
 
-fn run(xs: &XsClient, base: &str, config: Config) {
+/// The service's directory in our home (read each time: a resume into a
+/// new domain changes the home).
+fn base() -> Option<String> {
+    xenstore_service::info().map(|i| format!("{}/data/fcopy", i.home))
+}
+
+/// Publishes the version under `base` (and clears a claim left there).
+fn publish(xs: &XsClient, base: &str, config: &Config) -> bool {
     claim::release(xs, base);
     if let Err(e) = xs.write(&format!("{base}/version"), format!("{}", wire::VERSION)) {
-        log::error!("fcopy: publishing {base}/version: {e}; not serving");
-        return;
+        log::error!("fcopy: publishing {base}/version: {e}");
+        return false;
     }
     log::info!(
         "fcopy: serving at {base} (cap {} bytes, idle {} s)",
         config.cap,
         config.idle.as_secs()
     );
-    let vchan_path = format!("{base}/vchan");
+    true
+}
+
+fn run(xs: &XsClient, config: Config) {
+    let mut published: Option<String> = None;
     loop {
+        let Some(base) = base() else {
+            thread::sleep(RETRY_OFFER);
+            continue;
+        };
+        if published.as_deref() != Some(base.as_str()) {
+            if !publish(xs, &base, &config) {
+                thread::sleep(RETRY_OFFER);
+                continue;
+            }
+            published = Some(base.clone());
+        }
+        let vchan_path = format!("{base}/vchan");
         // Dom0 to guest carries the data; answers are small.
         let vchan = match Vchan::server(DomId::DOM0, &vchan_path, BULK_RING_BYTES, 0) {
             Ok(v) => v,
@@ -81,19 +101,23 @@ fn run(xs: &XsClient, base: &str, config: Config) {
             }
         };
         // Offered again: the last sender's claim may go now.
-        claim::release(xs, base);
+        claim::release(xs, &base);
         let mut stale = claim::Stale::default();
-        loop {
+        let connected = loop {
             match vchan.wait_connected(Some(config.idle)) {
-                Ok(()) => break,
-                Err(VchanError::TimedOut) => stale.check(xs, base),
+                Ok(()) => break true,
+                Err(VchanError::TimedOut) => stale.check(xs, &base),
+                // Resumed into a new domain: offer again from the new home.
+                Err(VchanError::Stale) => break false,
                 Err(e) => {
                     log::error!("fcopy: waiting for a sender: {e}");
                     thread::sleep(RETRY_OFFER);
                 }
             }
+        };
+        if connected {
+            serve(&vchan, &config);
         }
-        serve(&vchan, &config);
         // Dropping it closes our end and removes its keys.
     }
 }
