@@ -103,6 +103,10 @@ pub const CASES: &[Case] = &[
         super::fcopy::a_sender_killed_halfway_leaves_no_file,
     ),
     (
+        "xen::fcopy_the_service_comes_back_after_save_and_restore",
+        super::fcopy::the_service_comes_back_after_save_and_restore,
+    ),
+    (
         "xen::fcopy_a_second_sender_is_refused_and_the_first_unharmed",
         super::fcopy::a_second_sender_is_refused_and_the_first_unharmed,
     ),

@@ -377,6 +377,48 @@ pub fn a_sender_killed_halfway_leaves_no_file(bed: &mut Bed) -> TestResult {
     })
 }
 
+pub fn the_service_comes_back_after_save_and_restore(bed: &mut Bed) -> TestResult {
+    /// `xl save` writes the guest's memory out under TCG: a bound, not a time.
+    const XL_LIMIT: Duration = Duration::from_secs(300);
+    with_guest(bed, |bed, guest, console| {
+        make_file(bed, "fc-before", 100)?;
+        sent(bed, "fc-before", "/", "--overwrite")?;
+        let old = guest.domid;
+        let save = format!("/tmp/{NAME}.save");
+        let secs = XL_LIMIT.as_secs();
+        let saved = check(
+            bed,
+            &format!("timeout {secs} xl save {NAME} {save} && timeout {secs} xl restore {save}"),
+            XL_LIMIT * 2 + QUICK,
+        );
+        let _ = bed.run(&format!("rm -f {save}"), QUICK);
+        saved?;
+        guest.domid = domid(bed, NAME)?;
+        if guest.domid == old {
+            return Err(format!("xl restore kept domain id {old}"));
+        }
+        // A new domain: a new home, and a new pty for the console.
+        *console = PvConsole::new(guest);
+        // The service sees its vchan went stale at its next idle check and
+        // publishes itself again under the new home.
+        super::guest::wait_until(
+            bed,
+            &format!("xenstore-read {}/data/fcopy/version", guest.home()),
+            UP_LIMIT,
+        )
+        .map_err(|e| format!("the service never came back: {e}\n{}", guest.console(bed)))?;
+        // The files copied before are still there.
+        let crc = make_file(bed, "fc-restored", 4000)?;
+        sent(bed, "fc-restored", "/", "")?;
+        same_sum(bed, console, "/fc-restored", &crc, 4000)?;
+        let listed = files(bed, console)?;
+        if !listed.iter().any(|p| p == "/fc-before") {
+            return Err(format!("/fc-before is gone after the restore: {listed:?}"));
+        }
+        Ok(())
+    })
+}
+
 pub fn a_second_sender_is_refused_and_the_first_unharmed(bed: &mut Bed) -> TestResult {
     let result = with_guest(bed, |bed, _, console| {
         let crc = make_file(bed, "fc-first", 6 << 20)?;
