@@ -165,12 +165,22 @@ fn same_sum(
     Ok(())
 }
 
-/// The paths `files` lists.
+/// The paths `files` lists: its lines up to its summary line (`N file(s),
+/// ...`), which `shell::ask` would cut short (it stops at the first line).
 fn files(bed: &mut Bed, console: &mut PvConsole) -> Result<Vec<String>, String> {
-    let answer = ask(bed, console, "files")?;
-    Ok(answer
+    console.type_line(bed, "files")?;
+    let mut echoed = false;
+    let lines = wait_line(bed, console, QUICK * 2, |l| {
+        echoed |= l.ends_with("> files");
+        echoed && l.contains(" file(s), ")
+    })?;
+    let at = lines
         .iter()
-        .take_while(|l| !l.contains("file(s),"))
+        .rposition(|l| l.ends_with("> files"))
+        .map_or(0, |i| i + 1);
+    Ok(lines[at..]
+        .iter()
+        .take_while(|l| !l.contains(" file(s), "))
         .filter_map(|l| l.split_whitespace().nth(1).map(String::from))
         .collect())
 }
