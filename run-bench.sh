@@ -32,25 +32,30 @@
 # the median of the per-round ratios. Every sample follows as a `#` line. Other load on the machine
 # distorts the numbers: load averages are printed before and after.
 #
-# Two sections, each printing key=value lines: the host section (the xenstore crate; its driver is
+# Three sections, each printing key=value lines: the host section (the xenstore crate; its driver is
 # bench/, the C peer bench/libxs_bench.c), the guest section (the kernel's client in QEMU, owned by
-# kernel/ and bootimage/: tests/xenstore_bench.rs) and the scaling section (tests/scaling_bench.rs: how
+# kernel/ and bootimage/: tests/xenstore_bench.rs), the scaling section (tests/scaling_bench.rs: how
 # time per operation and the kernel heap's high-water mark grow with 10 to 10,000 watches, directories of
 # 10 to 10,000 children and 1 to 200 xenbus devices, xenstored's quotas raised for it; it also draws
-# target/bench/scaling.svg).
+# target/bench/scaling.svg) and the real-Xen section (the file copy service against the raw vchan it
+# runs on, the same 64 MiB file in one boot of the real-Xen bed; realxen/ and tests/xen_bench.rs).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 usage() {
     cat <<'EOF'
-Usage: ./run-bench.sh [--no-install] [--quick] [--host-only | --guest-only | --scaling] [GUEST_ARGS...]
+Usage: ./run-bench.sh [--no-install] [--quick]
+                      [--host-only | --guest-only | --scaling | --real-xen-only] [--no-real-xen]
+                      [GUEST_ARGS...]
 
   --no-install   do not install missing packages or fetch the xenstored binary
   --quick        a smoke run: host section with 5 rounds of 300 ms samples instead of 1 s, and
-                 no scaling section
+                 no scaling or real-Xen section (unless asked for with --scaling or --real-xen-only)
   --host-only    only the host section (our client vs libxenstore vs the daemon's limit)
   --guest-only   only the guest section (the kernel's client in QEMU)
   --scaling      only the scaling section (about 10 minutes under TCG)
+  --real-xen-only  only the real-Xen section (file copy vs raw vchan, 64 MiB; a few minutes)
+  --no-real-xen  skip the real-Xen section
   GUEST_ARGS     passed to the guest and scaling sections (`bootimage bench`, e.g. --accel kvm)
 Environment: XSBENCH_ARGS, extra arguments for the host driver (bench/src/main.rs): --rounds N,
   --measure-ms MS, --warmup-ms MS, --only FIGURE, --no-pinned, --socket PATH (an external daemon).
@@ -61,22 +66,27 @@ install=1
 host=1
 guest=1
 scaling=1
+realxen=1
 host_args=()
 guest_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-install) install=0 ;;
         --quick) host_args+=(--rounds 5 --measure-ms 300 --warmup-ms 100); quick=1 ;;
-        --host-only) guest=0; scaling=0 ;;
-        --guest-only) host=0; scaling=0 ;;
-        --scaling) host=0; guest=0; only_scaling=1 ;;
+        --host-only) guest=0; scaling=0; realxen=0 ;;
+        --guest-only) host=0; scaling=0; realxen=0 ;;
+        --scaling) host=0; guest=0; realxen=0; only_scaling=1 ;;
+        --real-xen-only) host=0; guest=0; scaling=0; only_realxen=1 ;;
+        --no-real-xen) realxen=0 ;;
         -h|--help) usage; exit 0 ;;
         *) guest_args+=("$1") ;;
     esac
     shift
 done
-if [ "${quick:-0}" -eq 1 ] && [ "${only_scaling:-0}" -eq 0 ]; then
-    scaling=0
+# --quick is a smoke run: the slow sections only when asked for by name.
+if [ "${quick:-0}" -eq 1 ]; then
+    [ "${only_scaling:-0}" -eq 1 ] || scaling=0
+    [ "${only_realxen:-0}" -eq 1 ] || realxen=0
 fi
 # shellcheck disable=SC2206 # word splitting is the point: a list of driver flags
 host_args+=(${XSBENCH_ARGS:-})
@@ -88,6 +98,10 @@ if [ "$install" -eq 1 ]; then
     scripts/install-deps.sh
     say "fetching the real xenstored if it is not cached (testbed/fetch-xenstored.sh)"
     testbed/fetch-xenstored.sh >&2
+    if [ "$realxen" -eq 1 ]; then
+        say "installing what the real-Xen bed needs (scripts/install-deps.sh --real-xen)"
+        scripts/install-deps.sh --real-xen
+    fi
 fi
 
 # ---- host section (xenstore/, bench/): our client vs libxenstore vs the daemon's own limit.
@@ -120,4 +134,18 @@ fi
 if [ "$scaling" -eq 1 ]; then
     echo "# scaling: costs against size, fast bed (bootimage bench --image scaling_bench)"
     cargo run -q -p bootimage -- bench --image scaling_bench "${guest_args[@]}"
+fi
+
+# ---- real-Xen section (realxen/, tests/xen_bench.rs): the file copy service
+# against the raw vchan it runs on, in one boot of the real-Xen bed (Xen 4.17
+# and a Linux dom0 in QEMU under TCG: absolute numbers are the emulator's).
+# Prints vchan_mib_per_s= (dom0's vchan-socket-proxy into a vchan of the
+# kernel's, timed in the guest), fcopy_mib_per_s= (xen-fcopy into the file
+# copy service, timed by xen-fcopy from start to complete), bytes= (64 MiB),
+# fcopy_over_vchan= (the target is 0.8 or more) and daemon=.
+if [ "$realxen" -eq 1 ]; then
+    echo "# real-Xen: file copy vs raw vchan, 64 MiB (realxen bench)"
+    offline=()
+    [ "$install" -eq 1 ] || offline=(env REALXEN_OFFLINE=1)
+    "${offline[@]}" cargo run -q --release -p realxen -- bench --daemon xenstored
 fi

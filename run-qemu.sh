@@ -38,6 +38,10 @@ usage: ./run-qemu.sh [--demo | --xen | --real-xen [--demo]] [options] [-- extra 
             status 0. Xen and dom0 take about 30 s to come up on an idle
             2-core machine (1-2 minutes when the cores are busy), the guest's
             shell a few seconds more. Options: realxen's (--kernel FILE, ...).
+--real-xen --send FILE
+            also copy the host's FILE into the guest once its shell is up
+            (dom0 runs xen-fcopy, the file copy service's sender; repeatable):
+            `cat /NAME` and `sum /NAME` in the guest's shell show it.
 --real-xen --demo
             the scripted version: once the guest's shell is up, dom0 runs
             `xl shutdown -w`; status 0 when the guest acknowledged and

@@ -36,6 +36,7 @@ pub mod boot;
 pub mod bootinfo;
 pub mod exit;
 pub mod fault;
+pub mod fcopy;
 pub mod guest;
 pub mod hostlink;
 pub mod hypervisor;

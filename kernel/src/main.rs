@@ -51,6 +51,12 @@ fn main(_boot: &'static BootInfo) -> ! {
                     );
                     // `xsload=on`: the real-Xen suspend tests' busy guest.
                     kernel::guest::load::start_if_asked();
+                    // File copy from dom0 needs grants and a vchan: Xen only.
+                    if info.platform == kernel::xenstore_service::PlatformKind::Xen
+                        && let Err(e) = kernel::fcopy::start(kernel::fcopy::Config::from_cmdline())
+                    {
+                        log::error!("{e}");
+                    }
                 }
                 Err(e) => log::error!("xenbus and the guest services did not start: {e}"),
             }

@@ -27,13 +27,19 @@ commands:
                           the `xen` step: build the kernel (or take FILE); for each daemon boot
                           Xen + dom0 once and run each test on PVH guests made with xl;
                           libtest-style output
-  shell [--kernel FILE]   boot Xen + dom0, create the kernel as a PVH guest and attach this terminal
+  shell [--kernel FILE] [--send FILE]...
+                          boot Xen + dom0, create the kernel as a PVH guest and attach this terminal
                           to its shell on the PV console (line by line); `poweroff` ends it, status 0
-                          (./run-qemu.sh --real-xen)
-  demo [--kernel FILE]    the scripted version: once the shell is up, dom0 runs `xl shutdown -w`;
-                          status 0 when the guest acknowledged and powered off
+                          (./run-qemu.sh --real-xen); --send copies each host FILE into the guest
+                          (dom0 runs xen-fcopy once the shell is up): `cat /NAME` shows it
+  demo [--kernel FILE] [--send FILE]...
+                          the scripted version: once the shell is up (and each --send FILE copied
+                          and its sum checked), dom0 runs `xl shutdown -w`; status 0 when the
+                          guest acknowledged and powered off
+  bench                   the file copy service's throughput and the raw vchan's, one boot, the same
+                          64 MiB file (./run-bench.sh's real-Xen section); name=value lines
 
-options (run, test, soak, shell, demo):
+options (run, test, soak, shell, demo, bench):
   --daemon D              dom0's xenstore daemon: xenstored (C) or oxenstored (OCaml); test and
                           soak also take `both`, their default (one boot each)
   --cpu MODEL             QEMU -cpu (default: bed::DEFAULT_CPU; $REALXEN_CPU also sets it)
@@ -76,6 +82,8 @@ pub enum Command {
     Shell(GuestArgs),
     /// `demo`.
     Demo(GuestArgs),
+    /// `bench`.
+    Bench(BedOptions),
 }
 
 /// The options of `test` and `soak`.
@@ -101,6 +109,8 @@ pub struct GuestArgs {
     pub bed: BedOptions,
     /// `--kernel`; `None` builds it.
     pub kernel: Option<PathBuf>,
+    /// `--send FILE`, in order: host files to copy into the guest.
+    pub send: Vec<PathBuf>,
 }
 
 /// A usage error: what was wrong, then the usage.
@@ -202,7 +212,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         "fetch" => vec![("refresh", false)],
         "run" => vec![("put", true), ("preload", true)],
         "soak" | "test" => vec![("kernel", true), ("filter", true)],
-        "shell" | "demo" => vec![("kernel", true)],
+        "shell" | "demo" => vec![("kernel", true), ("send", true)],
+        "bench" => vec![],
         other => return Err(usage_error(format!("unknown command {other:?}"))),
     };
     if command != "fetch" {
@@ -264,6 +275,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 count,
             })
         }
+        "bench" => match words.first() {
+            Some(extra) => Err(usage_error(format!("unexpected argument {extra:?}"))),
+            None => Ok(Command::Bench(given.bed(true)?)),
+        },
         "test" | "shell" | "demo" => {
             if let Some(extra) = words.first() {
                 return Err(usage_error(format!("unexpected argument {extra:?}")));
@@ -274,6 +289,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             let guest = GuestArgs {
                 bed: given.bed(true)?,
                 kernel: given.last("kernel").map(PathBuf::from),
+                send: given.all("send").map(PathBuf::from).collect(),
             };
             Ok(match command.as_str() {
                 "shell" => Command::Shell(guest),
@@ -328,6 +344,14 @@ mod tests {
             parse_str("soak 3 --daemon xenstored"),
             Ok(Command::Soak { count: 3, .. })
         ));
+    }
+
+    #[test]
+    fn shell_takes_files_to_send() {
+        let Ok(Command::Shell(guest)) = parse_str("shell --send a --send=/b/c") else {
+            panic!("not a shell");
+        };
+        assert_eq!(guest.send, [PathBuf::from("a"), PathBuf::from("/b/c")]);
     }
 
     #[test]

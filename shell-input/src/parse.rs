@@ -49,6 +49,15 @@ pub enum Command {
     Services,
     /// `vm-data [KEY]`: the host's `vm-data/` pool, or one key.
     VmData(Option<String>),
+    /// `files`: the files copied in from dom0, with their sizes.
+    Files,
+    /// `cat FILE`: a copied file's bytes.
+    Cat(String),
+    /// `sum FILE`: a copied file's CRC-32 (as busybox's `crc32` prints it)
+    /// and size.
+    Sum(String),
+    /// `rmfile FILE`: remove a copied file (`rm` is xenstore's).
+    RmFile(String),
     /// `poweroff`.
     Poweroff,
 }
@@ -144,6 +153,10 @@ pub const COMMANDS: &[CommandHelp] = &[
     help("devices", "devices", (0, 0), "the XenBus devices, our state and the backend's"),
     help("services", "services", (0, 0), "the guest services (control/shutdown, data/, vm-data/)"),
     help("vm-data", "vm-data [KEY]", (0, 1), "the host's vm-data/ pool, or one key"),
+    help("files", "files", (0, 0), "the files copied in from dom0 (xen-fcopy), their sizes and the store's use"),
+    help("cat", "cat FILE", (1, 1), "print a copied file (the first 64 KiB)"),
+    help("sum", "sum FILE", (1, 1), "a copied file's CRC-32 (as busybox's crc32 prints it) and size"),
+    help("rmfile", "rmfile FILE", (1, 1), "remove a copied file"),
     help("poweroff", "poweroff", (0, 0), "power the guest off"),
 ];
 
@@ -199,6 +212,10 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         "devices" => Command::Devices,
         "services" => Command::Services,
         "vm-data" => Command::VmData(words.get(1).cloned()),
+        "files" => Command::Files,
+        "cat" => Command::Cat(next()),
+        "sum" => Command::Sum(next()),
+        "rmfile" => Command::RmFile(next()),
         "poweroff" => Command::Poweroff,
         // A table entry without a case here: refuse rather than guess.
         other => return Err(ParseError::UnknownCommand(String::from(other))),
@@ -337,6 +354,10 @@ mod tests {
         assert_eq!(ok("services"), Command::Services);
         assert_eq!(ok("vm-data"), Command::VmData(None));
         assert_eq!(ok("vm-data k"), Command::VmData(Some("k".into())));
+        assert_eq!(ok("files"), Command::Files);
+        assert_eq!(ok("cat /f"), Command::Cat("/f".into()));
+        assert_eq!(ok("sum /f"), Command::Sum("/f".into()));
+        assert_eq!(ok("rmfile /f"), Command::RmFile("/f".into()));
         assert_eq!(ok("poweroff"), Command::Poweroff);
         // Every command in the table is reachable.
         for c in COMMANDS {

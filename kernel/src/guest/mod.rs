@@ -38,7 +38,7 @@ use xenbus::{
 };
 
 pub use power::KernelPower;
-pub use resources::XenResources;
+pub use resources::{XenResources, resumes};
 pub use sysinfo::KernelInfo;
 
 use crate::sync::Mutex;

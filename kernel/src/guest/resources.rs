@@ -15,10 +15,10 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Once;
-use xen::evtchn::{Port, PortHandler};
+use xen::evtchn::{EvtchnError, Port, PortHandler};
 use xen::grant_table::{self, GrantAccess, GrantError, GrantTable};
 use xen::{DomId, Gfn, XenError};
 use xenbus::{DeviceResources, GrantedPage, ResourceError};
@@ -43,6 +43,15 @@ static IGNORED_EVENTS: PortHandler = PortHandler::new(&|_: Port| {});
 
 /// The one instance, for [`restore_after_resume`].
 static RESOURCES: Once<Arc<XenResources>> = Once::new();
+
+/// Resumes into a new domain since boot: what was bound before one (a
+/// vchan) belongs to a domain we left.
+static RESUMES: AtomicU64 = AtomicU64::new(0);
+
+/// How many times the kernel resumed into a new domain (see [`RESUMES`]).
+pub fn resumes() -> u64 {
+    RESUMES.load(Ordering::SeqCst)
+}
 
 /// Grants and event channels through Xen.
 pub struct XenResources {
@@ -107,11 +116,50 @@ impl XenResources {
     pub(crate) fn guest(&self) -> &'static XenGuest {
         self.guest
     }
+
+    /// Allocates a port `remote` may bind, with `handler`, tracked as the
+    /// frontends' are: a resume forgets it (see `ports`).
+    pub(crate) fn alloc_unbound_port(
+        &self,
+        remote: DomId,
+        handler: &'static PortHandler,
+    ) -> Result<Port, EvtchnError> {
+        let port = self.guest.channels.alloc_unbound(remote, handler)?;
+        self.ports.lock().insert(port.get());
+        Ok(port)
+    }
+
+    /// Binds `remote`'s port, with `handler`, tracked like
+    /// [`Self::alloc_unbound_port`]'s.
+    pub(crate) fn bind_interdomain_port(
+        &self,
+        remote: DomId,
+        remote_port: u32,
+        handler: &'static PortHandler,
+    ) -> Result<Port, EvtchnError> {
+        let port = self
+            .guest
+            .channels
+            .bind_interdomain(remote, remote_port, handler)?;
+        self.ports.lock().insert(port.get());
+        Ok(port)
+    }
+
+    /// Closes a port of [`Self::alloc_unbound_port`] or
+    /// [`Self::bind_interdomain_port`]; one of a domain we left is only
+    /// forgotten (its number may be someone else's now).
+    pub(crate) fn close_port(&self, port: Port) -> Result<(), XenError> {
+        if !self.ports.lock().remove(&port.get()) {
+            return Ok(());
+        }
+        self.guest.channels.unbind(port)
+    }
 }
 
 /// Places the grant table again after a resume on a new host (its frames
 /// are Xen's and do not move with the domain's memory).
 pub(super) fn restore_after_resume() {
+    RESUMES.fetch_add(1, Ordering::SeqCst);
     let Some(r) = RESOURCES.get() else { return };
     // SAFETY: the frame `setup` gave Xen for good, placed again.
     let placed =
@@ -126,7 +174,7 @@ pub(super) fn restore_after_resume() {
     }
     if !stale.is_empty() {
         log::info!(
-            "xen: {} frontend event channel(s) of the old domain forgotten",
+            "xen: {} event channel(s) of the old domain forgotten (frontends, vchans)",
             stale.len()
         );
     }

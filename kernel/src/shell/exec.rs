@@ -36,6 +36,8 @@ pub enum ShellError {
     Power(PowerError),
     /// Ctrl-C while the command waited for the store.
     Abandoned,
+    /// `files`, `cat`, `sum` or `rmfile` failed.
+    Files(crate::fcopy::FilesError),
 }
 
 impl From<XsError> for ShellError {
@@ -69,6 +71,7 @@ impl fmt::Display for ShellError {
             Self::NotSet(key) => write!(f, "vm-data/{key} is not set"),
             Self::NoHelp(name) => write!(f, "no command {name:?}"),
             Self::Power(e) => write!(f, "poweroff {e}"),
+            Self::Files(e) => write!(f, "{e}"),
             Self::Abandoned => f.write_str(
                 "abandoned (Ctrl-C); the request may still complete, a write may still take effect",
             ),
@@ -190,6 +193,10 @@ impl Shell {
             Command::Devices => devices(guest()?),
             Command::Services => Ok(services(guest()?)),
             Command::VmData(key) => vm_data(guest()?, key),
+            Command::Files => super::files::list().map_err(ShellError::Files),
+            Command::Cat(path) => super::files::cat(&path).map_err(ShellError::Files),
+            Command::Sum(path) => super::files::sum(&path).map_err(ShellError::Files),
+            Command::RmFile(path) => super::files::remove(&path).map_err(ShellError::Files),
             Command::Poweroff => {
                 let power = crate::guest::power().ok_or(ShellError::NoGuest)?;
                 terminal::print("powering off\n");

@@ -23,6 +23,7 @@
 //! sooner. A line longer than [`LINE_LIMIT`] is refused whole.
 
 mod exec;
+mod files;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;

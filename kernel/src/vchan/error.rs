@@ -38,6 +38,9 @@ pub enum VchanError {
     PeerClosed,
     /// A wait passed its timeout.
     TimedOut,
+    /// The kernel resumed into a new domain (save/restore, migration)
+    /// since the vchan was made: it was the old domain's.
+    Stale,
 }
 
 impl fmt::Display for VchanError {
@@ -59,6 +62,7 @@ impl fmt::Display for VchanError {
             ),
             Self::PeerClosed => f.write_str("vchan: the peer closed"),
             Self::TimedOut => f.write_str("vchan: timed out"),
+            Self::Stale => f.write_str("vchan: made before a resume into a new domain"),
         }
     }
 }

@@ -71,6 +71,9 @@ pub struct Vchan {
     port: Port,
     remote: DomId,
     memory: Memory,
+    /// [`crate::guest::resumes`] when it was made: after a resume into a
+    /// new domain its peer, port and grants were the old domain's.
+    epoch: u64,
 }
 
 // SAFETY: the vchan owns its shared pages and their mappings (nothing else
@@ -112,15 +115,14 @@ impl Vchan {
     ) -> Result<Vchan, VchanError> {
         let res = resources()?;
         let (lo, ro) = vchan::server_orders(left_min, right_min).map_err(VchanError::Orders)?;
-        let guest = res.guest();
-        let port = guest
-            .channels
-            .alloc_unbound(remote, &VCHAN_PORT)
+        let epoch = crate::guest::resumes();
+        let port = res
+            .alloc_unbound_port(remote, &VCHAN_PORT)
             .map_err(VchanError::Evtchn)?;
         let ring = match pages::grant_pages(&res, remote, 1) {
             Ok(ring) => ring,
             Err(e) => {
-                let _ = guest.channels.unbind(port);
+                let _ = res.close_port(port);
                 return Err(e);
             }
         };
@@ -147,6 +149,7 @@ impl Vchan {
                 rings: Vec::new(),
                 xs_path: String::new(),
             },
+            epoch,
         };
         let ring_ptr = ring.as_ptr();
         let ring_gref = ring.grefs()[0];
@@ -202,16 +205,15 @@ impl Vchan {
         let remote_port: u32 = xs
             .read_parsed(&format!("{path}/event-channel"))
             .map_err(VchanError::Xenstore)?;
-        let guest = res.guest();
-        let port = guest
-            .channels
-            .bind_interdomain(remote, remote_port, &VCHAN_PORT)
+        let epoch = crate::guest::resumes();
+        let port = res
+            .bind_interdomain_port(remote, remote_port, &VCHAN_PORT)
             .map_err(VchanError::Evtchn)?;
         let ring = match pages::map_foreign(&res, remote, &[GrantRef(gref)], GrantAccess::ReadWrite)
         {
             Ok(ring) => ring,
             Err(e) => {
-                let _ = guest.channels.unbind(port);
+                let _ = res.close_port(port);
                 return Err(e);
             }
         };
@@ -259,6 +261,7 @@ impl Vchan {
             port,
             remote,
             memory,
+            epoch,
         };
         mapped?;
         // SAFETY: orders checked; rings in the page or mapped above, held by
@@ -300,13 +303,25 @@ impl Vchan {
         self.end.peer()
     }
 
+    /// Whether the kernel resumed into a new domain since this vchan was
+    /// made: its peer and resources were the old domain's (no event will
+    /// come; make a new one).
+    pub fn is_stale(&self) -> bool {
+        crate::guest::resumes() != self.epoch
+    }
+
     fn wait(
         &self,
-        cond: impl FnMut() -> bool,
+        mut cond: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> Result<(), VchanError> {
-        if VCHAN_EVENTS.wait_until(cond, timeout) {
+        if self.is_stale() {
+            return Err(VchanError::Stale);
+        }
+        if VCHAN_EVENTS.wait_until(|| cond() || self.is_stale(), timeout) && !self.is_stale() {
             Ok(())
+        } else if self.is_stale() {
+            Err(VchanError::Stale)
         } else {
             Err(VchanError::TimedOut)
         }
@@ -418,9 +433,10 @@ impl Drop for Vchan {
         self.end
             .interface()
             .set_liveness(self.end.role(), Liveness::Gone);
-        let _ = self.notify();
-        let guest = self.res.guest();
-        if let Err(e) = guest.channels.unbind(self.port) {
+        if !self.is_stale() {
+            let _ = self.notify();
+        }
+        if let Err(e) = self.res.close_port(self.port) {
             log::warn!("vchan: closing {}: {e}", self.port);
         }
         match &mut self.memory {

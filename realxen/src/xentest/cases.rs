@@ -75,6 +75,42 @@ pub const CASES: &[Case] = &[
     super::test_images::ktest!(vchan_client_sends_to_dom0_vchan_socket_proxy_server),
     super::test_images::ktest!(vchan_a_dom0_proxy_killed_mid_transfer_is_reported),
     (
+        "xen::fcopy_small_files_arrive_byte_exact",
+        super::fcopy::small_files_arrive_byte_exact,
+    ),
+    (
+        "xen::fcopy_ten_mib_file_arrives_byte_exact",
+        super::fcopy::ten_mib_file_arrives_byte_exact,
+    ),
+    (
+        "xen::fcopy_a_file_over_the_cap_is_refused",
+        super::fcopy::a_file_over_the_cap_is_refused,
+    ),
+    (
+        "xen::fcopy_each_refusal_is_typed",
+        super::fcopy::each_refusal_is_typed,
+    ),
+    (
+        "xen::fcopy_cancel_halfway_leaves_no_file",
+        super::fcopy::cancel_halfway_leaves_no_file,
+    ),
+    (
+        "xen::fcopy_an_idle_transfer_is_cancelled_and_logged",
+        super::fcopy::an_idle_transfer_is_cancelled_and_logged,
+    ),
+    (
+        "xen::fcopy_a_sender_killed_halfway_leaves_no_file",
+        super::fcopy::a_sender_killed_halfway_leaves_no_file,
+    ),
+    (
+        "xen::fcopy_the_service_comes_back_after_save_and_restore",
+        super::fcopy::the_service_comes_back_after_save_and_restore,
+    ),
+    (
+        "xen::fcopy_a_second_sender_is_refused_and_the_first_unharmed",
+        super::fcopy::a_second_sender_is_refused_and_the_first_unharmed,
+    ),
+    (
         "xen::ktest::image_powers_off_after_its_last_test",
         super::test_images::image_powers_off_after_its_last_test,
     ),

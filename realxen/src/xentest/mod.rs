@@ -3,7 +3,9 @@
 //! `test result: ...`) for run-tests.sh to count.
 
 mod backends;
+mod bench;
 mod cases;
+mod fcopy;
 mod fpu;
 mod guest;
 mod hvm;
@@ -15,6 +17,7 @@ mod suspend;
 mod test_images;
 mod vchan;
 
+pub use bench::cmd_bench;
 pub use session::{cmd_demo, cmd_shell};
 
 use std::path::{Path, PathBuf};
@@ -81,6 +84,7 @@ pub fn suite_options(suite: SuiteArgs) -> Result<BedOptions, String> {
     options
         .preload
         .extend(test_images::preloads(&work, &progress)?);
+    options.preload.extend(fcopy::preloads(&work, &progress)?);
     Ok(options)
 }
 
@@ -147,6 +151,7 @@ pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
     let mut failures = Vec::new();
     let mut passed = 0;
     let mut hvm_secs = None;
+    let mut fcopy_secs = None;
     for (case, test) in selected {
         let name = shown_name(case, daemon);
         bed.progress.say(format!("{name}: starting"));
@@ -154,6 +159,9 @@ pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
         let result = test(&mut bed);
         if is_hvm(case) {
             *hvm_secs.get_or_insert(0.0) += case_start.elapsed().as_secs_f64();
+        }
+        if case.starts_with("xen::fcopy_") {
+            *fcopy_secs.get_or_insert(0.0) += case_start.elapsed().as_secs_f64();
         }
         report(&name, &result);
         match result {
@@ -193,6 +201,9 @@ pub fn run_suite(options: &BedOptions, filter: Option<&str>) -> bool {
     );
     if let Some(secs) = hvm_secs {
         println!("the HVM tests took {secs:.1}s of this run\n");
+    }
+    if let Some(secs) = fcopy_secs {
+        println!("the file copy tests took {secs:.1}s of this run\n");
     }
     failures.is_empty()
 }

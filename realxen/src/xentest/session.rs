@@ -26,10 +26,19 @@ const POLL: Duration = Duration::from_millis(500);
 /// "Never" bounds for the demo's steps.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(300);
 
-fn boot(args: GuestArgs) -> Result<Bed, String> {
+/// Where `--send` files wait in dom0.
+const SEND_DIR: &str = "/tmp/send";
+/// A "never" bound for one `--send` copy (~2-3 MiB/s on this bed).
+const SEND_LIMIT: Duration = Duration::from_secs(600);
+
+/// Boots the bed with the kernel, and with the `--send` files and
+/// xen-fcopy if any; returns it with the files' names in dom0's
+/// [`SEND_DIR`].
+fn boot(args: GuestArgs) -> Result<(Bed, Vec<String>), String> {
     let GuestArgs {
         bed: mut options,
         kernel,
+        send,
     } = args;
     let progress = Progress::start();
     let kernel = match kernel {
@@ -40,13 +49,58 @@ fn boot(args: GuestArgs) -> Result<Bed, String> {
         host: kernel,
         dom0: super::guest::KERNEL_IN_DOM0.to_string(),
     });
-    Bed::boot(&options, progress).map_err(|e| e.to_string())
+    let mut names = Vec::new();
+    for file in send {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| {
+                n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            })
+            .ok_or_else(|| {
+                format!(
+                    "--send {}: want a file whose name is letters, digits, '.', '_' or '-'",
+                    file.display()
+                )
+            })?;
+        options.preload.push(Preload {
+            host: file,
+            dom0: format!("{SEND_DIR}/{name}"),
+        });
+        names.push(name);
+    }
+    if !names.is_empty() {
+        let work = options.run_dir.join(format!("send-{}", std::process::id()));
+        options
+            .preload
+            .extend(super::fcopy::preloads(&work, &progress)?);
+    }
+    let bed = Bed::boot(&options, progress).map_err(|e| e.to_string())?;
+    Ok((bed, names))
+}
+
+/// Copies each `--send` file into the guest with xen-fcopy, as `/NAME`.
+fn send_files(bed: &mut Bed, names: &[String]) -> Result<(), String> {
+    for name in names {
+        let out = check(
+            bed,
+            &format!("xen-fcopy send {NAME} {SEND_DIR}/{name} / --overwrite"),
+            SEND_LIMIT,
+        )?;
+        bed.progress.say(format!(
+            "{} (in the guest's shell: cat /{name}, sum /{name})",
+            out.stdout.trim()
+        ));
+    }
+    Ok(())
 }
 
 /// Interactive: the guest's shell on this terminal until it powers off.
 pub fn cmd_shell(args: GuestArgs) -> Result<ExitCode, String> {
-    let mut bed = boot(args)?;
+    let (mut bed, sends) = boot(args)?;
     let (guest, _) = create_shell_guest(&mut bed, NAME)?;
+    send_files(&mut bed, &sends)?;
     bed.progress.say(format!(
         "attached to domain {} ({NAME})'s PV console: type 'help'; 'poweroff' ends the run; \
          from dom0 this is `xl console {NAME}`",
@@ -101,8 +155,23 @@ fn stdin_lines() -> Receiver<String> {
 /// Scripted: boot, wait for the shell, then dom0 runs `xl shutdown -w`;
 /// status 0 when the guest acknowledged and powered off.
 pub fn cmd_demo(args: GuestArgs) -> Result<ExitCode, String> {
-    let mut bed = boot(args)?;
+    let (mut bed, sends) = boot(args)?;
     let (guest, mut console) = create_shell_guest(&mut bed, NAME)?;
+    send_files(&mut bed, &sends)?;
+    for name in &sends {
+        // What arrived is what dom0 has: the guest's sum against busybox's.
+        let crc = check(&mut bed, &format!("crc32 <{SEND_DIR}/{name}"), SEND_LIMIT)?;
+        let answer = super::shell::ask(&mut bed, &mut console, &format!("sum /{name}"))?;
+        let first = answer.first().map(|l| l.trim()).unwrap_or_default();
+        if !first.starts_with(&format!("{} ", crc.stdout.trim())) {
+            return Err(format!(
+                "`sum /{name}` answered {answer:?}; dom0's crc32 is {}",
+                crc.stdout.trim()
+            ));
+        }
+        bed.progress
+            .say(format!("the guest's sum /{name} matches dom0's: {first}"));
+    }
     let mut shown = PvConsole::new(&guest);
     print!("{}", shown.text(&mut bed)?);
     println!();

@@ -62,7 +62,7 @@ pub fn wait_line(
 
 /// Types `command` and returns the lines after its echo up to the next
 /// prompt (`domN> `, which the log shows at the start of the next line).
-fn ask(bed: &mut Bed, console: &mut PvConsole, command: &str) -> Result<Vec<String>, String> {
+pub fn ask(bed: &mut Bed, console: &mut PvConsole, command: &str) -> Result<Vec<String>, String> {
     console.type_line(bed, command)?;
     let echo = format!("> {command}");
     let mut echoed = false;

@@ -24,7 +24,6 @@ use crate::progress::Progress;
 
 /// The image, as named in tests/Cargo.toml.
 pub const IMAGE: &str = "xen_guest";
-const IMAGE_IN_DOM0: &str = "/boot/ktest-xen_guest.elf";
 /// A "never" bound for the whole image (six tests, a few host requests;
 /// ~30 s idle, several minutes with the cores shared).
 const IMAGE_LIMIT: Duration = Duration::from_secs(900);
@@ -32,17 +31,34 @@ const POLL: Duration = Duration::from_millis(500);
 const QUICK: Duration = Duration::from_secs(60);
 
 /// What one run of the image showed.
-struct ImageRun {
+pub struct ImageRun {
     /// `test NAME ... ok|FAILED` lines, by name.
-    results: BTreeMap<String, bool>,
+    pub results: BTreeMap<String, bool>,
     /// The names of `ktest: plan`.
-    plan: Vec<String>,
+    pub plan: Vec<String>,
     /// `ktest: done` was printed.
-    done: bool,
+    pub done: bool,
     /// How the domain ended.
-    end: DomainState,
+    pub end: DomainState,
     /// The whole console output, for failure reports.
-    console: Vec<String>,
+    pub console: Vec<String>,
+    /// What `bench: ` lines said (`name=value ...`).
+    pub bench: Vec<String>,
+}
+
+impl ImageRun {
+    /// Every planned test passed, `ktest: done`, powered off.
+    pub fn passed(&self) -> bool {
+        !self.plan.is_empty()
+            && self.plan.iter().all(|p| self.results.get(p) == Some(&true))
+            && self.done
+            && self.end == DomainState::Gone
+    }
+}
+
+/// Where image `image` is in dom0.
+fn in_dom0(image: &str) -> String {
+    format!("/boot/ktest-{image}.elf")
 }
 
 /// This boot's run of the image; [`forget`] clears it for the next boot.
@@ -56,12 +72,18 @@ pub fn forget() {
 /// Builds the image (stripped of debug info: it crosses into dom0 in the
 /// initramfs) and returns the file dom0 must have.
 pub fn preloads(work: &Path, progress: &Progress) -> Result<Vec<Preload>, String> {
-    progress.say(format!("building the kernel test image {IMAGE}"));
+    build(work, progress, IMAGE).map(|p| vec![p])
+}
+
+/// Builds the test image `image` (a `role = "xen"` entry of tests/) and
+/// returns the file dom0 must have.
+pub fn build(work: &Path, progress: &Progress, image: &str) -> Result<Preload, String> {
+    progress.say(format!("building the kernel test image {image}"));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or("no workspace root")?;
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "-p", "ktests", "--test", IMAGE])
+        .args(["build", "-p", "ktests", "--test", image])
         .args(["--target", "x86_64-unknown-none"])
         .arg("--message-format=json-render-diagnostics")
         .current_dir(root)
@@ -69,13 +91,13 @@ pub fn preloads(work: &Path, progress: &Progress) -> Result<Vec<Preload>, String
         .output()
         .map_err(|e| format!("running cargo: {e}"))?;
     if !out.status.success() {
-        return Err(format!("building the test image {IMAGE} failed"));
+        return Err(format!("building the test image {image} failed"));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let built = executable(&stdout)
-        .ok_or_else(|| format!("cargo named no executable for the test image {IMAGE}"))?;
+    let built = executable(&stdout, image)
+        .ok_or_else(|| format!("cargo named no executable for the test image {image}"))?;
     std::fs::create_dir_all(work).map_err(|e| format!("creating {}: {e}", work.display()))?;
-    let stripped = work.join(format!("ktest-{IMAGE}.elf"));
+    let stripped = work.join(format!("ktest-{image}.elf"));
     let status = Command::new("objcopy")
         .arg("--strip-debug")
         .arg(&built)
@@ -85,18 +107,18 @@ pub fn preloads(work: &Path, progress: &Progress) -> Result<Vec<Preload>, String
     if !status.success() {
         return Err(format!("objcopy --strip-debug {} failed", built.display()));
     }
-    Ok(vec![Preload {
+    Ok(Preload {
         host: stripped,
-        dom0: IMAGE_IN_DOM0.to_string(),
-    }])
+        dom0: in_dom0(image),
+    })
 }
 
 /// The `executable` of the image's compiler-artifact message.
-fn executable(messages: &str) -> Option<PathBuf> {
+fn executable(messages: &str, image: &str) -> Option<PathBuf> {
     const KEY: &str = "\"executable\":\"";
     messages
         .lines()
-        .filter(|l| l.contains(&format!("\"name\":\"{IMAGE}\"")))
+        .filter(|l| l.contains(&format!("\"name\":\"{image}\"")))
         .find_map(|l| {
             let start = l.find(KEY)? + KEY.len();
             let end = start + l[start..].find('"')?;
@@ -107,7 +129,7 @@ fn executable(messages: &str) -> Option<PathBuf> {
 /// The case for test `name` of the image: its result from this boot's run.
 pub fn case(bed: &mut Bed, name: &str) -> TestResult {
     let mut run = RUN.lock().unwrap_or_else(|e| e.into_inner());
-    let run = run.get_or_insert_with(|| run_image(bed));
+    let run = run.get_or_insert_with(|| run_image(bed, IMAGE, 128));
     let run = run.as_ref().map_err(Clone::clone)?;
     match run.results.get(name) {
         Some(true) => Ok(()),
@@ -131,10 +153,9 @@ pub fn case(bed: &mut Bed, name: &str) -> TestResult {
 /// `ktest: done`, then powered off (not crashed, not left running).
 pub fn image_powers_off_after_its_last_test(bed: &mut Bed) -> TestResult {
     let mut run = RUN.lock().unwrap_or_else(|e| e.into_inner());
-    let run = run.get_or_insert_with(|| run_image(bed));
+    let run = run.get_or_insert_with(|| run_image(bed, IMAGE, 128));
     let run = run.as_ref().map_err(Clone::clone)?;
-    let all_ok = !run.plan.is_empty() && run.plan.iter().all(|p| run.results.get(p) == Some(&true));
-    if all_ok && run.done && run.end == DomainState::Gone {
+    if run.passed() {
         Ok(())
     } else {
         Err(format!(
@@ -152,15 +173,17 @@ fn tail(lines: &[String]) -> String {
     lines[lines.len().saturating_sub(80)..].join("\n")
 }
 
-/// Creates the guest, serves its host requests until it ends, destroys it.
-fn run_image(bed: &mut Bed) -> Result<ImageRun, String> {
+/// Creates image `image` as a guest with `memory_mib`, serves its host
+/// requests until it ends, destroys it.
+pub fn run_image(bed: &mut Bed, image: &str, memory_mib: u32) -> Result<ImageRun, String> {
     let config = format!(
-        "type = \"pvh\"\nkernel = \"{IMAGE_IN_DOM0}\"\nmemory = 128\nvcpus = 1\n\
-         on_poweroff = \"destroy\"\non_crash = \"preserve\"\n"
+        "type = \"pvh\"\nkernel = \"{}\"\nmemory = {memory_mib}\nvcpus = 1\n\
+         on_poweroff = \"destroy\"\non_crash = \"preserve\"\n",
+        in_dom0(image)
     );
     let guest = Guest::create_with(bed, "rx-ktest", &config)?;
     bed.progress.say(format!(
-        "test image {IMAGE} running as domain {}",
+        "test image {image} running as domain {}",
         guest.domid
     ));
     let result = serve(bed, &guest);
@@ -176,6 +199,7 @@ fn serve(bed: &mut Bed, guest: &Guest) -> Result<ImageRun, String> {
         done: false,
         end: DomainState::Alive,
         console: Vec::new(),
+        bench: Vec::new(),
     };
     let start = Instant::now();
     loop {
@@ -207,9 +231,12 @@ fn take_line(
 ) -> TestResult {
     if let Some(plan) = line.strip_prefix("ktest: plan ") {
         run.plan = plan.split_whitespace().skip(1).map(String::from).collect();
-    } else if let Some(bench) = line.split_once("bench: ").map(|(_, b)| b) {
+    } else if let Some(bench) = line.rsplit_once("bench: ").map(|(_, b)| b) {
+        // The last marker: an image's log target may end in "bench" too
+        // (`xen_bench: bench: ...`).
         // A benchmark line of the guest's (vchan throughput): shown, never asserted.
         bed.progress.say(format!("guest bench: {bench}"));
+        run.bench.push(bench.to_string());
     } else if line.trim() == "ktest: done" {
         run.done = true;
     } else if let Some(rest) = line.strip_prefix("test ") {
@@ -264,6 +291,9 @@ fn perform(bed: &mut Bed, verb: &str, args: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, 
     if verb.starts_with("vchan-") {
         return super::vchan::perform(bed, verb, args);
     }
+    if verb.starts_with("fcopy-") {
+        return super::fcopy::perform(bed, verb, args);
+    }
     let (tool, arity) = match verb {
         "xenstore-write" => ("xenstore-write", 2),
         "xenstore-read" => ("xenstore-read", 1),
@@ -314,9 +344,9 @@ mod tests {
             r#"{"reason":"build-finished","success":true}"#,
         );
         assert_eq!(
-            executable(messages),
+            executable(messages, IMAGE),
             Some(PathBuf::from("/t/deps/xen_guest-0123"))
         );
-        assert_eq!(executable(r#"{"reason":"build-finished"}"#), None);
+        assert_eq!(executable(r#"{"reason":"build-finished"}"#, IMAGE), None);
     }
 }
