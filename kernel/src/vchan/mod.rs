@@ -433,11 +433,14 @@ impl Drop for Vchan {
         self.end
             .interface()
             .set_liveness(self.end.role(), Liveness::Gone);
+        // A stale vchan's port was the old domain's, forgotten at the
+        // resume; its number may be a new binding's now (a frontend's), so
+        // it is neither signalled nor closed.
         if !self.is_stale() {
             let _ = self.notify();
-        }
-        if let Err(e) = self.res.close_port(self.port) {
-            log::warn!("vchan: closing {}: {e}", self.port);
+            if let Err(e) = self.res.close_port(self.port) {
+                log::warn!("vchan: closing {}: {e}", self.port);
+            }
         }
         match &mut self.memory {
             Memory::Server {
