@@ -5,22 +5,18 @@
 //! `dom0/fpu_spin.c`, built here with the host's gcc, runs in dom0 and as
 //! the domU's init; the domU kernel is dom0's own (it boots as PVH too).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use super::guest::{Guest, TestResult, check};
+use super::linux_guest::{self, Link};
 use crate::bed::Bed;
-use crate::error::{Error, Result};
-use crate::fetch::{extraction, fetch_all};
-use crate::packages::Lock;
+use crate::error::Result;
 use crate::preload::Preload;
 use crate::progress::Progress;
-use crate::tool;
 
 const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dom0/fpu_spin.c");
 const SPIN_IN_DOM0: &str = "/realxen/fpu_spin";
-const DOMU_KERNEL: &str = "/boot/vmlinuz";
 const DOMU_INITRD: &str = "/boot/fpu-domu.cpio.gz";
 /// A Linux PVH domU boots in ~11 s idle; slack for a host whose cores
 /// other QEMUs share (everything there ran 5-10 times slower).
@@ -30,37 +26,8 @@ const SPIN_SECS: u64 = 20;
 
 /// Builds what the check needs and returns the files dom0 must have.
 pub fn preloads(work: &Path, progress: &Progress) -> Result<Vec<Preload>> {
-    std::fs::create_dir_all(work).map_err(|e| Error::io_path("creating", work, e))?;
-    let spin = work.join("fpu_spin");
-    tool::output(
-        Command::new("gcc")
-            .args(["-O1", "-static", "-Wall", "-o"])
-            .arg(&spin)
-            .arg(SOURCE),
-        "building dom0/fpu_spin.c with gcc -static",
-    )?;
-    let stage = work.join("fpu-domu");
-    let _ = std::fs::remove_dir_all(&stage);
-    std::fs::create_dir_all(&stage).map_err(|e| Error::io_path("creating", &stage, e))?;
-    std::fs::copy(&spin, stage.join("init")).map_err(|e| Error::io_path("copying", &spin, e))?;
-    let initrd = work.join("fpu-domu.cpio.gz");
-    let out = std::fs::File::create(&initrd).map_err(|e| Error::io_path("creating", &initrd, e))?;
-    let status = Command::new("sh")
-        .args(["-c", "echo init | cpio -o -H newc --quiet | gzip -1"])
-        .current_dir(&stage)
-        .stdout(Stdio::from(out))
-        .status()
-        .map_err(|e| Error::io("running cpio", e))?;
-    if !status.success() {
-        return Err(Error::Tool {
-            what: "packing the FPU check's domU initramfs".to_string(),
-            detail: format!("cpio | gzip failed ({status})"),
-        });
-    }
-    let lock = Lock::load()?;
-    fetch_all(&lock, progress)?;
-    let kernel: PathBuf =
-        extraction(lock.dom0_kernel()?).join(format!("boot/vmlinuz-{}", lock.dom0_release()?));
+    let spin = linux_guest::build_c(work, SOURCE, "fpu_spin", Link::Static(&[]))?;
+    let initrd = linux_guest::initramfs(work, &spin, "fpu-domu")?;
     Ok(vec![
         Preload {
             host: spin,
@@ -70,19 +37,12 @@ pub fn preloads(work: &Path, progress: &Progress) -> Result<Vec<Preload>> {
             host: initrd,
             dom0: DOMU_INITRD.to_string(),
         },
-        Preload {
-            host: kernel,
-            dom0: DOMU_KERNEL.to_string(),
-        },
+        linux_guest::kernel_preload(progress)?,
     ])
 }
 
 pub fn dom0_fpu_state_survives_a_guest_using_sse(bed: &mut Bed) -> TestResult {
-    let config = format!(
-        "type = \"pvh\"\nkernel = \"{DOMU_KERNEL}\"\nramdisk = \"{DOMU_INITRD}\"\n\
-         extra = \"console=hvc0 rdinit=/init\"\nmemory = 256\nvcpus = 1\n\
-         on_poweroff = \"destroy\"\non_crash = \"destroy\"\n"
-    );
+    let config = linux_guest::config(DOMU_INITRD, 256);
     let guest = Guest::create_with(bed, "rx-fpu", &config)?;
     let result = spin_beside(bed, &guest);
     guest.destroy(bed);

@@ -9,6 +9,7 @@ mod fcopy;
 mod fpu;
 mod guest;
 mod hvm;
+mod linux_guest;
 mod parallel;
 mod pvconsole;
 mod session;
