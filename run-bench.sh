@@ -37,8 +37,9 @@
 # kernel/ and bootimage/: tests/xenstore_bench.rs), the scaling section (tests/scaling_bench.rs: how
 # time per operation and the kernel heap's high-water mark grow with 10 to 10,000 watches, directories of
 # 10 to 10,000 children and 1 to 200 xenbus devices, xenstored's quotas raised for it; it also draws
-# target/bench/scaling.svg) and the real-Xen section (the file copy service against the raw vchan it
-# runs on, the same 64 MiB file in one boot of the real-Xen bed; realxen/ and tests/xen_bench.rs).
+# target/bench/scaling.svg) and the real-Xen section (one boot of the real-Xen bed: the kernel against a
+# Linux guest on the same xenstore workloads, then the file copy service against the raw vchan it runs
+# on; realxen/, tests/xen_xsbench.rs, tests/xen_bench.rs).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -54,7 +55,8 @@ Usage: ./run-bench.sh [--no-install] [--quick]
   --host-only    only the host section (our client vs libxenstore vs the daemon's limit)
   --guest-only   only the guest section (the kernel's client in QEMU)
   --scaling      only the scaling section (about 10 minutes under TCG)
-  --real-xen-only  only the real-Xen section (file copy vs raw vchan, 64 MiB; a few minutes)
+  --real-xen-only  only the real-Xen section (the kernel vs a Linux guest, file copy vs raw vchan;
+                 about 10 minutes)
   --no-real-xen  skip the real-Xen section
   GUEST_ARGS     passed to the guest and scaling sections (`bootimage bench`, e.g. --accel kvm)
 Environment: XSBENCH_ARGS, extra arguments for the host driver (bench/src/main.rs): --rounds N,
@@ -136,15 +138,30 @@ if [ "$scaling" -eq 1 ]; then
     cargo run -q -p bootimage -- bench --image scaling_bench "${guest_args[@]}"
 fi
 
-# ---- real-Xen section (realxen/, tests/xen_bench.rs): the file copy service
-# against the raw vchan it runs on, in one boot of the real-Xen bed (Xen 4.17
-# and a Linux dom0 in QEMU under TCG: absolute numbers are the emulator's).
-# Prints vchan_mib_per_s= (dom0's vchan-socket-proxy into a vchan of the
-# kernel's, timed in the guest), fcopy_mib_per_s= (xen-fcopy into the file
-# copy service, timed by xen-fcopy from start to complete), bytes= (64 MiB),
-# fcopy_over_vchan= (the target is 0.8 or more) and daemon=.
+# ---- real-Xen section (realxen/): one boot of the real-Xen bed (Xen 4.17 and a Linux dom0 in QEMU
+# under TCG: absolute numbers are the emulator's; compare within a run).
+# 1. The kernel (tests/xen_xsbench.rs) against a Linux PVH domU (dom0's Debian kernel, the static C
+#    program realxen/dom0/xsbench_guest.c on /dev/xen/xenbus, a file per thread), both with one vCPU
+#    and 128 MiB, given the same workloads by dom0's driver (realxen/dom0/xsbench_driver.c), which
+#    times them on dom0's clock and reads each domain's CPU time from the hypervisor (xc_domain_getinfo,
+#    the figure behind `xl list`'s Time). 5 rounds of 3 s samples; the guests alternate going first.
+#      xen_ours_W_per_s, xen_linux_W_per_s     operations per second, W = read_1t (reads of a 32-byte
+#                                              node, one in flight), write_1t, read_4t (4 threads; ours
+#                                              share one client, Linux's have a file each), txn (a
+#                                              transaction writing one node, committed)
+#      xen_ours_W_cpu_us, xen_linux_W_cpu_us   the guest's CPU time per operation
+#      ratio_xen_W, ratio_xen_W_cpu            ours / Linux's, per round (targets: throughput >= 1.0,
+#                                              CPU per operation <= 1.0, for read_1t, write_1t, txn)
+#      xen_G_watch_p50_us, _p99_us, _cpu_us    watch round trip: dom0 writes ping, the guest's watch
+#                                              callback reads it and writes pong, dom0's watch sees it
+#      ratio_xen_watch_p50, _p99, _cpu         ours / Linux's (target: p99 <= 1.0)
+#      target_xen_*=met|NOT MET                each target's verdict
+# 2. The file copy service against the raw vchan (tests/xen_bench.rs): 5 rounds of a fresh 16 MiB file,
+#    vchan_mib_per_s= (dom0's vchan-socket-proxy into a vchan of the kernel's, timed in the guest),
+#    fcopy_mib_per_s= (xen-fcopy into the file copy service, timed by xen-fcopy from start to
+#    complete), fcopy_over_vchan= (per round; the target is 0.8 or more), then daemon=.
 if [ "$realxen" -eq 1 ]; then
-    echo "# real-Xen: file copy vs raw vchan, 64 MiB (realxen bench)"
+    echo "# real-Xen: the kernel vs a Linux guest, file copy vs raw vchan (realxen bench)"
     offline=()
     [ "$install" -eq 1 ] || offline=(env REALXEN_OFFLINE=1)
     "${offline[@]}" cargo run -q --release -p realxen -- bench --daemon xenstored

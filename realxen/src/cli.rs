@@ -36,8 +36,11 @@ commands:
                           the scripted version: once the shell is up (and each --send FILE copied
                           and its sum checked), dom0 runs `xl shutdown -w`; status 0 when the
                           guest acknowledged and powered off
-  bench                   the file copy service's throughput and the raw vchan's, one boot, the same
-                          64 MiB file (./run-bench.sh's real-Xen section); name=value lines
+  bench [xenstore] [fcopy]
+                          ./run-bench.sh's real-Xen section, one boot, name=value lines: xenstore, the
+                          kernel against a Linux guest (dom0's driver times both); fcopy, the file copy
+                          service's throughput against the raw vchan's, the same 64 MiB file; both
+                          when none is named
 
 options (run, test, soak, shell, demo, bench):
   --daemon D              dom0's xenstore daemon: xenstored (C) or oxenstored (OCaml); test and
@@ -49,6 +52,15 @@ options (run, test, soak, shell, demo, bench):
 
 /// The machine options every booting command takes.
 const BED: &[&str] = &["daemon", "cpu", "smp", "xen-append"];
+
+/// Which parts of `realxen bench` to run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BenchSections {
+    /// The xenstore comparison with a Linux guest.
+    pub xenstore: bool,
+    /// The file copy service against the raw vchan.
+    pub fcopy: bool,
+}
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -82,8 +94,11 @@ pub enum Command {
     Shell(GuestArgs),
     /// `demo`.
     Demo(GuestArgs),
-    /// `bench`.
-    Bench(BedOptions),
+    /// `bench [xenstore] [fcopy]`.
+    Bench {
+        bed: BedOptions,
+        sections: BenchSections,
+    },
 }
 
 /// The options of `test` and `soak`.
@@ -275,10 +290,23 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 count,
             })
         }
-        "bench" => match words.first() {
-            Some(extra) => Err(usage_error(format!("unexpected argument {extra:?}"))),
-            None => Ok(Command::Bench(given.bed(true)?)),
-        },
+        "bench" => {
+            let mut sections = BenchSections {
+                xenstore: words.is_empty(),
+                fcopy: words.is_empty(),
+            };
+            for word in &words {
+                match word.as_str() {
+                    "xenstore" => sections.xenstore = true,
+                    "fcopy" => sections.fcopy = true,
+                    other => return Err(usage_error(format!("unknown bench section {other:?}"))),
+                }
+            }
+            Ok(Command::Bench {
+                bed: given.bed(true)?,
+                sections,
+            })
+        }
         "test" | "shell" | "demo" => {
             if let Some(extra) = words.first() {
                 return Err(usage_error(format!("unexpected argument {extra:?}")));

@@ -95,7 +95,7 @@ fn main() -> ExitCode {
         Command::Test(suite) => xentest::cmd_test(suite),
         Command::Shell(guest) => xentest::cmd_shell(guest),
         Command::Demo(guest) => xentest::cmd_demo(guest),
-        Command::Bench(bed) => xentest::cmd_bench(bed),
+        Command::Bench { bed, sections } => xentest::cmd_bench(bed, sections),
     };
     result.unwrap_or_else(|e| {
         eprintln!("realxen: {e}");

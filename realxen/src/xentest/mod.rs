@@ -17,6 +17,7 @@ mod shell;
 mod suspend;
 mod test_images;
 mod vchan;
+mod xsbench;
 
 pub use bench::cmd_bench;
 pub use session::{cmd_demo, cmd_shell};

@@ -176,6 +176,15 @@ fn tail(lines: &[String]) -> String {
 /// Creates image `image` as a guest with `memory_mib`, serves its host
 /// requests until it ends, destroys it.
 pub fn run_image(bed: &mut Bed, image: &str, memory_mib: u32) -> Result<ImageRun, String> {
+    let guest = start_image(bed, image, memory_mib)?;
+    finish_image(bed, &guest)
+}
+
+/// Creates image `image` as a guest with `memory_mib` and leaves it
+/// running; [`finish_image`] collects what it did. Its host-link requests
+/// wait until then, so an image started this way makes none until the
+/// caller is done with it.
+pub fn start_image(bed: &mut Bed, image: &str, memory_mib: u32) -> Result<Guest, String> {
     let config = format!(
         "type = \"pvh\"\nkernel = \"{}\"\nmemory = {memory_mib}\nvcpus = 1\n\
          on_poweroff = \"destroy\"\non_crash = \"preserve\"\n",
@@ -186,7 +195,13 @@ pub fn run_image(bed: &mut Bed, image: &str, memory_mib: u32) -> Result<ImageRun
         "test image {image} running as domain {}",
         guest.domid
     ));
-    let result = serve(bed, &guest);
+    Ok(guest)
+}
+
+/// Serves the host requests of the image running as `guest` until it
+/// ends, then destroys it.
+pub fn finish_image(bed: &mut Bed, guest: &Guest) -> Result<ImageRun, String> {
+    let result = serve(bed, guest);
     guest.destroy(bed);
     result
 }
