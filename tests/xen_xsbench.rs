@@ -52,10 +52,12 @@ fn serve_the_dom0_driver() {
         .expect("watch cmd");
     let echo = xs.clone();
     let _ping = xs
-        .watch("data/xsbench/ping", move |_| match echo.read("data/xsbench/ping") {
-            Ok(value) => echo.write("data/xsbench/pong", &value).expect("pong"),
-            Err(XsError::Enoent(_)) => {} // the initial event, before any ping
-            Err(e) => panic!("reading ping: {e}"),
+        .watch("data/xsbench/ping", move |_| {
+            match echo.read("data/xsbench/ping") {
+                Ok(value) => echo.write("data/xsbench/pong", &value).expect("pong"),
+                Err(XsError::Enoent(_)) => {} // the initial event, before any ping
+                Err(e) => panic!("reading ping: {e}"),
+            }
         })
         .expect("watch ping");
     xs.write("data/xsbench/ready", b"1").expect("ready");
@@ -95,34 +97,28 @@ fn command(xs: &XsClient) -> Option<(u64, String, u64)> {
     Some((seq, workload, millis))
 }
 
-/// Runs `workload` for `length`; the count of operations.
+/// Runs `workload` for `length`, at least once (a guest descheduled past
+/// `length` still has a sample); the count of operations.
 fn run(xs: &XsClient, workload: &str, length: Duration) -> u64 {
     let until = Instant::now() + length;
-    let mut ops = 0;
-    match workload {
+    let once: &dyn Fn() = match workload {
         "read4" => return read_in_threads(until),
-        "read1" => {
-            while Instant::now() < until {
-                read_once(xs);
-                ops += 1;
-            }
-        }
-        "write1" => {
-            while Instant::now() < until {
-                xs.write("data/xsbench/w", VALUE).expect("write");
-                ops += 1;
-            }
-        }
-        "txn" => {
-            while Instant::now() < until {
-                xs.transaction(|t| t.write("data/xsbench/t", VALUE))
-                    .expect("transaction");
-                ops += 1;
-            }
-        }
+        "read1" => &|| read_once(xs),
+        "write1" => &|| xs.write("data/xsbench/w", VALUE).expect("write"),
+        "txn" => &|| {
+            xs.transaction(|t| t.write("data/xsbench/t", VALUE))
+                .expect("transaction")
+        },
         other => panic!("dom0 asked for an unknown workload {other:?}"),
+    };
+    let mut ops = 0;
+    loop {
+        once();
+        ops += 1;
+        if Instant::now() >= until {
+            return ops;
+        }
     }
-    ops
 }
 
 fn read_once(xs: &XsClient) {
@@ -130,7 +126,8 @@ fn read_once(xs: &XsClient) {
     assert_eq!(value, VALUE, "a read returned what was written");
 }
 
-/// Reads by [`THREADS`] threads sharing the client, until `until`.
+/// Reads by [`THREADS`] threads sharing the client, until `until` (each
+/// at least one).
 fn read_in_threads(until: Instant) -> u64 {
     let total = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..THREADS)
@@ -139,9 +136,12 @@ fn read_in_threads(until: Instant) -> u64 {
             thread::spawn_joinable(&format!("xsbench-{i}"), move || {
                 let xs = client();
                 let mut n = 0;
-                while Instant::now() < until {
+                loop {
                     read_once(&xs);
                     n += 1;
+                    if Instant::now() >= until {
+                        break;
+                    }
                 }
                 total.fetch_add(n, Ordering::Relaxed);
             })

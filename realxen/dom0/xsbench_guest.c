@@ -215,17 +215,18 @@ struct worker {
 static void *read_until(void *arg)
 {
 	struct worker *w = arg;
-	while (now_ns() < w->until_ns) {
+	do {
 		if ((w->error = read_once(w->fd)))
 			break;
 		w->ops++;
-	}
+	} while (now_ns() < w->until_ns);
 	return NULL;
 }
 
 static int fds[THREADS]; /* request files: fds[0] for one thread, all four for read4 */
 
-/* Runs `workload` for `millis`; 0 and the count in *ops, or an errno. */
+/* Runs `workload` for `millis`, at least once; 0 and the count in *ops, or
+   an errno. */
 static int run(const char *workload, uint64_t millis, uint64_t *ops)
 {
 	uint64_t until = now_ns() + millis * 1000000u;
@@ -245,7 +246,7 @@ static int run(const char *workload, uint64_t millis, uint64_t *ops)
 		}
 		return error;
 	}
-	while (now_ns() < until) {
+	do { /* at least once: a guest descheduled past `millis` still has a sample */
 		int e;
 		if (!strcmp(workload, "read1"))
 			e = read_once(fds[0]);
@@ -258,7 +259,7 @@ static int run(const char *workload, uint64_t millis, uint64_t *ops)
 		if (e)
 			return e;
 		(*ops)++;
-	}
+	} while (now_ns() < until);
 	return 0;
 }
 

@@ -111,6 +111,10 @@ pub const CASES: &[Case] = &[
         super::fcopy::a_second_sender_is_refused_and_the_first_unharmed,
     ),
     (
+        "xen::bench_kernel_and_linux_guests_serve_every_workload",
+        super::xsbench::kernel_and_linux_guests_serve_every_workload,
+    ),
+    (
         "xen::ktest::image_powers_off_after_its_last_test",
         super::test_images::image_powers_off_after_its_last_test,
     ),

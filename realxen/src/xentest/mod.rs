@@ -87,6 +87,7 @@ pub fn suite_options(suite: SuiteArgs) -> Result<BedOptions, String> {
         .preload
         .extend(test_images::preloads(&work, &progress)?);
     options.preload.extend(fcopy::preloads(&work, &progress)?);
+    options.preload.extend(xsbench::preloads(&work, &progress)?);
     Ok(options)
 }
 
