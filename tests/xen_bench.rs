@@ -41,6 +41,7 @@ fn mib_per_s(bytes: u64, us: u64) -> String {
 }
 
 fn file_copy_and_raw_vchan_move_16_mib() {
+    client(); // the file copy service runs on the xenstore service
     let config = kernel::fcopy::Config {
         cap: (BYTES as u64) + (1 << 20),
         idle: Duration::from_secs(60),
