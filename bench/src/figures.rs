@@ -113,6 +113,11 @@ pub const RATIOS: &[(&str, &str, &str)] = &[
         "ours_read_4t",
         "daemon_read_pipelined",
     ),
+    (
+        "ratio_read_many_vs_pipelined",
+        "ours_read_many_1t",
+        "daemon_read_pipelined",
+    ),
 ];
 
 /// Takes one sample of `figure`: ops/s. Every sample runs in a fresh
