@@ -3,6 +3,10 @@
 //! A vector searched linearly: a connection has a handful of requests in
 //! flight (one per waiting thread, a bounded window per pipelined batch), and
 //! unlike a tree map a vector keeps its allocation from request to request.
+//!
+//! Entries stay in the order they were inserted, oldest first: the daemon
+//! answers one connection's requests in order, so the oldest entry is the
+//! next to be answered (the runtime hands the reader token to it).
 
 use alloc::vec::Vec;
 
@@ -36,11 +40,15 @@ impl<T> InFlight<T> {
             .map(|(_, v)| v)
     }
 
+    /// Removes `id`'s entry, keeping the others in order. Replies come in
+    /// order, so the entry removed is almost always the first: the shift is
+    /// over a handful of entries at most.
     pub(crate) fn remove(&mut self, id: u32) -> Option<T> {
         let at = self.entries.iter().position(|(i, _)| *i == id)?;
-        Some(self.entries.swap_remove(at).1)
+        Some(self.entries.remove(at).1)
     }
 
+    /// The values, oldest first.
     pub(crate) fn values(&self) -> impl Iterator<Item = &T> {
         self.entries.iter().map(|(_, v)| v)
     }

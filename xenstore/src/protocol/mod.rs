@@ -392,9 +392,11 @@ impl<W> Core<W> {
         }
     }
 
-    /// Some requester still waiting for its reply, if any (the runtime
-    /// passes the job of reading to it).
-    pub fn any_waiter(&self) -> Option<&W> {
+    /// The requester that has waited longest for its reply, if any. The
+    /// daemon answers in order, so its reply is the next to come: the
+    /// runtime passes the job of reading to it, and the reader then most
+    /// often reads its own reply rather than waking another thread for it.
+    pub fn oldest_waiter(&self) -> Option<&W> {
         self.pending.values().find_map(|p| p.waiter.as_ref())
     }
 

@@ -506,17 +506,37 @@ fn abandoned_requests_get_late_replies() {
 }
 
 #[test]
+fn the_oldest_waiter_is_the_one_whose_reply_comes_next() {
+    let mut core: Core<u32> = Core::new();
+    let mut ids = Vec::new();
+    for (waiter, path) in [(10, "/a"), (11, "/b"), (12, "/c"), (13, "/d")] {
+        let mut out = Vec::new();
+        ids.push(core.encode(&Request::Read(path), 0, waiter, &mut out).unwrap());
+    }
+    assert_eq!(core.oldest_waiter(), Some(&10));
+    // Answered in order, the next waiter is always the oldest left...
+    feed_all(&mut core, &msg(MsgType::Read, ids[0], 0, b"a"));
+    assert_eq!(core.oldest_waiter(), Some(&11));
+    // ...and an answer out of order (the daemon never sends one, but the
+    // table must not care) leaves the order of the others as it was.
+    feed_all(&mut core, &msg(MsgType::Read, ids[2], 0, b"c"));
+    assert_eq!(core.oldest_waiter(), Some(&11));
+    feed_all(&mut core, &msg(MsgType::Read, ids[1], 0, b"b"));
+    assert_eq!(core.oldest_waiter(), Some(&13));
+}
+
+#[test]
 fn reset_connection_returns_waiters_and_forgets_partial_input() {
     let mut core: Core<u32> = Core::new();
     let mut out = Vec::new();
     core.encode(&Request::Read("/a"), 0, 10, &mut out).unwrap();
     core.encode(&Request::Read("/b"), 0, 11, &mut out).unwrap();
-    assert_eq!(core.any_waiter(), Some(&10));
+    assert_eq!(core.oldest_waiter(), Some(&10));
     core.feed(&[1, 2, 3], &mut |_| panic!("no event from 3 bytes"));
     let mut waiters = core.reset_connection();
     waiters.sort();
     assert_eq!(waiters, [10, 11]);
-    assert_eq!(core.any_waiter(), None);
+    assert_eq!(core.oldest_waiter(), None);
     // A fresh stream parses from its first byte.
     let (id, _, _) = encode(&mut core, Request::Read("/a"), 0);
     assert_eq!(

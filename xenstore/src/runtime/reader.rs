@@ -120,7 +120,7 @@ impl<P: Platform> Shared<P> {
                 Next::Receiver
             } else {
                 c.core
-                    .any_waiter()
+                    .oldest_waiter()
                     .cloned()
                     .map_or(Next::Nobody, Next::Requester)
             }
@@ -139,7 +139,7 @@ impl<P: Platform> Shared<P> {
             if self.reader_busy.load(Ordering::Acquire) {
                 None
             } else {
-                c.core.any_waiter().cloned()
+                c.core.oldest_waiter().cloned()
             }
         });
         if let Some(slot) = next {
