@@ -388,6 +388,58 @@ fn suspend_waits_for_a_transaction_blocks_new_ones_and_resume_rearms_watches() {
     suspend_scenario(&tb, &guest, "data/s", "/local/domain/1/data/s");
 }
 
+fn signal_daemon(tb: &testbed::Testbed, signal: &str) {
+    let pid = tb.daemon_pid().expect("the daemon runs");
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill(1) runs");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// A suspend that comes while `read_many` holds a window of requests in
+/// flight: the suspend waits for those requests (as for any), so
+/// `read_many` must end them before it waits at the suspend's gate, or each
+/// waits for the other for ever. The daemon is stopped (SIGSTOP) while the
+/// window is in flight and the suspend begins, so the window is certainly
+/// held when the gate closes.
+#[test]
+fn suspend_during_read_many_ends_its_window_then_read_many_goes_on() {
+    const PATHS: usize = 50_000;
+    let tb = start_testbed();
+    let xs = socket_client(&tb, Config::default());
+    xs.write("/rm/v", "v").unwrap();
+    let (done_tx, done) = channel();
+    let c = xs.clone();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(c.read_many(&vec!["/rm/v"; PATHS]));
+    });
+    eventually("read_many under way", || xs.stats().core.replies > 1_000);
+    signal_daemon(&tb, "STOP");
+    let replies = xs.stats().core.replies;
+    assert!(replies < 1 + PATHS as u64, "read_many was still under way");
+
+    let (suspended_tx, suspended) = channel();
+    let c = xs.clone();
+    std::thread::spawn(move || {
+        let _ = suspended_tx.send(c.suspend());
+    });
+    // Give the suspend time to close its gate while the window is held (if
+    // it takes longer, it lands later in read_many: the same case).
+    std::thread::sleep(Duration::from_millis(100));
+    signal_daemon(&tb, "CONT");
+    suspended
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the suspend never ended: read_many held requests at the gate")
+        .unwrap();
+    xs.resume_cancelled().unwrap();
+    let results = done
+        .recv_timeout(Duration::from_secs(120))
+        .expect("read_many never ended after the resume");
+    assert_eq!(results.len(), PATHS);
+    assert!(results.iter().all(|r| r.as_deref() == Ok(&b"v"[..])));
+}
+
 /// A cancelled suspend (`xl save -c`): the guest never left, so nothing is
 /// lost. The watch's callback is blocked and its queue full, so flow control
 /// leaves events unread in the ring across the suspend; all arrive after,

@@ -13,7 +13,7 @@ use crate::perms::{DomId, Grant, Permissions};
 use crate::platform::Platform;
 use crate::reply;
 use crate::request::Request;
-use crate::runtime::{Gate, Ticket, Tx};
+use crate::runtime::{Entered, Gate, Ticket, Tx};
 use crate::wire::MsgType;
 
 /// Where a [`Store`] sends its requests: a client, and the transaction
@@ -177,6 +177,11 @@ pub trait Store {
 
     /// Reads every path in `paths` with up to `Config::pipeline_depth`
     /// requests in flight; one result per path, in order.
+    ///
+    /// The window is refilled in batches: each turn redeems the oldest
+    /// request and every later one already answered, then sends as many
+    /// new requests as that freed, in one write (one wake-up of the daemon
+    /// for the lot, not one per request).
     fn read_many(&self, paths: &[&str]) -> Vec<Result<Vec<u8>, XsError>> {
         let t = self.target();
         let shared = t.client.shared();
@@ -186,18 +191,36 @@ pub trait Store {
         let mut redeem = |(started, path): (Started<Self::Platform>, &str)| {
             results.push(started.and_then(|ticket| shared.finish(ticket, Some(path))));
         };
-        for &path in paths {
-            if in_flight.len() >= depth
-                && let Some(oldest) = in_flight.pop_front()
+        let mut unsent = paths.iter();
+        loop {
+            while in_flight.len() < depth
+                && let Some(&path) = unsent.next()
             {
-                redeem(oldest);
+                let started = match shared.queue(&Request::Read(path), t.tx) {
+                    Ok(Entered::Ticket(ticket)) => Ok(ticket),
+                    Err(e) => Err(e),
+                    Ok(Entered::GateClosed) => {
+                        // A suspend waits for the requests we hold: end them
+                        // before waiting at its gate.
+                        shared.flush();
+                        in_flight.drain(..).for_each(&mut redeem);
+                        shared.start(&Request::Read(path), t.tx, Gate::Respect)
+                    }
+                };
+                in_flight.push_back((started, path));
             }
-            in_flight.push_back((
-                shared.start(&Request::Read(path), t.tx, Gate::Respect),
-                path,
-            ));
+            shared.flush();
+            let Some(oldest) = in_flight.pop_front() else {
+                break;
+            };
+            redeem(oldest);
+            while in_flight
+                .front()
+                .is_some_and(|(started, _)| started.as_ref().is_ok_and(Ticket::answered))
+            {
+                in_flight.pop_front().into_iter().for_each(&mut redeem);
+            }
         }
-        in_flight.into_iter().for_each(redeem);
         results
     }
 

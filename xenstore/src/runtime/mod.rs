@@ -52,7 +52,7 @@ use crate::sync::SuspendLock;
 use crate::transport::Transport;
 use core::sync::atomic::{AtomicBool, AtomicUsize};
 
-pub(crate) use requests::{Gate, Ticket, Tx};
+pub(crate) use requests::{Entered, Gate, Ticket, Tx};
 pub use watch::{Callback, WatchEvent};
 
 /// Who reads from the transport.
@@ -346,7 +346,7 @@ impl<P: Platform> Shared<P> {
     /// hold: a reply is awaited, or the connection failed.
     pub(crate) fn must_read(&self) -> bool {
         self.conn
-            .with(|c| c.failed.is_some() || c.core.any_waiter().is_some())
+            .with(|c| c.failed.is_some() || c.core.oldest_waiter().is_some())
     }
 
     /// The counters.

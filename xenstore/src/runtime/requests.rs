@@ -30,6 +30,11 @@ impl<P: Platform> Ticket<P> {
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch
     }
+
+    /// Whether its outcome is in: [`Shared::finish`] would not wait.
+    pub(crate) fn answered(&self) -> bool {
+        self.slot.state.with(|s| s.outcome.is_some())
+    }
 }
 
 /// The transaction a request belongs to: the daemon's id (0: none) and the
@@ -54,7 +59,30 @@ pub(crate) enum Gate {
     Bypass,
 }
 
-/// What `start` decided under the connection lock.
+/// What [`Shared::queue`] did.
+pub(crate) enum Entered<P: Platform> {
+    /// Framed: the request is in flight once flushed.
+    Ticket(Ticket<P>),
+    /// Not framed: a suspend closed the gate.
+    GateClosed,
+}
+
+/// Whether a requester writes the outbox at once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SendWhen {
+    Now,
+    /// The caller will flush after framing more.
+    Later,
+}
+
+/// What a requester does at a closed suspend gate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AtGate {
+    Wait,
+    Report,
+}
+
+/// What `enter` decided under the connection lock.
 enum Step {
     /// Framed; `batch` is `Some` if this requester must write the outbox.
     Queued {
@@ -80,13 +108,55 @@ impl<P: Platform> Shared<P> {
     }
 
     /// Sends `req` without waiting for the reply (pipelining). Every ticket
-    /// must be passed to [`Shared::finish`].
+    /// must be passed to [`Shared::finish`]. Waits while the suspend gate is
+    /// closed (unless `gate` bypasses it): so a caller must not hold
+    /// unfinished tickets, which `suspend` waits for (use [`Shared::queue`]).
     pub(crate) fn start(
         &self,
         req: &Request<'_>,
         tx: Tx,
         gate: Gate,
     ) -> Result<Ticket<P>, XsError> {
+        match self.enter(req, tx, gate, SendWhen::Now, AtGate::Wait)? {
+            Entered::Ticket(ticket) => Ok(ticket),
+            Entered::GateClosed => unreachable!("enter waits at the gate"),
+        }
+    }
+
+    /// Frames `req` into the outbox without writing it, so that several
+    /// requests leave in one write: the caller must call [`Shared::flush`]
+    /// before it waits for any of them (a concurrent sender may take them
+    /// out earlier; that is fine). Never waits at the suspend gate: while it
+    /// is closed this returns [`Entered::GateClosed`], and the caller must
+    /// finish the tickets it holds before it waits there (by
+    /// [`Shared::start`]), since `suspend` waits for them.
+    pub(crate) fn queue(&self, req: &Request<'_>, tx: Tx) -> Result<Entered<P>, XsError> {
+        self.enter(req, tx, Gate::Respect, SendWhen::Later, AtGate::Report)
+    }
+
+    /// Writes what [`Shared::queue`] framed, unless a sender is already at
+    /// it (its loop then writes it too).
+    pub(crate) fn flush(&self) {
+        let batch = self.conn.with(|c| {
+            let idle = !c.outbox.is_empty() && !c.sending;
+            idle.then(|| {
+                c.sending = true;
+                mem::take(&mut c.spare)
+            })
+        });
+        if let Some(batch) = batch {
+            self.write_outbox(batch);
+        }
+    }
+
+    fn enter(
+        &self,
+        req: &Request<'_>,
+        tx: Tx,
+        gate: Gate,
+        send: SendWhen,
+        at_gate: AtGate,
+    ) -> Result<Entered<P>, XsError> {
         let slot = Slot::<P>::pooled(&self.slots);
         loop {
             let step = self.conn.with(|c| {
@@ -110,7 +180,7 @@ impl<P: Platform> Shared<P> {
                     Err(e) => Step::Refused(e),
                     Ok(req_id) => {
                         self.active.fetch_add(1, Ordering::SeqCst);
-                        let sender = !mem::replace(&mut c.sending, true);
+                        let sender = send == SendWhen::Now && !mem::replace(&mut c.sending, true);
                         Step::Queued {
                             req_id,
                             batch: sender.then(|| mem::take(&mut c.spare)),
@@ -134,17 +204,21 @@ impl<P: Platform> Shared<P> {
                     if let Some(batch) = batch {
                         self.write_outbox(batch);
                     }
-                    return Ok(Ticket {
+                    return Ok(Entered::Ticket(Ticket {
                         slot,
                         req_id,
                         op: req.msg_type(),
                         deadline,
                         epoch,
-                    });
+                    }));
                 }
                 Step::Refused(e) => {
                     self.recycle_slot(slot);
                     return Err(e);
+                }
+                Step::WaitAtGate if at_gate == AtGate::Report => {
+                    self.recycle_slot(slot);
+                    return Ok(Entered::GateClosed);
                 }
                 Step::WaitAtGate => {
                     let mut open = || {
