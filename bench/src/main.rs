@@ -35,7 +35,7 @@ use xenstore::{Client, Store};
 
 use bench_stats::{Summary, loadavg};
 use daemon::{Daemon, set_affinity};
-use figures::{FIGURES, Figure, RATIOS, READ_PATH, VALUE_LEN, WRITE_PATH};
+use figures::{FIGURES, Figure, RATIOS, READ_PATH, TARGETS, VALUE_LEN, WRITE_PATH};
 use libxs::Peer;
 use measure::Window;
 
@@ -45,6 +45,7 @@ const PINNED_FIGURES: &[&str] = &[
     "libxs_read_1t",
     "ours_read_4t",
     "libxs_read_4t_one_handle",
+    "libxs_read_4t_4handles",
     "daemon_read_pipelined",
 ];
 
@@ -169,12 +170,19 @@ impl PassResult<'_> {
             let at = self.figures.iter().position(|f| f.name == name)?;
             Some(&self.samples[at])
         };
+        let mut medians = Vec::new();
         for (ratio, ours, theirs) in RATIOS {
             if let (Some(a), Some(b)) = (samples(ours), samples(theirs)) {
                 let per_round: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
                 if let Some(summary) = Summary::of(&per_round) {
                     println!("{}", summary.line(&format!("{}{ratio}", self.prefix), 2));
+                    medians.push((*ratio, summary.median));
                 }
+            }
+        }
+        if self.prefix.is_empty() {
+            for line in target_lines(&medians) {
+                println!("{line}");
             }
         }
     }
@@ -185,6 +193,22 @@ impl PassResult<'_> {
             println!("# samples {}{}: {}", self.prefix, f.name, list.join(" "));
         }
     }
+}
+
+/// A `target_<name>=met|NOT MET` line for each target whose ratio was
+/// measured (`medians`: ratio name and median), with the figure and bound.
+fn target_lines(medians: &[(&str, f64)]) -> Vec<String> {
+    TARGETS
+        .iter()
+        .filter_map(|&(ratio, at_least)| {
+            let median = medians.iter().find(|(name, _)| *name == ratio)?.1;
+            let verdict = if median >= at_least { "met" } else { "NOT MET" };
+            let name = ratio.trim_start_matches("ratio_");
+            Some(format!(
+                "target_{name}={verdict}  # {ratio} {median:.2} >= {at_least}"
+            ))
+        })
+        .collect()
 }
 
 fn run(args: Args) -> Result<(), String> {
@@ -308,6 +332,22 @@ mod tests {
 
     fn parse_str(args: &str) -> Result<Option<Args>, String> {
         parse_args(args.split_whitespace().map(std::ffi::OsString::from))
+    }
+
+    #[test]
+    fn targets_say_met_or_not_met_and_skip_what_was_not_measured() {
+        let lines = target_lines(&[
+            ("ratio_read_1t", 1.0),
+            ("ratio_read_4t_vs_4handles", 1.49),
+            ("ratio_write_1t", 0.5),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "target_read_1t=met  # ratio_read_1t 1.00 >= 1",
+                "target_read_4t_vs_4handles=NOT MET  # ratio_read_4t_vs_4handles 1.49 >= 1.5",
+            ]
+        );
     }
 
     #[test]
