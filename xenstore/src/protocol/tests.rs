@@ -511,7 +511,10 @@ fn the_oldest_waiter_is_the_one_whose_reply_comes_next() {
     let mut ids = Vec::new();
     for (waiter, path) in [(10, "/a"), (11, "/b"), (12, "/c"), (13, "/d")] {
         let mut out = Vec::new();
-        ids.push(core.encode(&Request::Read(path), 0, waiter, &mut out).unwrap());
+        ids.push(
+            core.encode(&Request::Read(path), 0, waiter, &mut out)
+                .unwrap(),
+        );
     }
     assert_eq!(core.oldest_waiter(), Some(&10));
     // Answered in order, the next waiter is always the oldest left...

@@ -10,8 +10,9 @@
 //!   thread, which then holds it for good (the kernel shape: an interrupt
 //!   wakes it and it demultiplexes), or, while no receive thread runs and
 //!   the transport allows it, a waiting requester, which reads until its
-//!   own reply is in and hands the token to another waiter (as libxenstore
-//!   reads on the calling thread while no watch exists). The receive thread
+//!   own reply is in and hands the token to the oldest waiter, whose reply
+//!   comes next (as libxenstore reads on the calling thread while no watch
+//!   exists). The receive thread
 //!   is started when the first watch is registered, or at once for
 //!   [`ReceiveMode::Dedicated`] and for transports that need it (the ring).
 //! - Watch events go to per-watch bounded queues; callback threads run
@@ -32,7 +33,9 @@
 //! under `conn`; if nobody is writing, it becomes the sender and writes the
 //! outbox, looping until it is empty, while later requesters just append
 //! and go wait. So there is no send lock to sleep on, and requests that
-//! pile up while a write is under way leave in one write.
+//! pile up while a write is under way leave in one write. A pipelining
+//! caller (`read_many`) frames several requests without sending
+//! ([`Shared::queue`]), then writes them at once ([`Shared::flush`]).
 
 mod framing;
 mod reader;
