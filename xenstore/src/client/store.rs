@@ -23,7 +23,8 @@ pub struct Target<'a, P: Platform> {
     pub(super) tx: Tx,
 }
 
-/// A request of `read_many` that was sent, or failed before being sent.
+/// A request of `read_many` that was framed (sent, or to be sent by the
+/// next flush), or failed before being framed.
 type Started<P> = Result<Ticket<P>, XsError>;
 
 fn protocol(op: MsgType, path: Option<&str>, violation: ProtocolViolation) -> XsError {

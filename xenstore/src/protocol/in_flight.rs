@@ -6,7 +6,8 @@
 //!
 //! Entries stay in the order they were inserted, oldest first: the daemon
 //! answers one connection's requests in order, so the oldest entry is the
-//! next to be answered (the runtime hands the reader token to it).
+//! next to be answered (the runtime hands the reader token to the oldest
+//! entry that still has a waiter).
 
 use alloc::vec::Vec;
 

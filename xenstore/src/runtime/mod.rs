@@ -3,8 +3,8 @@
 //!
 //! Shape (FreeBSD's `xenstore.c`, with several requests in flight):
 //! - A requester frames its request into the outbox under the connection
-//!   lock, sends it (see "Sending" below), then sleeps on its own reply
-//!   slot. Only the requester whose reply arrived is woken, and only if it
+//!   lock, sends it (see "Sending" below; a pipelining caller may frame
+//!   several, then send them), then sleeps on its own reply slot. Only the requester whose reply arrived is woken, and only if it
 //!   is asleep.
 //! - Reading is done by whoever holds the *reader token*: the receive
 //!   thread, which then holds it for good (the kernel shape: an interrupt

@@ -84,13 +84,14 @@ enum AtGate {
 
 /// What `enter` decided under the connection lock.
 enum Step {
-    /// Framed; `batch` is `Some` if this requester must write the outbox.
+    /// Framed; `batch` is `Some` if this requester must write the outbox
+    /// now (else a sender is at it, or the caller flushes later).
     Queued {
         req_id: u32,
         batch: Option<Vec<u8>>,
         epoch: u64,
     },
-    /// The gate is closed: wait for `resume`.
+    /// The gate is closed: wait for `resume`, or report it (`queue`).
     WaitAtGate,
     Refused(XsError),
 }
@@ -175,10 +176,13 @@ impl<P: Platform> Shared<P> {
                         req.path(),
                     )));
                 }
-                Self::frame_deferred(c);
                 match c.core.encode(req, tx.id, Arc::clone(&slot), &mut c.outbox) {
                     Err(e) => Step::Refused(e),
                     Ok(req_id) => {
+                        // Clean-ups go with a request that is sure to be
+                        // written, never into an outbox nobody will send
+                        // (which a resume would then send to a new daemon).
+                        Self::frame_deferred(c);
                         self.active.fetch_add(1, Ordering::SeqCst);
                         let sender = send == SendWhen::Now && !mem::replace(&mut c.sending, true);
                         Step::Queued {
