@@ -215,11 +215,11 @@ pub trait Store {
                 break;
             };
             redeem(oldest);
-            while in_flight
-                .front()
-                .is_some_and(|(started, _)| started.as_ref().is_ok_and(Ticket::answered))
+            while let Some((Ok(ticket), _)) = in_flight.front()
+                && ticket.answered()
+                && let Some(next) = in_flight.pop_front()
             {
-                in_flight.pop_front().into_iter().for_each(&mut redeem);
+                redeem(next);
             }
         }
         results

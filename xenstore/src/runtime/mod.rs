@@ -4,17 +4,17 @@
 //! Shape (FreeBSD's `xenstore.c`, with several requests in flight):
 //! - A requester frames its request into the outbox under the connection
 //!   lock, sends it (see "Sending" below; a pipelining caller may frame
-//!   several, then send them), then sleeps on its own reply slot. Only the requester whose reply arrived is woken, and only if it
-//!   is asleep.
+//!   several, then send them), then sleeps on its own reply slot. Only the
+//!   requester whose reply arrived is woken, and only if it is asleep.
 //! - Reading is done by whoever holds the *reader token*: the receive
 //!   thread, which then holds it for good (the kernel shape: an interrupt
 //!   wakes it and it demultiplexes), or, while no receive thread runs and
 //!   the transport allows it, a waiting requester, which reads until its
 //!   own reply is in and hands the token to the oldest waiter, whose reply
 //!   comes next (as libxenstore reads on the calling thread while no watch
-//!   exists). The receive thread
-//!   is started when the first watch is registered, or at once for
-//!   [`ReceiveMode::Dedicated`] and for transports that need it (the ring).
+//!   exists). The receive thread is started when the first watch is
+//!   registered, or at once for [`ReceiveMode::Dedicated`] and for
+//!   transports that need it (the ring).
 //! - Watch events go to per-watch bounded queues; callback threads run
 //!   each watch's callbacks in order, different watches in parallel
 //!   ([`watch`]). The receive thread reads only as much as the queues can

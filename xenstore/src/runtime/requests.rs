@@ -75,13 +75,6 @@ enum SendWhen {
     Later,
 }
 
-/// What a requester does at a closed suspend gate.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum AtGate {
-    Wait,
-    Report,
-}
-
 /// What `enter` decided under the connection lock.
 enum Step {
     /// Framed; `batch` is `Some` if this requester must write the outbox
@@ -91,8 +84,8 @@ enum Step {
         batch: Option<Vec<u8>>,
         epoch: u64,
     },
-    /// The gate is closed: wait for `resume`, or report it (`queue`).
-    WaitAtGate,
+    /// The gate is closed: nothing framed.
+    GateClosed,
     Refused(XsError),
 }
 
@@ -118,9 +111,17 @@ impl<P: Platform> Shared<P> {
         tx: Tx,
         gate: Gate,
     ) -> Result<Ticket<P>, XsError> {
-        match self.enter(req, tx, gate, SendWhen::Now, AtGate::Wait)? {
-            Entered::Ticket(ticket) => Ok(ticket),
-            Entered::GateClosed => unreachable!("enter waits at the gate"),
+        loop {
+            match self.enter(req, tx, gate, SendWhen::Now)? {
+                Entered::Ticket(ticket) => return Ok(ticket),
+                Entered::GateClosed => {
+                    let mut open = || {
+                        !self.gate_closed.load(Ordering::SeqCst)
+                            || self.conn.with(|c| c.failed.is_some())
+                    };
+                    self.conn_queue.wait_until(&mut open, None);
+                }
+            }
         }
     }
 
@@ -132,7 +133,7 @@ impl<P: Platform> Shared<P> {
     /// finish the tickets it holds before it waits there (by
     /// [`Shared::start`]), since `suspend` waits for them.
     pub(crate) fn queue(&self, req: &Request<'_>, tx: Tx) -> Result<Entered<P>, XsError> {
-        self.enter(req, tx, Gate::Respect, SendWhen::Later, AtGate::Report)
+        self.enter(req, tx, Gate::Respect, SendWhen::Later)
     }
 
     /// Writes what [`Shared::queue`] framed, unless a sender is already at
@@ -150,87 +151,77 @@ impl<P: Platform> Shared<P> {
         }
     }
 
+    /// Frames `req` into the outbox (and writes it, for `SendWhen::Now`,
+    /// unless a sender is at it), or refuses it, or reports a closed gate
+    /// when `gate` respects it. Never waits.
     fn enter(
         &self,
         req: &Request<'_>,
         tx: Tx,
         gate: Gate,
         send: SendWhen,
-        at_gate: AtGate,
     ) -> Result<Entered<P>, XsError> {
         let slot = Slot::<P>::pooled(&self.slots);
-        loop {
-            let step = self.conn.with(|c| {
-                if let Some(cause) = &c.failed {
-                    return Step::Refused(XsError::Disconnected(cause.clone()));
-                }
-                if gate == Gate::Respect && self.gate_closed.load(Ordering::SeqCst) {
-                    return Step::WaitAtGate;
-                }
-                if tx.id != 0 && tx.epoch != c.epoch {
-                    // A real resume came between: the daemon we talk to now
-                    // never heard of this transaction (or gave its id to
-                    // another). Nothing is sent; retrying it is the cure.
-                    return Step::Refused(XsError::Eagain(Context::new(
-                        req.msg_type(),
-                        req.path(),
-                    )));
-                }
-                match c.core.encode(req, tx.id, Arc::clone(&slot), &mut c.outbox) {
-                    Err(e) => Step::Refused(e),
-                    Ok(req_id) => {
-                        // Clean-ups go with a request that is sure to be
-                        // written, never into an outbox nobody will send
-                        // (which a resume would then send to a new daemon).
-                        Self::frame_deferred(c);
-                        self.active.fetch_add(1, Ordering::SeqCst);
-                        let sender = send == SendWhen::Now && !mem::replace(&mut c.sending, true);
-                        Step::Queued {
-                            req_id,
-                            batch: sender.then(|| mem::take(&mut c.spare)),
-                            epoch: c.epoch,
-                        }
-                    }
-                }
-            });
-            match step {
-                Step::Queued {
-                    req_id,
-                    batch,
-                    epoch,
-                } => {
-                    // A reply is awaited now: a reader paused for a full
-                    // watch queue must go on (see `watch`'s flow control).
-                    self.watches.wake_reader();
-                    // The deadline starts before sending, so the time spent
-                    // writing counts against it.
-                    let deadline = Deadline::after(&self.platform, self.config.request_timeout);
-                    if let Some(batch) = batch {
-                        self.write_outbox(batch);
-                    }
-                    return Ok(Entered::Ticket(Ticket {
-                        slot,
+        let step = self.conn.with(|c| {
+            if let Some(cause) = &c.failed {
+                return Step::Refused(XsError::Disconnected(cause.clone()));
+            }
+            if gate == Gate::Respect && self.gate_closed.load(Ordering::SeqCst) {
+                return Step::GateClosed;
+            }
+            if tx.id != 0 && tx.epoch != c.epoch {
+                // A real resume came between: the daemon we talk to now
+                // never heard of this transaction (or gave its id to
+                // another). Nothing is sent; retrying it is the cure.
+                return Step::Refused(XsError::Eagain(Context::new(req.msg_type(), req.path())));
+            }
+            match c.core.encode(req, tx.id, Arc::clone(&slot), &mut c.outbox) {
+                Err(e) => Step::Refused(e),
+                Ok(req_id) => {
+                    // Clean-ups go with a request that is sure to be
+                    // written, never into an outbox nobody will send
+                    // (which a resume would then send to a new daemon).
+                    Self::frame_deferred(c);
+                    self.active.fetch_add(1, Ordering::SeqCst);
+                    let sender = send == SendWhen::Now && !mem::replace(&mut c.sending, true);
+                    Step::Queued {
                         req_id,
-                        op: req.msg_type(),
-                        deadline,
-                        epoch,
-                    }));
+                        batch: sender.then(|| mem::take(&mut c.spare)),
+                        epoch: c.epoch,
+                    }
                 }
-                Step::Refused(e) => {
-                    self.recycle_slot(slot);
-                    return Err(e);
+            }
+        });
+        match step {
+            Step::Queued {
+                req_id,
+                batch,
+                epoch,
+            } => {
+                // A reply is awaited now: a reader paused for a full
+                // watch queue must go on (see `watch`'s flow control).
+                self.watches.wake_reader();
+                // The deadline starts before sending, so the time spent
+                // writing counts against it.
+                let deadline = Deadline::after(&self.platform, self.config.request_timeout);
+                if let Some(batch) = batch {
+                    self.write_outbox(batch);
                 }
-                Step::WaitAtGate if at_gate == AtGate::Report => {
-                    self.recycle_slot(slot);
-                    return Ok(Entered::GateClosed);
-                }
-                Step::WaitAtGate => {
-                    let mut open = || {
-                        !self.gate_closed.load(Ordering::SeqCst)
-                            || self.conn.with(|c| c.failed.is_some())
-                    };
-                    self.conn_queue.wait_until(&mut open, None);
-                }
+                Ok(Entered::Ticket(Ticket {
+                    slot,
+                    req_id,
+                    op: req.msg_type(),
+                    deadline,
+                    epoch,
+                }))
+            }
+            Step::Refused(e) => {
+                self.recycle_slot(slot);
+                Err(e)
+            }
+            Step::GateClosed => {
+                self.recycle_slot(slot);
+                Ok(Entered::GateClosed)
             }
         }
     }
